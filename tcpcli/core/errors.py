@@ -1,0 +1,378 @@
+"""One exception tree for the whole package, and one place that translates foreign errors.
+
+    TcpcliError
+    ├── AddressError          invalid address, raised synchronously by connect()  (TypeError)
+    ├── SocketOptionError     invalid option value, e.g. secure_transport          (TypeError)
+    ├── StartTlsError         start_tls() misuse, Workers rows 11–16               (TypeError)
+    ├── StreamClosedError     write after the writable was closed         (ClosedResourceError)
+    ├── PolicyError           the destination policy refused it; no packet was sent
+    ├── ConnectError          the connection could not be opened
+    │   ├── ResolveError
+    │   │   ├── NameNotFoundError     NXDOMAIN
+    │   │   ├── NoAddressError        the name exists but has no A/AAAA (for the family)
+    │   │   ├── ResolverFailureError  SERVFAIL, REFUSED, malformed or truncated answers
+    │   │   └── ResolveTimeoutError
+    │   ├── ConnectionRefusedError_  RST to our SYN
+    │   ├── UnreachableError         ICMP / routing errors, with errno
+    │   ├── ConnectTimeoutError
+    │   └── ProxyError
+    ├── TLSError
+    │   ├── CertificateVerifyError   verification failed: OpenSSL code and reason
+    │   │   └── PinMismatchError
+    │   └── TLSHandshakeError        alerts, protocol/version/cipher mismatch, garbage
+    ├── ConnectionLostError   reset or aborted mid-stream ("Network connection lost.")
+    ├── SocketCanceledError   evicted by the six-socket deadlock rule
+    ├── IdleTimeoutError      no bytes either way for the idle timeout
+    └── ProtocolError         a sans-IO dialogue failed
+        ├── RemoteProtocolError   the peer broke the protocol
+        └── LocalProtocolError    we were asked to do something the protocol forbids
+
+Every error carries ``kind``, a short stable category used by JSON events, bench error
+counts and the CLI's exit codes, and ``workers_message``, the text a Worker's ``connect()``
+would surface for the same failure (``shared/reference/workers-sockets-spec.md`` §4).
+
+``map_exceptions()`` is the translation boundary: OSError, ssl, anyio, dnspython and
+exception groups become this tree there and nowhere else.
+"""
+
+from __future__ import annotations
+
+import errno
+import ssl
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import ClassVar
+
+import anyio
+
+#: Workers spec §4 row 7: a refused, failed or disallowed connection.
+PROXY_FAILED = "proxy request failed, cannot connect to the specified address"
+#: Workers spec §4 row 7b: appended when the port is 80 or 443.
+FETCH_HINT = (
+    ". It looks like you might be trying to connect to a HTTP-based service"
+    " — consider using fetch instead"
+)
+#: Workers spec §4 row 10 (production only).
+PORT_25_PROHIBITED = "Connections to port 25 are prohibited"
+#: Workers spec §4 row 21.
+CONNECTION_LOST = "Network connection lost."
+#: Workers spec §4 row 18.
+WRITABLE_CLOSED = "This WritableStream has been closed."
+#: Our choice (the limits page gives no text): a socket evicted by the deadlock rule.
+SOCKET_CANCELED = (
+    "This connection was canceled to unblock pending connections "
+    "(simultaneous open connections limit)."
+)
+
+
+def proxy_failed_message(port: int | None) -> str:
+    """The Workers rejection text for a failed connect, with the fetch hint on 80/443."""
+    return PROXY_FAILED + (FETCH_HINT if port in (80, 443) else "")
+
+
+class TcpcliError(Exception):
+    """Base of every error tcpcli raises on purpose."""
+
+    kind: ClassVar[str] = "error"
+
+    @property
+    def workers_message(self) -> str:
+        """What a Worker would see for the same failure."""
+        return str(self)
+
+
+class AddressError(TcpcliError, TypeError):
+    """The address is invalid; the message is the exact Workers text (spec §4 rows 1–4, 6)."""
+
+    kind = "usage"
+
+
+class SocketOptionError(TcpcliError, TypeError):
+    """A socket option has an unsupported value (spec §4 row 5)."""
+
+    kind = "usage"
+
+
+class StartTlsError(TcpcliError, TypeError):
+    """start_tls() was misused; the message is the exact Workers text (rows 11–16)."""
+
+    kind = "usage"
+
+
+class StreamClosedError(TcpcliError, anyio.ClosedResourceError):
+    """Write after the writable side was closed (row 18)."""
+
+    kind = "closed"
+
+    def __init__(self, message: str = WRITABLE_CLOSED) -> None:
+        super().__init__(message)
+
+
+class _TargetedError(TcpcliError):
+    """An error about one destination; ``port`` picks the Workers text."""
+
+    def __init__(self, message: str, *, target: str | None = None, port: int | None = None):
+        super().__init__(message)
+        self.target = target
+        self.port = port
+
+    @property
+    def workers_message(self) -> str:
+        return proxy_failed_message(self.port)
+
+
+class PolicyError(_TargetedError):
+    """The destination policy refused the destination before any packet was sent.
+
+    ``rule`` names the rule that decided, ``lift`` is the option that would allow it.
+    """
+
+    kind = "blocked"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        rule: str,
+        lift: str,
+        target: str | None = None,
+        port: int | None = None,
+        address: str | None = None,
+    ) -> None:
+        super().__init__(message, target=target, port=port)
+        self.rule = rule
+        self.lift = lift
+        self.address = address
+
+    @property
+    def workers_message(self) -> str:
+        if self.port == 25:
+            return PORT_25_PROHIBITED
+        return proxy_failed_message(self.port)
+
+
+class ConnectError(_TargetedError):
+    """The connection could not be opened."""
+
+    kind = "connect"
+
+
+class ResolveError(ConnectError):
+    kind = "dns"
+
+
+class NameNotFoundError(ResolveError):
+    """NXDOMAIN: the name does not exist."""
+
+
+class NoAddressError(ResolveError):
+    """The name exists but has no address records (of the requested family)."""
+
+
+class ResolverFailureError(ResolveError):
+    """The resolver answered with SERVFAIL/REFUSED or an unusable message."""
+
+
+class ResolveTimeoutError(ResolveError):
+    kind = "dns-timeout"
+
+
+class ConnectionRefusedError_(ConnectError):  # noqa: N801 - avoids shadowing the builtin
+    kind = "refused"
+
+
+class UnreachableError(ConnectError):
+    kind = "unreachable"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        target: str | None = None,
+        port: int | None = None,
+        errno_: int | None = None,
+    ) -> None:
+        super().__init__(message, target=target, port=port)
+        self.errno = errno_
+
+
+class ConnectTimeoutError(ConnectError):
+    kind = "timeout"
+
+
+class ProxyError(ConnectError):
+    kind = "proxy"
+
+
+class TLSError(_TargetedError):
+    kind = "tls"
+
+
+class CertificateVerifyError(TLSError):
+    """Certificate verification failed; ``verify_code``/``reason`` come from OpenSSL."""
+
+    kind = "tls-verify"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        verify_code: int | None = None,
+        reason: str = "",
+        target: str | None = None,
+        port: int | None = None,
+    ) -> None:
+        super().__init__(message, target=target, port=port)
+        self.verify_code = verify_code
+        self.reason = reason
+
+
+class PinMismatchError(CertificateVerifyError):
+    """No certificate in the chain matches the requested SPKI pin."""
+
+
+class TLSHandshakeError(TLSError):
+    """The handshake failed for a reason other than certificate verification."""
+
+
+class ConnectionLostError(_TargetedError):
+    kind = "reset"
+
+    @property
+    def workers_message(self) -> str:
+        return CONNECTION_LOST
+
+
+class SocketCanceledError(TcpcliError):
+    kind = "canceled"
+
+    def __init__(self, message: str = SOCKET_CANCELED) -> None:
+        super().__init__(message)
+
+
+class IdleTimeoutError(_TargetedError):
+    kind = "timeout"
+
+
+class ProtocolError(TcpcliError):
+    kind = "protocol"
+
+
+class RemoteProtocolError(ProtocolError):
+    """The peer broke the protocol (bad, oversized or injected reply)."""
+
+
+class LocalProtocolError(ProtocolError):
+    """We were asked to do something the protocol forbids in its current state."""
+
+
+_REFUSED = {errno.ECONNREFUSED}
+_UNREACHABLE = {
+    errno.ENETUNREACH,
+    errno.EHOSTUNREACH,
+    errno.ENETDOWN,
+    errno.EHOSTDOWN,
+    errno.EADDRNOTAVAIL,
+    errno.EAFNOSUPPORT,
+    errno.EACCES,
+    errno.EPERM,
+}
+_LOST = {errno.ECONNRESET, errno.EPIPE, errno.ECONNABORTED, errno.ESHUTDOWN}
+
+
+def _single_leaf(group: BaseExceptionGroup[BaseException]) -> BaseException | None:
+    leaves: list[BaseException] = []
+
+    def walk(exc: BaseException) -> None:
+        if isinstance(exc, BaseExceptionGroup):
+            for inner in exc.exceptions:
+                walk(inner)
+        else:
+            leaves.append(exc)
+
+    walk(group)
+    # Prefer our own errors; a cancellation next to a real error is collateral damage.
+    ours = [leaf for leaf in leaves if isinstance(leaf, TcpcliError)]
+    if ours:
+        return ours[0]
+    if len(leaves) == 1:
+        return leaves[0]
+    return None
+
+
+def translate(exc: BaseException, *, target: str | None, port: int | None, phase: str) -> (
+    BaseException
+):
+    """Return the tcpcli error for a foreign exception (or the exception itself).
+
+    ``phase`` is "connect", "tls" or "stream": the same OSError means different things
+    while dialing and mid-stream (a timeout while dialing is a connect timeout).
+    """
+    if isinstance(exc, TcpcliError):
+        return exc
+    if isinstance(exc, BaseExceptionGroup):
+        leaf = _single_leaf(exc)
+        return exc if leaf is None else translate(leaf, target=target, port=port, phase=phase)
+    where = f"{target}" if target else "the peer"
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return CertificateVerifyError(
+            f"TLS certificate of {where} failed verification: {exc.verify_message}",
+            verify_code=exc.verify_code,
+            reason=str(exc.verify_message),
+            target=target,
+            port=port,
+        )
+    if isinstance(exc, ssl.SSLError):
+        reason = exc.reason or str(exc)
+        if phase == "stream":
+            return ConnectionLostError(
+                f"TLS connection to {where} failed: {reason}", target=target, port=port
+            )
+        return TLSHandshakeError(f"TLS handshake with {where} failed: {reason}",
+                                 target=target, port=port)
+    if isinstance(exc, anyio.BrokenResourceError | anyio.EndOfStream) and phase == "tls":
+        return TLSHandshakeError(
+            f"TLS handshake with {where} failed: the peer closed the connection",
+            target=target, port=port,
+        )
+    if isinstance(exc, anyio.BrokenResourceError):
+        cause = exc.__cause__ or exc.__context__
+        if cause is not None and not isinstance(cause, anyio.BrokenResourceError):
+            return translate(cause, target=target, port=port, phase=phase)
+        return ConnectionLostError(f"connection to {where} was lost", target=target, port=port)
+    if isinstance(exc, TimeoutError) and not isinstance(exc, OSError | ssl.SSLError):
+        return ConnectTimeoutError(f"timed out connecting to {where}", target=target, port=port)
+    if isinstance(exc, OSError):
+        code = exc.errno
+        text = exc.strerror or str(exc)
+        if code in _REFUSED:
+            return ConnectionRefusedError_(
+                f"connection to {where} refused", target=target, port=port
+            )
+        if code in _LOST or (phase == "stream" and code is not None):
+            return ConnectionLostError(
+                f"connection to {where} was reset ({text})", target=target, port=port
+            )
+        if code == errno.ETIMEDOUT:
+            return ConnectTimeoutError(
+                f"timed out connecting to {where}", target=target, port=port
+            )
+        if code in _UNREACHABLE:
+            return UnreachableError(
+                f"{where} is unreachable: {text}", target=target, port=port, errno_=code
+            )
+        return ConnectError(f"cannot connect to {where}: {text}", target=target, port=port)
+    return exc
+
+
+@contextmanager
+def map_exceptions(*, target: str | None = None, port: int | None = None,
+                   phase: str = "connect") -> Iterator[None]:
+    """Translate foreign exceptions raised in the block into the tcpcli tree."""
+    try:
+        yield
+    except BaseException as exc:
+        mapped = translate(exc, target=target, port=port, phase=phase)
+        if mapped is exc:
+            raise
+        raise mapped from exc

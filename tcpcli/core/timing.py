@@ -1,0 +1,91 @@
+"""A monotonic phase clock: every phase is timed from its own start to its own end.
+
+Phases are never derived by subtracting one cumulative stamp from another (the httpstat
+way), so a phase can't come out negative and overlapping phases (parallel happy-eyeballs
+attempts) each keep their true duration.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+#: The phases the core records, in the order they usually happen.
+PHASES = ("resolve", "slot-wait", "connect", "proxy", "starttls", "tls", "first-byte", "close")
+
+
+@dataclass
+class Phase:
+    """One timed step. ``start_ns``/``end_ns`` are time.perf_counter_ns() values."""
+
+    name: str
+    start_ns: int
+    end_ns: int | None = None
+    outcome: str = "running"  # "ok", or the error kind ("refused", "timeout", ...)
+    detail: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def duration_ms(self) -> float | None:
+        if self.end_ns is None:
+            return None
+        return (self.end_ns - self.start_ns) / 1e6
+
+    def offset_ms(self, origin_ns: int) -> float:
+        """Start of the phase relative to the clock's origin."""
+        return (self.start_ns - origin_ns) / 1e6
+
+
+#: Called with ("start" | "end", phase) as phases begin and finish (JSON events, live views).
+PhaseObserver = Callable[[str, Phase], None]
+
+
+class PhaseClock:
+    """Records phases for one connection (or one command run)."""
+
+    def __init__(self, observer: PhaseObserver | None = None, origin_ns: int | None = None):
+        self.origin_ns = time.perf_counter_ns() if origin_ns is None else origin_ns
+        self.phases: list[Phase] = []
+        self.observer = observer
+
+    def now_ms(self) -> float:
+        return (time.perf_counter_ns() - self.origin_ns) / 1e6
+
+    def begin(self, name: str, **detail: Any) -> Phase:
+        phase = Phase(name, time.perf_counter_ns(), detail=detail)
+        self.phases.append(phase)
+        if self.observer is not None:
+            self.observer("start", phase)
+        return phase
+
+    def end(self, phase: Phase, outcome: str = "ok", **detail: Any) -> None:
+        if phase.end_ns is not None:
+            return
+        phase.end_ns = time.perf_counter_ns()
+        phase.outcome = outcome
+        phase.detail.update(detail)
+        if self.observer is not None:
+            self.observer("end", phase)
+
+    @contextmanager
+    def phase(self, name: str, **detail: Any) -> Iterator[Phase]:
+        """Time the block; an exception ends the phase with its ``kind`` as the outcome."""
+        current = self.begin(name, **detail)
+        try:
+            yield current
+        except BaseException as exc:
+            # Cancellation and KeyboardInterrupt are BaseExceptions, not Exceptions.
+            fallback = "error" if isinstance(exc, Exception) else "cancelled"
+            self.end(current, getattr(exc, "kind", fallback))
+            raise
+        self.end(current)
+
+    def find(self, name: str) -> list[Phase]:
+        return [p for p in self.phases if p.name == name]
+
+    def total_ms(self, name: str) -> float:
+        """Sum of the finished phases with this name (e.g. all slot waits)."""
+        return sum(p.duration_ms or 0.0 for p in self.find(name))
+
