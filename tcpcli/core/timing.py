@@ -53,7 +53,7 @@ class PhaseClock:
     def now_ms(self) -> float:
         return (time.perf_counter_ns() - self.origin_ns) / 1e6
 
-    def begin(self, name: str, **detail: Any) -> Phase:
+    def begin(self, name: str, /, **detail: Any) -> Phase:
         phase = Phase(name, time.perf_counter_ns(), detail=detail)
         self.phases.append(phase)
         if self.observer is not None:
@@ -70,7 +70,7 @@ class PhaseClock:
             self.observer("end", phase)
 
     @contextmanager
-    def phase(self, name: str, **detail: Any) -> Iterator[Phase]:
+    def phase(self, name: str, /, **detail: Any) -> Iterator[Phase]:
         """Time the block; an exception ends the phase with its ``kind`` as the outcome."""
         current = self.begin(name, **detail)
         try:

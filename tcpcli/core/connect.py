@@ -1,0 +1,346 @@
+"""Dial a checked address: the connector seam, the socket cap, happy eyeballs and proxies.
+
+Nothing here decides *whether* a destination may be dialed — ``policy`` does that before
+any of this runs. This module only dials the literal addresses it is handed.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from ipaddress import IPv4Address, IPv6Address
+from typing import TYPE_CHECKING, Protocol
+
+import anyio
+import anyio.abc
+
+from tcpcli.core.errors import (
+    ConnectError,
+    ConnectTimeoutError,
+    ProxyError,
+    TcpcliError,
+    translate,
+)
+from tcpcli.core.timing import PhaseClock
+from tcpcli.core.tls import TLSOptions
+
+if TYPE_CHECKING:
+    from tcpcli.core.socket import Socket
+
+IPAddress = IPv4Address | IPv6Address
+
+#: The Workers limit on simultaneous open connections per invocation (limits page).
+WORKERS_MAX_SOCKETS = 6
+#: RFC 8305 §5: the recommended "Connection Attempt Delay".
+HAPPY_EYEBALLS_DELAY = 0.25
+
+
+@dataclass(frozen=True)
+class ConnectOptions:
+    """What the library adds beyond Workers' connect(): all opt-in."""
+
+    tls: TLSOptions = field(default_factory=TLSOptions)
+    connect_timeout: float | None = None  # whole dial: resolve + slot wait + attempts + TLS
+    family: int = socket.AF_UNSPEC  # AF_INET for -4, AF_INET6 for -6
+    local_address: str | None = None  # source address to bind before connecting
+    proxy: str | None = None  # socks5://, socks4://, http:// (CONNECT) URL
+    happy_eyeballs_delay: float = HAPPY_EYEBALLS_DELAY
+
+
+class Connector(Protocol):
+    """The seam between the core and the network: dial one literal address."""
+
+    async def connect_tcp(
+        self, host: IPAddress, port: int, *, local_address: str | None = None
+    ) -> anyio.abc.ByteStream: ...
+
+
+class SystemConnector:
+    """Real TCP through the running anyio backend."""
+
+    async def connect_tcp(
+        self, host: IPAddress, port: int, *, local_address: str | None = None
+    ) -> anyio.abc.ByteStream:
+        # The backend's own connect: anyio.connect_tcp() adds a task group per call and
+        # folds the OSError (and its errno) into a generic "All connection attempts failed".
+        from anyio._core._eventloop import get_async_backend
+
+        local = (local_address, 0) if local_address else None
+        stream: anyio.abc.ByteStream = await get_async_backend().connect_tcp(
+            str(host), port, local
+        )
+        return stream
+
+
+# --------------------------------------------------------------------------- socket cap
+
+
+class SocketSlot:
+    """One of the invocation's simultaneous-connection slots."""
+
+    __slots__ = ("owner", "released")
+
+    def __init__(self) -> None:
+        self.owner: Socket | None = None  # set once a dial attempt becomes a Socket
+        self.released = False
+
+
+class SocketSlots:
+    """The per-invocation cap on simultaneous sockets (Workers: 6, queued beyond that).
+
+    Waiters queue in FIFO order. The limits page's deadlock rule is kept: when connects
+    are queued and no open socket has a read or write in progress, the least recently
+    used open socket is canceled so the queue can move.
+    """
+
+    def __init__(self, limit: int | None = WORKERS_MAX_SOCKETS) -> None:
+        if limit is not None and limit < 1:
+            raise ValueError("max_sockets must be at least 1 (or None for no cap)")
+        self.limit = limit
+        self.held: list[SocketSlot] = []
+        self._waiters: list[anyio.Event] = []
+        self.peak = 0
+
+    @property
+    def live(self) -> int:
+        return len(self.held)
+
+    def _free(self) -> bool:
+        return self.limit is None or len(self.held) < self.limit
+
+    def _take(self) -> SocketSlot:
+        slot = SocketSlot()
+        self.held.append(slot)
+        self.peak = max(self.peak, len(self.held))
+        return slot
+
+    def try_acquire(self) -> SocketSlot | None:
+        if self._free() and not self._waiters:
+            return self._take()
+        return None
+
+    async def acquire(self) -> SocketSlot:
+        slot = self.try_acquire()
+        if slot is not None:
+            return slot
+        event = anyio.Event()
+        self._waiters.append(event)
+        try:
+            while True:
+                if self._free() and self._waiters[0] is event:
+                    self._waiters.pop(0)
+                    slot = self._take()
+                    self._wake_next()
+                    return slot
+                if self._waiters[0] is event:
+                    await self._cancel_idle_socket()
+                await event.wait()
+                event = self._rearm(event)
+        except BaseException:
+            if event in self._waiters:
+                self._waiters.remove(event)
+            self._wake_next()
+            raise
+
+    def _rearm(self, old: anyio.Event) -> anyio.Event:
+        new = anyio.Event()
+        index = self._waiters.index(old)
+        self._waiters[index] = new
+        return new
+
+    def release(self, slot: SocketSlot) -> None:
+        if slot.released:
+            return
+        slot.released = True
+        self.held.remove(slot)
+        self._wake_next()
+
+    def notify_idle(self) -> None:
+        """A socket finished a read or write: queued connects may now apply the LRU rule."""
+        if self._waiters:
+            self._waiters[0].set()
+
+    def _wake_next(self) -> None:
+        if self._waiters:
+            self._waiters[0].set()
+
+    async def _cancel_idle_socket(self) -> None:
+        owners = [slot.owner for slot in self.held]
+        if not owners or any(owner is None or owner.io_in_progress for owner in owners):
+            return  # a dial attempt or an I/O is under way: it will free or use its slot
+        victim = min((o for o in owners if o is not None), key=lambda o: o.last_used_ns)
+        await victim.cancel_for_limit()
+
+
+# --------------------------------------------------------------------------- dialing
+
+
+def interleave(addresses: Sequence[IPAddress], family: int = socket.AF_UNSPEC) -> list[IPAddress]:
+    """RFC 8305 §4 ordering: filter by family, then alternate families, IPv6 first."""
+    v6 = [a for a in addresses if a.version == 6 and family != socket.AF_INET]
+    v4 = [a for a in addresses if a.version == 4 and family != socket.AF_INET6]
+    ordered: list[IPAddress] = []
+    for i in range(max(len(v6), len(v4))):
+        if i < len(v6):
+            ordered.append(v6[i])
+        if i < len(v4):
+            ordered.append(v4[i])
+    return ordered
+
+
+@dataclass
+class Dialed:
+    """The winning attempt: its stream, the slot it holds, and who it reached."""
+
+    stream: anyio.abc.ByteStream
+    slot: SocketSlot
+    address: IPAddress
+    port: int
+
+
+async def dial(
+    addresses: Sequence[IPAddress],
+    port: int,
+    *,
+    connector: Connector,
+    slots: SocketSlots,
+    clock: PhaseClock,
+    options: ConnectOptions,
+    target: str,
+) -> Dialed:
+    """Happy eyeballs over already-checked literal addresses.
+
+    Every attempt holds a slot of the cap while it runs; losing attempts give theirs back.
+    A failed attempt starts the next one at once; a slow one lets the next start after
+    ``happy_eyeballs_delay`` (RFC 8305 §5).
+    """
+    ordered = interleave(addresses, options.family)
+    if not ordered:
+        raise ConnectError(f"no address of the requested family for {target}",
+                           target=target, port=port)
+    winner: Dialed | None = None
+    errors: list[BaseException] = []
+
+    async def attempt(address: IPAddress, done: anyio.Event) -> None:
+        nonlocal winner
+        slot: SocketSlot | None = None
+        try:
+            slot = slots.try_acquire()
+            if slot is None:
+                with clock.phase("slot-wait", live=slots.live, limit=slots.limit):
+                    slot = await slots.acquire()
+            with clock.phase("connect", address=str(address), port=port):
+                try:
+                    stream = await connector.connect_tcp(
+                        address, port, local_address=options.local_address
+                    )
+                except BaseException as exc:
+                    raise translate(exc, target=f"{_join(address, port)}", port=port,
+                                    phase="connect") from exc
+        except Exception as exc:
+            errors.append(exc)
+            if slot is not None:
+                slots.release(slot)
+            return
+        except BaseException:
+            if slot is not None:
+                slots.release(slot)
+            raise
+        finally:
+            done.set()
+        if winner is None:
+            winner = Dialed(stream, slot, address, port)
+            tg.cancel_scope.cancel()
+        else:
+            slots.release(slot)
+            await anyio.aclose_forcefully(stream)
+
+    try:
+        async with anyio.create_task_group() as tg:
+            for address in ordered:
+                done = anyio.Event()
+                tg.start_soon(attempt, address, done)
+                with anyio.move_on_after(options.happy_eyeballs_delay):
+                    await done.wait()
+    except BaseException:
+        # Cancelled from outside (a timeout, Ctrl-C) after an attempt had already won.
+        if winner is not None:
+            slots.release(winner.slot)
+            await anyio.aclose_forcefully(winner.stream)
+        raise
+
+    if winner is not None:
+        return winner
+    raise _best_error(errors, target, port)
+
+
+def _join(address: IPAddress, port: int) -> str:
+    return f"[{address}]:{port}" if address.version == 6 else f"{address}:{port}"
+
+
+def _best_error(errors: list[BaseException], target: str, port: int) -> BaseException:
+    """The error to report when every attempt failed: the first attempt's, named for the
+    target, since that is the address the user's system prefers."""
+    if not errors:
+        return ConnectError(f"cannot connect to {target}", target=target, port=port)
+    first = errors[0]
+    if isinstance(first, TcpcliError) and len(errors) > 1:
+        first.args = (f"{first.args[0]} (and {len(errors) - 1} more address(es) failed)",)
+    return first
+
+
+async def dial_proxy(
+    proxy_url: str,
+    address: IPAddress,
+    port: int,
+    *,
+    slots: SocketSlots,
+    clock: PhaseClock,
+    target: str,
+) -> Dialed:
+    """Reach ``address:port`` through a SOCKS4/SOCKS5/HTTP CONNECT proxy.
+
+    The proxy is the user's explicit choice and is not judged by the policy; the final
+    destination was judged before we got here, and we hand the proxy the checked literal
+    so that it cannot resolve the name to something else.
+    """
+    from python_socks import ProxyConnectionError, ProxyTimeoutError
+    from python_socks import ProxyError as SocksProxyError
+    from python_socks.async_.anyio import Proxy
+
+    try:
+        proxy = Proxy.from_url(proxy_url, rdns=False)
+    except ValueError as exc:
+        raise ProxyError(f"invalid proxy URL {proxy_url!r}: {exc}", target=target,
+                         port=port) from exc
+    slot = slots.try_acquire()
+    if slot is None:
+        with clock.phase("slot-wait", live=slots.live, limit=slots.limit):
+            slot = await slots.acquire()
+    try:
+        with clock.phase("proxy", proxy=_redact(proxy_url), address=str(address), port=port):
+            try:
+                stream = await proxy.connect(str(address), port, timeout=3600)
+            except ProxyTimeoutError as exc:
+                raise ConnectTimeoutError(f"proxy {_redact(proxy_url)} timed out reaching "
+                                          f"{target}", target=target, port=port) from exc
+            except ProxyConnectionError as exc:
+                raise ProxyError(f"cannot reach proxy {_redact(proxy_url)}: {exc}",
+                                 target=target, port=port) from exc
+            except SocksProxyError as exc:
+                raise ProxyError(f"proxy {_redact(proxy_url)} refused {target}: {exc}",
+                                 target=target, port=port) from exc
+    except BaseException:
+        slots.release(slot)
+        raise
+    return Dialed(stream, slot, address, port)
+
+
+def _redact(url: str) -> str:
+    """Drop credentials from a proxy URL before it is shown or logged."""
+    if "@" not in url:
+        return url
+    scheme, _, rest = url.partition("://")
+    return f"{scheme}://***@{rest.rsplit('@', 1)[1]}"
+

@@ -1,0 +1,632 @@
+"""The Workers-style Socket: ``connect()``, ``opened``, ``closed``, half-open, ``start_tls()``.
+
+This mirrors ``connect()`` from ``cloudflare:sockets`` (spec §2–3) in structured-concurrency
+Python. The Workers quick start translates line for line::
+
+    socket = connect("db.internal:5432", secure_transport="on")   # validates synchronously
+    try:
+        await socket.opened                                         # -> SocketInfo
+        await socket.writable.send(b"QUERY\\r\\n")
+        await socket.writable.aclose()                              # half-close: FIN
+        value = await socket.readable.receive()
+    finally:
+        await socket.close()
+
+Where Python differs, on purpose:
+
+* The connection starts when the socket is first awaited (``opened``, ``closed``, a read,
+  a write, ``close()`` or ``async with``) rather than in the background: there is no
+  task to own a background connect in structured concurrency. Writes issued before the
+  socket is open still go out in order, after it opens.
+* ``readable``/``writable`` are anyio byte streams: ``receive()`` raises
+  ``anyio.EndOfStream`` at EOF where a Workers reader returns ``{done: true}``.
+* ``closed`` also resolves once both directions are finished (our EOF sent and the peer's
+  EOF read) with ``allow_half_open=True``; Workers waits for ``close()`` in that case.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Coroutine, Generator
+from dataclasses import dataclass, replace
+from types import TracebackType
+from typing import Any, Generic, TypeVar
+
+import anyio
+import anyio.abc
+import anyio.lowlevel
+
+from tcpcli.core.address import (
+    ParsedAddress,
+    SecureTransport,
+    SocketAddress,
+    normalize_host,
+    parse_address,
+    validate_secure_transport,
+)
+from tcpcli.core.connect import ConnectOptions, Dialed, SocketSlot, dial, dial_proxy
+from tcpcli.core.errors import (
+    ConnectTimeoutError,
+    SocketCanceledError,
+    StartTlsError,
+    StreamClosedError,
+    TcpcliError,
+    map_exceptions,
+)
+from tcpcli.core.invocation import Invocation, current_invocation
+from tcpcli.core.policy import raise_for
+from tcpcli.core.resolve import Resolution
+from tcpcli.core.timing import Phase, PhaseClock
+from tcpcli.core.tls import TLSOptions, TLSReport, TLSStream
+
+T = TypeVar("T")
+
+#: How long close() waits for a graceful close (TLS close_notify) before aborting.
+CLOSE_GRACE_SECONDS = 2.0
+#: Default read size: large reads keep bulk transfers cheap (see the connect benchmark).
+READ_SIZE = 256 * 1024
+
+_WRITE_NOT_BYTES = "This WritableStream only supports writing byte types."
+_START_TLS_ON_TLS = "Cannot startTls on a TLS socket."
+_START_TLS_CLOSED = "The connection was closed before startTls could be started."
+_START_TLS_NOT_STARTTLS = (
+    "The `secureTransport` socket option must be set to 'starttls' for startTls to be used."
+)
+_START_TLS_TWICE = (
+    "startTls has already been called on this socket, or the socket was transferred over RPC."
+)
+_START_TLS_EXPECTED_NAME = (
+    "The expectedServerHostname option is not currently supported in startTls."
+)
+_CLOSED_BEFORE_OPEN = "The socket was closed before it was opened."
+_DETACHED = "This socket was upgraded with start_tls(); use the socket it returned."
+
+
+@dataclass(frozen=True)
+class SocketInfo:
+    """What ``opened`` resolves to. ``remote_address`` is the address string exactly as
+    given (Workers does not report the peer IP); ``local_address`` is unset for outbound
+    sockets, as in Workers. The dialed peer is ``Socket.peer_address``."""
+
+    remote_address: str | None
+    local_address: str | None = None
+
+
+class Deferred(Generic[T]):
+    """A settle-once value that any number of tasks can await (a promise)."""
+
+    def __init__(self) -> None:
+        self._event: anyio.Event | None = None
+        self._settled = False
+        self._value: T | None = None
+        self._error: BaseException | None = None
+
+    @property
+    def settled(self) -> bool:
+        return self._settled
+
+    @property
+    def error(self) -> BaseException | None:
+        return self._error
+
+    def resolve(self, value: T) -> None:
+        if not self._settled:
+            self._settled, self._value = True, value
+            if self._event is not None:
+                self._event.set()
+
+    def reject(self, error: BaseException) -> None:
+        if not self._settled:
+            self._settled, self._error = True, error
+            if self._event is not None:
+                self._event.set()
+
+    async def wait(self) -> T:
+        if not self._settled:
+            if self._event is None:
+                self._event = anyio.Event()
+            await self._event.wait()
+        if self._error is not None:
+            raise self._error
+        return self._value  # type: ignore[return-value]
+
+
+class _Awaitable(Generic[T]):
+    """``socket.opened`` / ``socket.closed``: awaitable any number of times, never a
+    dangling coroutine when only inspected."""
+
+    def __init__(self, factory: Callable[[], Any]) -> None:
+        self._factory = factory
+
+    def __await__(self) -> Generator[Any, None, T]:
+        result: T = yield from self._factory().__await__()
+        return result
+
+
+class ReadableStream(anyio.abc.ByteReceiveStream):
+    """The socket's read side. ``receive()`` raises ``anyio.EndOfStream`` on the peer's EOF."""
+
+    def __init__(self, socket: Socket) -> None:
+        self._socket = socket
+
+    async def receive(self, max_bytes: int = READ_SIZE) -> bytes:
+        return await self._socket._receive(max_bytes)
+
+    async def aclose(self) -> None:
+        """Stop reading (Workers ``readable.cancel()``); the write side stays usable."""
+        await self._socket._close_read_side()
+
+
+class WritableStream(anyio.abc.ByteSendStream):
+    """The socket's write side. ``aclose()`` sends FIN (a half-close) after pending writes;
+    reading goes on until the peer closes."""
+
+    def __init__(self, socket: Socket) -> None:
+        self._socket = socket
+
+    async def send(self, item: bytes) -> None:
+        await self._socket._send(item)
+
+    async def aclose(self) -> None:
+        await self._socket._close_write_side()
+
+
+class Socket:
+    """A TCP (or TLS) socket with the Workers semantics. Create it with :func:`connect`."""
+
+    def __init__(
+        self,
+        address: ParsedAddress,
+        secure_transport: SecureTransport,
+        allow_half_open: bool,
+        options: ConnectOptions,
+        invocation: Invocation,
+        *,
+        upgrade_from: Socket | None = None,
+    ) -> None:
+        self.address = address
+        self._secure_transport: SecureTransport = secure_transport
+        self.allow_half_open = allow_half_open
+        self.options = options
+        self.invocation = invocation
+        self.clock = PhaseClock(invocation.observer)
+        self.readable = ReadableStream(self)
+        self.writable = WritableStream(self)
+        #: Library extras for diagnostics (not in Workers):
+        self.resolution: Resolution | None = None
+        self.peer_address: tuple[str, int] | None = None
+        self.local_sockname: tuple[str, int] | None = None
+        self.tls_report: TLSReport | None = None
+        self.bytes_sent = 0
+        self.bytes_received = 0
+        self.io_in_progress = 0
+        self.last_used_ns = time.perf_counter_ns()
+        self._upgrade_from = upgrade_from
+        self._opened_state: Deferred[SocketInfo] = Deferred()
+        self._closed_state: Deferred[None] = Deferred()
+        self._started = False
+        self._transport: anyio.abc.ByteStream | None = None  # the TCP (or proxy) stream
+        self._stream: anyio.abc.ByteStream | None = None  # what we read/write: TCP or TLS
+        self._slot: SocketSlot | None = None
+        self._write_lock: anyio.Lock | None = None
+        self._pending_writes = 0  # sends issued and not finished: close() flushes them
+        self._write_done = False
+        self._read_done = False
+        self._closing = False
+        self._finished = False
+        self._upgraded = False
+        self._first_byte: Phase | None = None
+        invocation.sockets.add(self)
+
+    # ------------------------------------------------------------------ Workers surface
+
+    @property
+    def opened(self) -> _Awaitable[SocketInfo]:
+        return _Awaitable(self._ensure_open)
+
+    @property
+    def closed(self) -> _Awaitable[None]:
+        return _Awaitable(self._wait_closed)
+
+    @property
+    def upgraded(self) -> bool:
+        return self._upgraded
+
+    @property
+    def secure_transport(self) -> SecureTransport:
+        return self._secure_transport
+
+    async def close(self) -> None:
+        """Wait for the open to settle, flush pending writes, then close both directions.
+
+        Like Workers, this resolves even when the connection failed (``closed`` rejects).
+        """
+        if self._closing or self._finished:
+            await self._wait_settled(self._closed_state)
+            return
+        self._closing = True
+        if not self._started:
+            self._started = True
+            self._opened_state.reject(StreamClosedError(_CLOSED_BEFORE_OPEN))
+            self._closed_state.resolve(None)
+            self.invocation.sockets.discard(self)
+            return
+        if not await self._wait_settled(self._opened_state) or self._upgraded:
+            return
+        while self._pending_writes:  # flush: writes already issued go out first
+            async with self._lock():
+                pass
+            await anyio.lowlevel.checkpoint()
+        self._write_done = self._read_done = True
+        await self._finish()
+
+    def start_tls(
+        self, *, expected_server_hostname: str | None = None, tls: TLSOptions | None = None
+    ) -> Socket:
+        """Upgrade to TLS (spec §3.7): returns a new ``"on"`` socket verified against the
+        original hostname; this socket is marked upgraded and its ``closed`` resolves.
+
+        ``tls`` (library extension) adjusts TLS options for the upgraded socket.
+        """
+        if self._secure_transport == "on":
+            raise StartTlsError(_START_TLS_ON_TLS)
+        if self._closing or self._finished or self._opened_state.error is not None:
+            raise StartTlsError(_START_TLS_CLOSED)
+        if self._secure_transport != "starttls":
+            raise StartTlsError(_START_TLS_NOT_STARTTLS)
+        if self._upgraded:
+            raise StartTlsError(_START_TLS_TWICE)
+        if expected_server_hostname is not None:
+            raise StartTlsError(_START_TLS_EXPECTED_NAME)
+        self._upgraded = True
+        options = self.options if tls is None else replace(self.options, tls=tls)
+        upgraded = Socket(
+            self.address, "on", self.allow_half_open, options, self.invocation,
+            upgrade_from=self,
+        )
+        upgraded.clock = self.clock  # one waterfall across the upgrade
+        if self._opened_state.settled and not self._write_busy():
+            self._hand_over(upgraded)
+        return upgraded
+
+    async def __aenter__(self) -> Socket:
+        await self._ensure_open()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        with anyio.CancelScope(shield=exc_type is not None):
+            await self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._finished else "open" if self._stream else "new"
+        return f"<Socket {self.address.address_str} {self._secure_transport} {state}>"
+
+    # ------------------------------------------------------------------ opening
+
+    async def _ensure_open(self) -> SocketInfo:
+        if not self._started:
+            self._started = True
+            try:
+                await self._establish()
+            except TcpcliError as exc:
+                self._fail(exc)
+            except BaseException:
+                # Cancelled (or interrupted) while connecting: nobody else may hang on it.
+                self._fail(SocketCanceledError("The connection attempt was cancelled."))
+                raise
+        return await self._opened_state.wait()
+
+    async def _establish(self) -> None:
+        options = self.options
+        timeout = options.connect_timeout
+        try:
+            with anyio.fail_after(timeout):
+                if self._upgrade_from is not None:
+                    transport = await self._take_over(self._upgrade_from)
+                else:
+                    transport = await self._dial()
+                stream: anyio.abc.ByteStream = transport
+                if self._secure_transport == "on":
+                    stream = await self._handshake(transport)
+        except TimeoutError:
+            raise ConnectTimeoutError(
+                f"timed out after {timeout:g} s connecting to {self.address}",
+                target=str(self.address), port=self.address.port,
+            ) from None
+        self._stream = stream
+        self.last_used_ns = time.perf_counter_ns()
+        self._first_byte = self.clock.begin("first-byte")
+        self._opened_state.resolve(SocketInfo(remote_address=self.address.address_str))
+
+    async def _dial(self) -> anyio.abc.ByteStream:
+        invocation, options, address = self.invocation, self.options, self.address
+        target, port = address.address_str, address.port
+        host = normalize_host(address.hostname)
+        policy = invocation.policy
+        raise_for(policy.check_name(host, port), target=target, port=port)
+        if host.literal is not None:
+            addresses: tuple[Any, ...] = (host.literal,)
+        else:
+            with self.clock.phase("resolve", name=host.name):
+                self.resolution = await invocation.resolver.resolve(
+                    host.name, family=options.family
+                )
+            addresses = self.resolution.addresses
+            raise_for(policy.check_resolved(host.name, addresses, port), target=target,
+                      port=port)
+        dialed: Dialed
+        if options.proxy:
+            dialed = await dial_proxy(options.proxy, addresses[0], port,
+                                      slots=invocation.slots, clock=self.clock, target=target)
+        else:
+            dialed = await dial(addresses, port, connector=invocation.connector,
+                                slots=invocation.slots, clock=self.clock, options=options,
+                                target=target)
+        self._adopt_slot(dialed.slot)
+        self._transport = dialed.stream
+        self.peer_address = (str(dialed.address), dialed.port)
+        local = dialed.stream.extra(anyio.abc.SocketAttribute.local_address, None)
+        self.local_sockname = (str(local[0]), int(local[1])) if isinstance(local, tuple) else None
+        return dialed.stream
+
+    def _tls_hostname(self) -> str:
+        if self.options.tls.server_name:
+            return self.options.tls.server_name
+        host = normalize_host(self.address.hostname)
+        return str(host.literal) if host.literal is not None else host.name
+
+    async def _handshake(self, transport: anyio.abc.ByteStream) -> TLSStream:
+        target, port = self.address.address_str, self.address.port
+        try:
+            with self.clock.phase("tls", server_name=self._tls_hostname()):
+                tls = await TLSStream.wrap(transport, hostname=self._tls_hostname(),
+                                           options=self.options.tls, target=target, port=port)
+        except BaseException:
+            await anyio.aclose_forcefully(transport)
+            raise
+        self.tls_report = tls.report
+        return tls
+
+    async def _take_over(self, old: Socket) -> anyio.abc.ByteStream:
+        """start_tls(): wait for the plaintext socket to open and flush, then adopt it."""
+        await old._ensure_open()
+        async with old._lock():
+            pass
+        if old._transport is not None:  # not yet handed over by start_tls()
+            old._hand_over(self)
+        assert self._transport is not None
+        return self._transport
+
+    def _hand_over(self, new: Socket) -> None:
+        """Move transport and slot to the upgraded socket; this one is done."""
+        new._transport, self._transport, self._stream = self._transport, None, None
+        new.peer_address, new.local_sockname = self.peer_address, self.local_sockname
+        new.resolution = self.resolution
+        if self._slot is not None:
+            new._adopt_slot(self._slot)
+            self._slot = None
+        self._write_done = self._read_done = self._finished = True
+        self._closed_state.resolve(None)
+        self.invocation.sockets.discard(self)
+
+    def _adopt_slot(self, slot: SocketSlot) -> None:
+        slot.owner = self
+        self._slot = slot
+
+    # ------------------------------------------------------------------ data
+
+    def _lock(self) -> anyio.Lock:
+        if self._write_lock is None:
+            self._write_lock = anyio.Lock()
+        return self._write_lock
+
+    def _write_busy(self) -> bool:
+        return self._write_lock is not None and self._write_lock.locked()
+
+    async def _receive(self, max_bytes: int) -> bytes:
+        if self._upgraded:
+            raise anyio.ClosedResourceError(_DETACHED)
+        await self._ensure_open()
+        if self._read_done:
+            if self._finished and self._closed_state.error is not None:
+                raise self._closed_state.error
+            raise anyio.EndOfStream if not self._closing else anyio.ClosedResourceError
+        stream = self._stream
+        assert stream is not None
+        self.io_in_progress += 1
+        try:
+            with map_exceptions(target=self.address.address_str, port=self.address.port,
+                                phase="stream"):
+                data = await stream.receive(max_bytes)
+        except anyio.EndOfStream:
+            await self._on_peer_eof()
+            raise
+        except TcpcliError as exc:
+            await self._abort(exc)
+            raise
+        finally:
+            self.io_in_progress -= 1
+            self.last_used_ns = time.perf_counter_ns()
+            self.invocation.slots.notify_idle()
+        if self._first_byte is not None:
+            self.clock.end(self._first_byte, bytes=len(data))
+            self._first_byte = None
+        self.bytes_received += len(data)
+        return data
+
+    async def _send(self, item: bytes) -> None:
+        if not isinstance(item, bytes | bytearray | memoryview):
+            raise TypeError(_WRITE_NOT_BYTES)
+        if self._write_done or self._closing or self._upgraded:
+            if self._finished and isinstance(self._closed_state.error, SocketCanceledError):
+                raise self._closed_state.error
+            raise StreamClosedError()
+        self._pending_writes += 1
+        try:
+            await self._ensure_open()
+            async with self._lock():
+                if self._write_done:
+                    raise StreamClosedError()
+                stream = self._stream
+                assert stream is not None
+                self.io_in_progress += 1
+                try:
+                    with map_exceptions(target=self.address.address_str,
+                                        port=self.address.port, phase="stream"):
+                        await stream.send(item)
+                except TcpcliError as exc:
+                    await self._abort(exc)
+                    raise
+                finally:
+                    self.io_in_progress -= 1
+                    self.last_used_ns = time.perf_counter_ns()
+                    self.invocation.slots.notify_idle()
+        finally:
+            self._pending_writes -= 1
+        self.bytes_sent += len(item)
+
+    async def _close_write_side(self) -> None:
+        """Half-close: flush, send FIN (close_notify on TLS), keep reading."""
+        if self._write_done or self._upgraded:
+            return
+        await self._ensure_open()
+        async with self._lock():
+            if self._write_done:
+                return
+            self._write_done = True
+            stream = self._stream
+            if stream is not None and not self._finished:
+                try:
+                    with map_exceptions(target=self.address.address_str,
+                                        port=self.address.port, phase="stream"):
+                        await stream.send_eof()
+                except TcpcliError as exc:
+                    await self._abort(exc)
+                    raise
+        if self._read_done:
+            await self._finish()
+
+    async def _close_read_side(self) -> None:
+        if self._read_done or not self._started:
+            self._read_done = True
+            return
+        self._read_done = True
+        if self._write_done:
+            await self._finish()
+
+    async def _on_peer_eof(self) -> None:
+        self._read_done = True
+        if self._first_byte is not None:
+            self.clock.end(self._first_byte, outcome="eof")
+            self._first_byte = None
+        if not self.allow_half_open:
+            # Workers: EOF from the peer flushes and closes our write side too.
+            await self._close_write_side()
+        if self._write_done:
+            await self._finish()
+
+    # ------------------------------------------------------------------ ending
+
+    def _fail(self, error: BaseException) -> None:
+        """The connection could not be opened: both promises reject with the error."""
+        self._opened_state.reject(error)
+        self._closed_state.reject(error)
+        self._write_done = self._read_done = self._finished = True
+        if self._slot is not None:  # dialed, then failed (TLS) or was cancelled
+            self.invocation.slots.release(self._slot)
+            self._slot = None
+        self.invocation.sockets.discard(self)
+
+    async def _abort(self, error: BaseException) -> None:
+        """The connection broke mid-stream: ``closed`` rejects, the slot is freed."""
+        self._write_done = self._read_done = True
+        await self._finish(error, graceful=False)
+
+    async def cancel_for_limit(self) -> None:
+        """Evicted by the deadlock rule of the simultaneous-connections limit."""
+        await self._abort(SocketCanceledError())
+
+    async def _finish(self, error: BaseException | None = None, *, graceful: bool = True) -> None:
+        if self._finished:
+            return
+        self._finished = True
+        stream, self._stream = self._stream, None
+        transport, self._transport = self._transport, None
+        if stream is not None:
+            with anyio.CancelScope(shield=True):
+                if graceful:
+                    with anyio.move_on_after(CLOSE_GRACE_SECONDS):
+                        await stream.aclose()
+                await anyio.aclose_forcefully(stream)
+                if transport is not None and transport is not stream:
+                    await anyio.aclose_forcefully(transport)
+        if self._first_byte is not None:
+            self.clock.end(self._first_byte, outcome="none")
+            self._first_byte = None
+        if self._slot is not None:
+            self.invocation.slots.release(self._slot)
+            self._slot = None
+        self.invocation.sockets.discard(self)
+        if error is None:
+            self._closed_state.resolve(None)
+        else:
+            self._closed_state.reject(error)
+
+    async def _wait_closed(self) -> None:
+        if not self._started:
+            await self._wait_settled(self._ensure_open())
+        await self._closed_state.wait()
+
+    @staticmethod
+    async def _wait_settled(state: Deferred[Any] | Coroutine[Any, Any, Any]) -> bool:
+        """Await without raising; True when it succeeded (the error is reported elsewhere)."""
+        try:
+            await (state.wait() if isinstance(state, Deferred) else state)
+        except Exception:
+            return False
+        return True
+
+
+def connect(
+    address: str | SocketAddress,
+    *,
+    secure_transport: str = "off",
+    allow_half_open: bool = False,
+    tls: TLSOptions | None = None,
+    connect_timeout: float | None = None,
+    family: int | None = None,
+    local_address: str | None = None,
+    proxy: str | None = None,
+    invocation: Invocation | None = None,
+) -> Socket:
+    """Open a TCP socket the way a Worker's ``connect()`` does.
+
+    Validation happens here, synchronously, with the Workers rules and messages
+    (``AddressError``/``SocketOptionError``, both ``TypeError``s). Everything after that —
+    policy, resolution, the socket cap, dialing, TLS — happens when the socket is first
+    awaited, and failures reject both ``opened`` and ``closed``.
+
+    Beyond Workers (opt-in): ``tls`` options (SNI, ALPN, CA, client cert, pins, ...),
+    ``connect_timeout`` (seconds, covering resolve + queueing + dial + TLS), ``family``
+    (``socket.AF_INET``/``AF_INET6``), ``local_address``, ``proxy`` (socks5://, socks4://,
+    http://) and an explicit ``invocation`` (default: the current one).
+    """
+    parsed = parse_address(address)
+    mode = validate_secure_transport(secure_transport)
+    invocation = invocation or current_invocation()
+    base = invocation.options
+    options = ConnectOptions(
+        tls=tls if tls is not None else base.tls,
+        connect_timeout=connect_timeout if connect_timeout is not None
+        else base.connect_timeout,
+        family=family if family is not None else base.family,
+        local_address=local_address if local_address is not None else base.local_address,
+        proxy=proxy if proxy is not None else base.proxy,
+        happy_eyeballs_delay=base.happy_eyeballs_delay,
+    )
+    return Socket(parsed, mode, bool(allow_half_open), options, invocation)

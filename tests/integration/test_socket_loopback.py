@@ -1,0 +1,189 @@
+"""The socket core against real loopback peers: plain TCP, TLS (trustme) and start_tls."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import socket
+import ssl
+
+import anyio
+import pytest
+
+import tcpcli
+from tcpcli.core.errors import (
+    CertificateVerifyError,
+    ConnectionLostError,
+    ConnectionRefusedError_,
+    PolicyError,
+)
+from tcpcli.core.tls import TLSOptions
+from tests.support.peers import echo, recv_all, reset, serve
+
+pytestmark = pytest.mark.anyio
+
+LOOPBACK = tcpcli.Policy.parse("workers", allow=["127.0.0.1", "::1", "localhost"])
+
+
+def loopback_invocation(**kwargs: object) -> tcpcli.Invocation:
+    return tcpcli.Invocation(policy=LOOPBACK, **kwargs)  # type: ignore[arg-type]
+
+
+async def read_exactly(sock: tcpcli.Socket, size: int) -> bytes:
+    data = bytearray()
+    while len(data) < size:
+        data += await sock.readable.receive()
+    return bytes(data)
+
+
+async def test_plain_round_trip_is_byte_exact() -> None:
+    payload = os.urandom(4 * 1024 * 1024)
+    with serve(echo) as server:
+        async with loopback_invocation():
+            sock = tcpcli.connect(server.address)
+            info = await sock.opened
+            assert info.remote_address == server.address
+            assert sock.peer_address == ("127.0.0.1", server.port)
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(sock.writable.send, payload)
+                echoed = await read_exactly(sock, len(payload))
+            assert hashlib.sha256(echoed).digest() == hashlib.sha256(payload).digest()
+            await sock.close()
+            await sock.closed
+
+
+async def test_ipv6_loopback() -> None:
+    if not socket.has_ipv6:
+        pytest.skip("no IPv6 on this machine")
+    with serve(echo, host="::1") as server:
+        async with loopback_invocation():
+            async with tcpcli.connect(server.address) as sock:
+                await sock.writable.send(b"six")
+                assert await sock.readable.receive() == b"six"
+            assert sock.peer_address == ("::1", server.port)
+
+
+async def test_half_close_then_read_the_answer() -> None:
+    def answer_after_eof(conn: socket.socket) -> None:
+        request = recv_all(conn)
+        conn.sendall(b"you said " + request)
+
+    with serve(answer_after_eof) as server:
+        async with loopback_invocation():
+            sock = tcpcli.connect(server.address)
+            await sock.writable.send(b"hello")
+            await sock.writable.aclose()
+            assert await read_exactly(sock, 14) == b"you said hello"
+            with pytest.raises(anyio.EndOfStream):
+                await sock.readable.receive()
+            with anyio.fail_after(2):
+                await sock.closed
+
+
+async def test_refused_port() -> None:
+    probe = socket.socket()
+    probe.bind(("127.0.0.1", 0))
+    port = probe.getsockname()[1]
+    probe.close()  # nothing listens there now
+    async with loopback_invocation():
+        with pytest.raises(ConnectionRefusedError_, match="refused"):
+            await tcpcli.connect(f"127.0.0.1:{port}").opened
+
+
+async def test_loopback_is_blocked_by_default() -> None:
+    with serve(echo) as server:
+        async with tcpcli.Invocation():
+            with pytest.raises(PolicyError) as exc:
+                await tcpcli.connect(server.address).opened
+        assert exc.value.rule == "loopback"
+        assert server.connections == []
+
+
+async def test_peer_reset_is_connection_lost() -> None:
+    def greet_then_reset(conn: socket.socket) -> None:
+        conn.sendall(b"bye")
+        reset(conn)
+
+    with serve(greet_then_reset) as server:
+        async with loopback_invocation():
+            sock = tcpcli.connect(server.address)
+            with pytest.raises(ConnectionLostError):
+                while True:
+                    await sock.readable.receive()
+
+
+async def test_tls_on_verifies_against_the_name(
+    server_ssl_context: ssl.SSLContext, ca_file: str
+) -> None:
+    with serve(echo, ssl_context=server_ssl_context) as server:
+        async with loopback_invocation(options=tcpcli.ConnectOptions(
+            tls=TLSOptions(ca_file=ca_file, alpn=("h2", "http/1.1"))
+        )), tcpcli.connect(f"localhost:{server.port}", secure_transport="on",
+                                  family=socket.AF_INET) as sock:
+            await sock.writable.send(b"secret")
+            assert await sock.readable.receive() == b"secret"
+            report = sock.tls_report
+            assert report is not None
+            assert report.verification.verified
+            assert report.version.startswith("TLSv1.")
+            assert [p.name for p in sock.clock.phases][:3] == ["resolve", "connect", "tls"]
+
+
+async def test_tls_wrong_name_fails_verification(
+    server_ssl_context: ssl.SSLContext, ca_file: str
+) -> None:
+    with serve(echo, ssl_context=server_ssl_context) as server:
+        async with loopback_invocation():
+            sock = tcpcli.connect(
+                f"127.0.0.1:{server.port}", secure_transport="on",
+                tls=TLSOptions(ca_file=ca_file, server_name="db.example.com"),
+            )
+            with pytest.raises(CertificateVerifyError) as exc:
+                await sock.opened
+            assert exc.value.verify_code == 62  # X509_V_ERR_HOSTNAME_MISMATCH
+            assert exc.value.workers_message.startswith("proxy request failed")
+
+
+async def test_tls_without_the_ca_is_unknown_issuer(server_ssl_context: ssl.SSLContext) -> None:
+    with serve(echo, ssl_context=server_ssl_context) as server:
+        async with loopback_invocation():
+            with pytest.raises(CertificateVerifyError) as exc:
+                await tcpcli.connect(f"127.0.0.1:{server.port}", secure_transport="on").opened
+            assert exc.value.verify_code == 20  # unable to get local issuer certificate
+
+
+async def test_start_tls_upgrades_after_the_dialogue(
+    server_ssl_context: ssl.SSLContext, ca_file: str
+) -> None:
+    def starttls_server(conn: socket.socket) -> None:
+        conn.sendall(b"220 ready\r\n")
+        assert conn.recv(100) == b"STARTTLS\r\n"
+        conn.sendall(b"220 go ahead\r\n")
+        tls = server_ssl_context.wrap_socket(conn, server_side=True)
+        echo(tls)
+        tls.unwrap()
+
+    with serve(starttls_server) as server:
+        async with loopback_invocation():
+            plain = tcpcli.connect(f"localhost:{server.port}", secure_transport="starttls",
+                                   tls=TLSOptions(ca_file=ca_file), family=socket.AF_INET)
+            assert await plain.readable.receive() == b"220 ready\r\n"
+            await plain.writable.send(b"STARTTLS\r\n")
+            assert await plain.readable.receive() == b"220 go ahead\r\n"
+            secure = plain.start_tls()
+            assert plain.upgraded
+            assert not secure.upgraded
+            assert secure.secure_transport == "on"
+            with anyio.fail_after(2):
+                await plain.closed
+            info = await secure.opened
+            assert info.remote_address == f"localhost:{server.port}"
+            await secure.writable.send(b"inside tls")
+            assert await secure.readable.receive() == b"inside tls"
+            assert secure.tls_report is not None
+            assert secure.tls_report.verification.verified
+            with pytest.raises(anyio.ClosedResourceError):
+                await plain.readable.receive()
+            await secure.close()
+            inv = tcpcli.core.invocation.current_invocation()
+            assert inv.slots.live == 0

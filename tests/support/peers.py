@@ -1,0 +1,101 @@
+"""Loopback peers for integration tests: real sockets, one thread per connection.
+
+Threads (not the test's event loop) keep the peers independent of the anyio backend under
+test, and let a peer block, stall or reset exactly as a real server would.
+"""
+
+from __future__ import annotations
+
+import socket
+import ssl
+import struct
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+
+Handler = Callable[[socket.socket], None]
+
+
+class LoopbackServer:
+    """Listen on a free loopback port; run ``handler(conn)`` for each connection."""
+
+    def __init__(self, handler: Handler, *, host: str = "127.0.0.1",
+                 ssl_context: ssl.SSLContext | None = None, backlog: int = 64) -> None:
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self.listener = socket.socket(family, socket.SOCK_STREAM)
+        self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.listener.bind((host, 0))
+        self.listener.listen(backlog)
+        self.listener.settimeout(0.05)
+        self.host = host
+        self.port: int = self.listener.getsockname()[1]
+        self.handler = handler
+        self.ssl_context = ssl_context
+        self.connections: list[socket.socket] = []
+        self.errors: list[BaseException] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._accept_loop, daemon=True)
+
+    @property
+    def address(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+    def __enter__(self) -> LoopbackServer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self.listener.close()
+        for conn in self.connections:
+            with suppress(OSError):
+                conn.close()
+        self._thread.join(timeout=2)
+
+    def _accept_loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self.listener.accept()
+            except (TimeoutError, BlockingIOError):
+                continue
+            except OSError:
+                return
+            conn.settimeout(10)
+            self.connections.append(conn)
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        try:
+            if self.ssl_context is not None:
+                conn = self.ssl_context.wrap_socket(conn, server_side=True)
+                self.connections.append(conn)
+            self.handler(conn)
+        except (OSError, ssl.SSLError) as exc:
+            self.errors.append(exc)
+        finally:
+            with suppress(OSError):
+                conn.close()
+
+
+@contextmanager
+def serve(handler: Handler, **kwargs: object) -> Iterator[LoopbackServer]:
+    with LoopbackServer(handler, **kwargs) as server:  # type: ignore[arg-type]
+        yield server
+
+
+def echo(conn: socket.socket) -> None:
+    while data := conn.recv(65536):
+        conn.sendall(data)
+
+
+def recv_all(conn: socket.socket) -> bytes:
+    chunks = []
+    while data := conn.recv(65536):
+        chunks.append(data)
+    return b"".join(chunks)
+
+
+def reset(conn: socket.socket) -> None:
+    """Close with RST instead of FIN."""
+    conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    conn.close()
