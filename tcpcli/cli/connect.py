@@ -1,0 +1,378 @@
+"""``tcpcli connect``: a netcat-grade client. stdout carries the peer's bytes, exactly.
+
+EOF semantics, explicitly:
+
+* stdin EOF half-closes (FIN; close_notify on TLS) and we keep reading until the peer
+  closes — however long it takes, no fixed cut-off.
+* The peer closing first ends the run even while stdin is still open (with the Workers
+  default ``allowHalfOpen: false``, our write side closes too). ``--half-open`` keeps the
+  write side open and ends at stdin EOF instead.
+* ``--idle-timeout`` ends a run with no bytes in either direction for that long.
+"""
+
+from __future__ import annotations
+
+import codecs
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import click
+
+from tcpcli.cli.environment import Environment
+from tcpcli.cli.exit_codes import ExitCode
+from tcpcli.cli.options import CommonOptions, common_options
+from tcpcli.cli.runner import run
+
+EXAMPLES = """
+\b
+Examples:
+  printf 'PING\\r\\n' | tcpcli connect cache.internal:6379
+  tcpcli connect db.internal:5432 --tls -v < /dev/null
+  tcpcli connect example.com 443 --tls --send 'HEAD / HTTP/1.0\\r\\n\\r\\n'
+  tcpcli connect 127.0.0.1:8080 --allow 127.0.0.1 --transcript session.log
+"""
+
+
+@dataclass
+class Outcome:
+    """How the conversation ended, for the footer and the ``close`` event."""
+
+    first_closer: str = ""  # "peer" | "us"
+    how: str = ""  # "FIN" | "RST" | "idle-timeout"
+    stdin_open: bool = True
+    started: float = field(default_factory=time.perf_counter)
+
+
+class Transcript:
+    """A direction-tagged, timestamped record of every chunk (``--transcript``)."""
+
+    def __init__(self, path: str, fmt: str, origin_ns: int) -> None:
+        self.file: IO[str] = Path(path).open("w", encoding="utf-8")  # noqa: SIM115
+        self.fmt = fmt
+        self.origin_ns = origin_ns
+
+    def record(self, direction: str, data: bytes) -> None:
+        t_ms = (time.perf_counter_ns() - self.origin_ns) / 1e6
+        self.file.write(f"[{t_ms:12.3f} ms] {direction} {len(data)} bytes\n")
+        if self.fmt == "text":
+            self.file.write(data.decode("latin-1").encode("unicode_escape").decode("ascii"))
+            self.file.write("\n")
+        else:
+            for offset in range(0, len(data), 16):
+                row = data[offset:offset + 16]
+                hexpart = " ".join(f"{b:02x}" for b in row)
+                text = "".join(chr(b) if 32 <= b < 127 else "." for b in row)
+                self.file.write(f"  {offset:08x}  {hexpart:<47}  {text}\n")
+
+    def close(self) -> None:
+        self.file.close()
+
+
+def unescape(text: str) -> bytes:
+    r"""``--send`` text with C escapes (\r, \n, \t, \0, \xNN) -> bytes."""
+    try:
+        decoded: bytes = codecs.escape_decode(text.encode("utf-8"))[0]
+        return decoded
+    except ValueError as exc:
+        raise click.BadParameter(f"bad escape in {text!r}: {exc}", param_hint="--send") from exc
+
+
+def to_crlf(data: bytes, previous_cr: bool) -> bytes:
+    """LF -> CRLF (nc -C), leaving existing CRLF alone, even across chunk boundaries."""
+    out = data.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+    if previous_cr and out.startswith(b"\r\n"):
+        out = out[1:]
+    return out
+
+
+def target_address(target: str, port: int | None) -> str:
+    """The command line's target -> the core's address string (IDNA, brackets for IPv6)."""
+    from tcpcli.core.address import normalize_host, split_target
+
+    if "%" in target:
+        # Workers addresses cannot carry an IPv6 zone id, and a scoped address would leave
+        # the policy judging something other than what is dialed.
+        raise click.BadParameter(f"{target!r}: IPv6 zone ids (%) are not supported",
+                                 param_hint="TARGET")
+    try:
+        if port is not None:
+            host = target[1:-1] if target.startswith("[") and target.endswith("]") else target
+        else:
+            host, port = split_target(target)
+        normalized = normalize_host(host)
+    except (ValueError, TypeError) as exc:
+        raise click.BadParameter(str(exc), param_hint="TARGET") from exc
+    name = str(normalized.literal) if normalized.literal is not None else normalized.name
+    if normalized.literal is not None and normalized.literal.version == 6:
+        return f"[{name}]:{port}"
+    # Keep the user's spelling of a name (the policy judges the normalized one); a legacy
+    # IPv4 spelling such as 127.1 is passed as the address the OS would dial.
+    return f"{name}:{port}"
+
+
+@click.command("connect", epilog=EXAMPLES)
+@click.argument("target")
+@click.argument("port", required=False, type=int)
+@click.option("--half-open", is_flag=True,
+              help="Keep sending after the peer's EOF (Workers allowHalfOpen: true).")
+@click.option("--idle-timeout", type=click.FloatRange(min=0, min_open=True), metavar="SECONDS",
+              help="End after this long with no bytes in either direction.")
+@click.option("--no-stdin", is_flag=True, help="Send nothing; only print what the peer sends.")
+@click.option("--send", "send_text", metavar="TEXT",
+              help=r"Send TEXT (escapes like \r\n allowed) instead of stdin, then EOF.")
+@click.option("--send-file", type=click.Path(exists=True, dir_okay=False, allow_dash=False),
+              help="Send this file instead of stdin, then EOF.")
+@click.option("--crlf", is_flag=True, help="Send line endings as CRLF (nc -C).")
+@click.option("--transcript", type=click.Path(dir_okay=False, writable=True),
+              help="Write a timestamped, direction-tagged transcript to this file.")
+@click.option("--transcript-format", type=click.Choice(["hex", "text"]), default="hex",
+              show_default=True)
+@click.option("--events", "events_file", type=click.Path(dir_okay=False, writable=True),
+              help="Write JSON Lines events to this file instead of stderr.")
+@common_options
+@click.pass_obj
+def connect_command(env: Environment | None, /, target: str, port: int | None,
+                    **kwargs: Any) -> None:
+    """Connect to TARGET (host:port, [v6]:port, or host PORT) and pipe stdin/stdout.
+
+    stdout carries exactly the peer's bytes; diagnostics go to stderr. stdin EOF sends FIN
+    and keeps reading until the peer closes; the peer closing first ends the run.
+    """
+    env = env or Environment()
+    common = CommonOptions.from_kwargs(kwargs)
+    if port is not None and not 1 <= port <= 65535:
+        raise click.BadParameter(f"port {port} is out of range (1-65535)", param_hint="PORT")
+    address = target_address(target, port)
+    sources = [bool(kwargs["no_stdin"]), kwargs["send_text"] is not None,
+               kwargs["send_file"] is not None]
+    if sum(sources) > 1:
+        raise click.UsageError("--no-stdin, --send and --send-file exclude each other")
+    invocation = common.invocation()  # bad --allow/--resolver values are usage errors
+    session = ConnectSession(env, common, address, **kwargs)
+    invocation.observer = session.observe
+    run(lambda: session.main(invocation), env, traceback=common.traceback,
+        on_error=session.report_error)
+
+
+class ConnectSession:
+    def __init__(self, env: Environment, common: CommonOptions, address: str, *,
+                 half_open: bool, idle_timeout: float | None, no_stdin: bool,
+                 send_text: str | None, send_file: str | None, crlf: bool,
+                 transcript: str | None, transcript_format: str,
+                 events_file: str | None) -> None:
+        from tcpcli.render.events import EventWriter
+
+        self.env, self.common, self.address = env, common, address
+        self.half_open, self.idle_timeout = half_open, idle_timeout
+        self.no_stdin, self.crlf = no_stdin, crlf
+        self.payload = unescape(send_text) if send_text is not None else None
+        self.send_file = send_file
+        self.origin_ns = time.perf_counter_ns()
+        self.events: EventWriter | None = None
+        if common.json or events_file:
+            stream: IO[str] = Path(events_file).open("a", encoding="utf-8") if events_file \
+                else env.stderr  # noqa: SIM115
+            self.events = EventWriter(stream, origin_ns=self.origin_ns)
+        self.transcript = Transcript(transcript, transcript_format, self.origin_ns) \
+            if transcript else None
+        self.outcome = Outcome()
+        self.last_activity = time.monotonic()
+
+    # ---------------------------------------------------------------- reporting
+
+    def observe(self, stage: str, phase: Any) -> None:
+        if stage == "end" and self.events is not None:
+            self.events.phase(phase, self.address)
+
+    def report_error(self, error: Any, code: ExitCode) -> None:
+        if self.events is not None:
+            fields: dict[str, Any] = {"kind": error.kind, "message": str(error),
+                                      "exit_code": int(code),
+                                      "workers_message": error.workers_message}
+            for attr in ("rule", "lift", "verify_code", "reason"):
+                if getattr(error, attr, None) is not None:
+                    fields[attr] = getattr(error, attr)
+            self.events.emit("error", self.address, **fields)
+        if not (self.events is not None and self.events.stream is self.env.stderr):
+            self.env.note(str(error))
+
+    def _show_connected(self, sock: Any) -> None:
+        from tcpcli.render.report import (
+            render_tls,
+            render_waterfall,
+            tls_lines,
+            waterfall_lines,
+        )
+
+        if self.events is not None:
+            self.events.emit("connected", self.address,
+                             peer=_join(sock.peer_address), local=_join(sock.local_sockname),
+                             secure_transport=sock.secure_transport)
+            if sock.tls_report is not None:
+                self.events.emit("tls_report", self.address, **sock.tls_report.to_dict())
+        if self.common.verbose and not self.common.quiet:
+            phases = [p for p in sock.clock.phases if p.name != "first-byte"]
+            if self.env.rich:
+                render_waterfall(self.env.console, phases, self.origin_ns)
+                if sock.tls_report is not None:
+                    render_tls(self.env.console, sock.tls_report)
+            else:
+                for line in waterfall_lines(phases, self.origin_ns):
+                    self.env.note(line)
+                if sock.tls_report is not None:
+                    for line in tls_lines(sock.tls_report):
+                        self.env.note(line)
+        if sock.tls_report is not None and not sock.tls_report.verification.verified \
+                and not self.common.quiet:
+            v = sock.tls_report.verification
+            self.env.note(f"warning: certificate NOT verified ({v.verify_code}: {v.reason}); "
+                          "continuing because of --insecure")
+
+    def _footer(self, sock: Any) -> None:
+        duration = time.perf_counter() - self.outcome.started
+        if self.events is not None:
+            self.events.emit("close", self.address, first=self.outcome.first_closer,
+                             how=self.outcome.how, bytes_sent=sock.bytes_sent,
+                             bytes_received=sock.bytes_received,
+                             duration_ms=round(duration * 1000, 3))
+        if self.common.verbose and not self.common.quiet:
+            who = "the peer" if self.outcome.first_closer == "peer" else "we"
+            self.env.note(f"closed: {who} closed first ({self.outcome.how}); "
+                          f"sent {sock.bytes_sent} bytes, received {sock.bytes_received} bytes "
+                          f"in {duration:.3f} s")
+
+    # ---------------------------------------------------------------- the session
+
+    async def main(self, invocation: Any) -> int:
+        import anyio
+
+        from tcpcli.core.socket import connect
+
+        async with invocation:
+            sock = connect(self.address, secure_transport="on" if self.common.tls else "off",
+                           allow_half_open=self.half_open)
+            await sock.opened
+            self._show_connected(sock)
+            try:
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(self._downstream, sock, tg.cancel_scope)
+                    tg.start_soon(self._upstream, sock)
+                    if self.idle_timeout:
+                        tg.start_soon(self._idle_watch, tg.cancel_scope)
+            finally:
+                with anyio.CancelScope(shield=True):
+                    await sock.close()
+                    if self.transcript is not None:
+                        self.transcript.close()
+            self._footer(sock)
+            if self.outcome.how == "idle-timeout":
+                if not self.common.quiet:
+                    self.env.note(f"no data for {self.idle_timeout:g} s: idle timeout")
+                return ExitCode.TIMEOUT
+        return ExitCode.OK
+
+    async def _upstream(self, sock: Any) -> None:
+        """stdin (or --send/--send-file) -> socket, then FIN."""
+        import anyio
+
+        from tcpcli.cli.stdio import CHUNK, FdReader
+        from tcpcli.core.errors import StreamClosedError
+
+        if self.no_stdin:
+            return
+        reader: FdReader | None = None
+        file: IO[bytes] | None = None
+        previous_cr = False
+        try:
+            if self.payload is None and self.send_file is None:
+                reader = FdReader(self.env.stdin.fileno())
+            elif self.send_file is not None:
+                file = Path(self.send_file).open("rb")  # noqa: SIM115, ASYNC230 - a local file
+            while True:
+                if self.payload is not None:
+                    data, self.payload = self.payload, b""
+                elif file is not None:
+                    data = await anyio.to_thread.run_sync(file.read, CHUNK)
+                else:
+                    assert reader is not None
+                    data = await reader.read(CHUNK)
+                if not data:
+                    break
+                self.last_activity = time.monotonic()
+                if self.crlf:
+                    converted = to_crlf(data, previous_cr)
+                    previous_cr = data.endswith(b"\r")
+                    data = converted
+                if self.transcript is not None:
+                    self.transcript.record(">", data)
+                if self.events is not None and self.common.verbose:
+                    self.events.emit("data", self.address, direction="out", bytes=len(data))
+                await sock.writable.send(data)
+            self.outcome.stdin_open = False
+            if not self.outcome.first_closer:
+                self.outcome.first_closer, self.outcome.how = "us", "FIN"
+            await sock.writable.aclose()
+        except StreamClosedError:
+            pass  # the peer closed first; the downstream task reports it
+        finally:
+            if reader is not None:
+                reader.restore()
+            if file is not None:
+                file.close()
+
+    async def _downstream(self, sock: Any, scope: Any) -> None:
+        """socket -> stdout until the peer's EOF."""
+        import anyio
+
+        from tcpcli.cli.stdio import CHUNK, FdWriter
+        from tcpcli.core.errors import ConnectionLostError
+
+        writer = FdWriter(self.env.stdout.fileno())
+        try:
+            while True:
+                try:
+                    data = await sock.readable.receive(CHUNK)
+                except anyio.EndOfStream:
+                    break
+                except ConnectionLostError:
+                    if not self.outcome.first_closer:
+                        self.outcome.first_closer = "peer"
+                    self.outcome.how = "RST"
+                    raise
+                self.last_activity = time.monotonic()
+                if self.transcript is not None:
+                    self.transcript.record("<", data)
+                if self.events is not None and self.common.verbose:
+                    self.events.emit("data", self.address, direction="in", bytes=len(data))
+                await writer.write(data)
+        finally:
+            writer.restore()
+        if not self.outcome.first_closer:
+            self.outcome.first_closer, self.outcome.how = "peer", "FIN"
+        if self.outcome.stdin_open and not self.no_stdin and not self.common.quiet:
+            self.env.note("peer closed the connection")
+        if not self.half_open or not self.outcome.stdin_open or self.no_stdin:
+            scope.cancel()
+
+    async def _idle_watch(self, scope: Any) -> None:
+        import anyio
+
+        assert self.idle_timeout is not None
+        while True:
+            remaining = self.last_activity + self.idle_timeout - time.monotonic()
+            if remaining <= 0:
+                self.outcome.how = "idle-timeout"
+                if not self.outcome.first_closer:
+                    self.outcome.first_closer = "us"
+                scope.cancel()
+                return
+            await anyio.sleep(remaining)
+
+
+def _join(address: tuple[str, int] | None) -> str | None:
+    if address is None:
+        return None
+    host, port = address[0], address[1]
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"

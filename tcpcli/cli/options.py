@@ -1,0 +1,185 @@
+"""Options shared by every command, and how they become an Invocation and TLS options.
+
+Each option has its ``TCPCLI_*`` environment variable; precedence is flag > environment >
+default. One decorator (``common_options``) applies them so every command spells them the
+same way.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import click
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+TLS_VERSIONS = ("1.0", "1.1", "1.2", "1.3")
+POLICIES = ("workers", "workers-strict", "open")
+
+
+def _max_sockets(value: str | int | None) -> int | None:
+    if value is None:
+        return 6
+    if isinstance(value, int):
+        return value
+    if value.lower() in ("none", "unlimited", "0"):
+        return None
+    if not value.isascii() or not value.isdigit():
+        raise click.BadParameter(f"{value!r} is not a number (or 'unlimited')")
+    return int(value)
+
+
+class MaxSockets(click.ParamType):  # type: ignore[type-arg]
+    name = "N|unlimited"
+
+    def convert(self, value: Any, param: click.Parameter | None,
+                ctx: click.Context | None) -> int | None:
+        try:
+            return _max_sockets(value)
+        except click.BadParameter as exc:
+            self.fail(str(exc), param, ctx)
+
+
+@dataclass(frozen=True)
+class CommonOptions:
+    policy: str
+    allow: tuple[str, ...]
+    deny: tuple[str, ...]
+    max_sockets: int | None
+    timeout: float | None
+    family: int
+    resolver: str | None
+    proxy: str | None
+    source: str | None
+    tls: bool
+    sni: str | None
+    no_sni: bool
+    alpn: tuple[str, ...]
+    tls_min: str | None
+    tls_max: str | None
+    ca_file: str | None
+    cert: str | None
+    key: str | None
+    insecure: bool
+    pins: tuple[str, ...]
+    verbose: int
+    quiet: bool
+    json: bool
+    traceback: bool
+
+    @classmethod
+    def from_kwargs(cls, kwargs: dict[str, Any]) -> CommonOptions:
+        """Pop the common options out of a command's kwargs."""
+        ipv4, ipv6 = kwargs.pop("ipv4"), kwargs.pop("ipv6")
+        if ipv4 and ipv6:
+            raise click.UsageError("-4 and -6 exclude each other")
+        family = socket.AF_INET if ipv4 else socket.AF_INET6 if ipv6 else socket.AF_UNSPEC
+        names = [f for f in cls.__dataclass_fields__ if f != "family"]
+        values = {name: kwargs.pop(name) for name in names}
+        return cls(family=family, **values)
+
+    def tls_options(self) -> Any:
+        from tcpcli.core.tls import TLSOptions
+
+        if self.key and not self.cert:
+            raise click.UsageError("--key needs --cert")
+        return TLSOptions(
+            server_name=self.sni,
+            send_sni=not self.no_sni,
+            alpn=self.alpn,
+            min_version=self.tls_min,  # type: ignore[arg-type]
+            max_version=self.tls_max,  # type: ignore[arg-type]
+            ca_file=self.ca_file,
+            cert_file=self.cert,
+            key_file=self.key,
+            insecure=self.insecure,
+            pins=self.pins,
+        )
+
+    def invocation(self, **overrides: Any) -> Any:
+        """The Invocation for this run: policy, cap, resolver, default connect options."""
+        from tcpcli.core.connect import ConnectOptions
+        from tcpcli.core.invocation import Invocation
+        from tcpcli.core.policy import Policy
+        from tcpcli.core.resolve import resolver_from_option
+
+        try:
+            policy = Policy.parse(self.policy, allow=self.allow, deny=self.deny)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--allow/--deny") from exc
+        try:
+            resolver = resolver_from_option(self.resolver)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--resolver") from exc
+        options = ConnectOptions(
+            tls=self.tls_options(),
+            connect_timeout=self.timeout,
+            family=self.family,
+            local_address=self.source,
+            proxy=self.proxy,
+        )
+        kwargs: dict[str, Any] = {
+            "max_sockets": self.max_sockets,
+            "policy": policy,
+            "resolver": resolver,
+            "options": options,
+        }
+        kwargs.update(overrides)
+        return Invocation(**kwargs)
+
+
+def common_options(func: F) -> F:
+    """Attach the shared options (policy, limits, network, TLS, output) to a command."""
+    options = [
+        click.option("--policy", type=click.Choice(POLICIES), default="workers",
+                     envvar="TCPCLI_POLICY", show_default=True,
+                     help="Destination policy profile (workers = what a Worker may reach)."),
+        click.option("--allow", multiple=True, envvar="TCPCLI_ALLOW", metavar="ENTRY",
+                     help="Allow a host, *.suffix, IP, CIDR or port:N despite the profile."),
+        click.option("--deny", multiple=True, envvar="TCPCLI_DENY", metavar="ENTRY",
+                     help="Deny a host, *.suffix, IP, CIDR or port:N (beats --allow)."),
+        click.option("--max-sockets", type=MaxSockets(), default="6",
+                     envvar="TCPCLI_MAX_SOCKETS", show_default=True,
+                     help="Simultaneous sockets (the Workers limit is 6; 'unlimited' lifts it)."),
+        click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=None,
+                     envvar="TCPCLI_TIMEOUT", metavar="SECONDS",
+                     help="Give up connecting (resolve, queue, dial, TLS) after this long."),
+        click.option("-4", "ipv4", is_flag=True, help="IPv4 only."),
+        click.option("-6", "ipv6", is_flag=True, help="IPv6 only."),
+        click.option("--resolver", envvar="TCPCLI_RESOLVER", metavar="IP[:PORT]",
+                     help="Ask this DNS server instead of the system's."),
+        click.option("--proxy", envvar="TCPCLI_PROXY", metavar="URL",
+                     help="Go through a socks5://, socks4:// or http:// (CONNECT) proxy."),
+        click.option("--source", envvar="TCPCLI_SOURCE", metavar="ADDRESS",
+                     help="Local address to connect from."),
+        click.option("--tls", is_flag=True, help="Speak TLS from the first byte."),
+        click.option("--sni", metavar="NAME",
+                     help="Server name for SNI and verification (default: the target host)."),
+        click.option("--no-sni", is_flag=True, help="Send no SNI."),
+        click.option("--alpn", multiple=True, metavar="PROTO",
+                     help="Offer this ALPN protocol (repeatable)."),
+        click.option("--tls-min", type=click.Choice(TLS_VERSIONS), help="Lowest TLS version."),
+        click.option("--tls-max", type=click.Choice(TLS_VERSIONS), help="Highest TLS version."),
+        click.option("--ca-file", type=click.Path(exists=True, dir_okay=False),
+                     envvar="TCPCLI_CA_FILE", help="Trust these CAs instead of certifi's."),
+        click.option("--cert", type=click.Path(exists=True, dir_okay=False),
+                     help="Client certificate (PEM)."),
+        click.option("--key", type=click.Path(exists=True, dir_okay=False),
+                     help="Client certificate key (PEM), if not in --cert."),
+        click.option("--insecure", "-k", is_flag=True,
+                     help="Report a failed certificate verification but continue."),
+        click.option("--pin", "pins", multiple=True, metavar="sha256/BASE64",
+                     help="Require this SPKI pin somewhere in the chain."),
+        click.option("-v", "--verbose", count=True,
+                     help="Show the timing waterfall and TLS report on stderr."),
+        click.option("-q", "--quiet", is_flag=True, help="Print no diagnostics, only errors."),
+        click.option("--json", is_flag=True, help="JSON Lines events on stderr (schema tcpcli/1)."),
+        click.option("--traceback", is_flag=True, hidden=False,
+                     help="Show the Python traceback on errors."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func

@@ -1,0 +1,103 @@
+"""One runner decides the exit code: errors, Ctrl-C, SIGTERM and broken pipes end here."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from collections.abc import Awaitable, Callable
+from typing import NoReturn
+
+from tcpcli.cli.environment import Environment
+from tcpcli.cli.exit_codes import ExitCode, exit_code_for
+from tcpcli.core.errors import TcpcliError
+
+
+class Terminated(BaseException):
+    """SIGTERM arrived: unwind like Ctrl-C, exit 143."""
+
+
+def _leaves(exc: BaseException) -> list[BaseException]:
+    if isinstance(exc, BaseExceptionGroup):
+        return [leaf for inner in exc.exceptions for leaf in _leaves(inner)]
+    return [exc]
+
+
+def _quiet_broken_pipe() -> None:
+    """stdout's reader went away (``| head``): exit quietly, without Python's
+    "Exception ignored ... BrokenPipeError" at interpreter shutdown."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+
+
+def error_line(exc: TcpcliError) -> str:
+    """The one line a person reads; policy errors already say how to lift them."""
+    return str(exc)
+
+
+def run(
+    main: Callable[[], Awaitable[int]],
+    env: Environment,
+    *,
+    traceback: bool = False,
+    on_error: Callable[[TcpcliError, ExitCode], None] | None = None,
+) -> NoReturn:
+    """Run ``main`` on the anyio backend named by TCPCLI_BACKEND (asyncio by default)."""
+    import anyio
+
+    backend = env.environ.get("TCPCLI_BACKEND", "asyncio")
+
+    def on_sigterm(signum: int, frame: object) -> None:
+        raise Terminated
+
+    previous = signal.signal(signal.SIGTERM, on_sigterm)
+    code: int
+    try:
+        code = anyio.run(main, backend=backend)
+    except BaseException as exc:
+        code = _exit_code(exc, env, traceback=traceback, on_error=on_error)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        _quiet_broken_pipe()
+    sys.exit(code)
+
+
+def _exit_code(
+    exc: BaseException,
+    env: Environment,
+    *,
+    traceback: bool,
+    on_error: Callable[[TcpcliError, ExitCode], None] | None,
+) -> int:
+    leaves = _leaves(exc)
+    if any(isinstance(leaf, KeyboardInterrupt) for leaf in leaves):
+        return ExitCode.INTERRUPTED
+    if any(isinstance(leaf, Terminated) for leaf in leaves):
+        return ExitCode.TERMINATED
+    if any(isinstance(leaf, BrokenPipeError) for leaf in leaves):
+        _quiet_broken_pipe()
+        return ExitCode.OK
+    ours = [leaf for leaf in leaves if isinstance(leaf, TcpcliError)]
+    if traceback:
+        raise exc
+    if ours:
+        error = ours[0]
+        code = exit_code_for(error.kind)
+        if on_error is not None:
+            on_error(error, code)
+        else:
+            env.note(error_line(error))
+        return code
+    if isinstance(exc, SystemExit):
+        return int(exc.code or 0)
+    # Not ours: still one line, with a hint to see more.
+    leaf = leaves[0] if leaves else exc
+    env.note(f"unexpected error: {type(leaf).__name__}: {leaf} (run with --traceback for details)")
+    return ExitCode.ERROR
+

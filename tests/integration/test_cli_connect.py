@@ -1,0 +1,329 @@
+"""``tcpcli connect`` as a user runs it: the installed CLI as a subprocess, real peers."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from tests.support.peers import LoopbackServer, echo, recv_all, reset, serve
+
+BACKENDS = ["asyncio", "trio"]
+
+
+def tcpcli_command() -> list[str]:
+    exe = shutil.which("tcpcli")
+    return [exe] if exe else [sys.executable, "-m", "tcpcli"]
+
+
+def run_cli(*args: str, stdin: bytes | None = b"", backend: str = "asyncio",
+            timeout: float = 60, **kwargs: object) -> subprocess.CompletedProcess[bytes]:
+    env = {**os.environ, "TCPCLI_BACKEND": backend, "NO_COLOR": "1"}
+    return subprocess.run(
+        [*tcpcli_command(), *args], input=stdin, capture_output=True, timeout=timeout,
+        env=env, **kwargs,  # type: ignore[arg-type]
+    )
+
+
+@pytest.fixture
+def random_file(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
+    path = tmp_path_factory.mktemp("data") / "random.bin"
+    digest = hashlib.sha256()
+    with path.open("wb") as f:
+        for _ in range(256):
+            block = os.urandom(1024 * 1024)
+            digest.update(block)
+            f.write(block)
+    return str(path), digest.hexdigest()
+
+
+def sha256_echo(received: dict[str, str], slow: bool = False) -> object:
+    """Echo everything back while hashing it; optionally read slowly (64 KiB + pause)."""
+    def handler(conn: socket.socket) -> None:
+        digest = hashlib.sha256()
+        while True:
+            data = conn.recv(65536)
+            if not data:
+                break
+            digest.update(data)
+            conn.sendall(data)
+            if slow:
+                time.sleep(0.0005)
+        received["sha256"] = digest.hexdigest()
+    return handler
+
+
+@pytest.mark.parametrize("slow", [False, True], ids=["fast-peer", "slow-peer"])
+def test_256_mib_each_way_plain(random_file: tuple[str, str], slow: bool) -> None:
+    path, expected = random_file
+    received: dict[str, str] = {}
+    with serve(sha256_echo(received, slow)) as server, open(path, "rb") as stdin:
+        proc = subprocess.run([*tcpcli_command(), "connect", server.address,
+                               "--allow", "127.0.0.1"], stdin=stdin, capture_output=True,
+                              timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert received["sha256"] == expected
+    assert hashlib.sha256(proc.stdout).hexdigest() == expected
+
+
+def test_256_mib_each_way_tls(random_file: tuple[str, str], server_ssl_context: ssl.SSLContext,
+                              ca_file: str) -> None:
+    path, expected = random_file
+    received: dict[str, str] = {}
+    with serve(sha256_echo(received), ssl_context=server_ssl_context) as server, \
+            open(path, "rb") as stdin:
+        proc = subprocess.run([*tcpcli_command(), "connect", server.address, "--tls",
+                               "--ca-file", ca_file, "--allow", "127.0.0.1"],
+                              stdin=stdin, capture_output=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert received["sha256"] == expected
+    assert hashlib.sha256(proc.stdout).hexdigest() == expected
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_answer_after_our_eof_is_printed_whole(backend: str) -> None:
+    def late_answer(conn: socket.socket) -> None:
+        request = recv_all(conn)  # until our FIN
+        time.sleep(1.0)
+        conn.sendall(b"answer to " + request + b"\n" + b"x" * 100_000)
+
+    with serve(late_answer) as server:
+        proc = run_cli("connect", server.address, "--allow", "127.0.0.1",
+                       stdin=b"question", backend=backend)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == b"answer to question\n" + b"x" * 100_000
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_peer_closing_first_ends_the_run_while_stdin_is_open(backend: str) -> None:
+    def greet_and_close(conn: socket.socket) -> None:
+        conn.sendall(b"bye\n")
+
+    with serve(greet_and_close) as server:
+        # stdin is a pipe that stays open: the run must not wait for it.
+        proc = subprocess.Popen([*tcpcli_command(), "connect", server.address, "--allow",
+                                 "127.0.0.1"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE,
+                                env={**os.environ, "TCPCLI_BACKEND": backend})
+        start = time.monotonic()
+        try:
+            proc.wait(timeout=5)  # not communicate(): that would close stdin
+        finally:
+            proc.kill()
+        elapsed = time.monotonic() - start
+        assert proc.stdout is not None and proc.stderr is not None and proc.stdin is not None
+        out, err = proc.stdout.read(), proc.stderr.read()
+        proc.stdin.close()
+    assert proc.returncode == 0, err
+    assert out == b"bye\n"
+    assert b"peer closed" in err
+    assert elapsed < 1.0 + 1.5  # generous for interpreter start-up on a loaded machine
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_peer_reset_mid_stream(backend: str) -> None:
+    def partial_then_reset(conn: socket.socket) -> None:
+        conn.sendall(b"partial")
+        time.sleep(0.1)
+        reset(conn)
+
+    with serve(partial_then_reset) as server:
+        proc = subprocess.Popen([*tcpcli_command(), "connect", server.address, "--allow",
+                                 "127.0.0.1"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE,
+                                env={**os.environ, "TCPCLI_BACKEND": backend})
+        out, err = proc.communicate(timeout=10)
+    assert proc.returncode == 10, err
+    assert out == b"partial"
+    assert b"reset" in err
+    assert b"Traceback" not in err
+    assert len(err.decode().strip().splitlines()) == 1
+
+
+def test_head_closing_stdout_is_quiet() -> None:
+    def firehose(conn: socket.socket) -> None:
+        try:
+            while True:
+                conn.sendall(b"y" * 65536)
+        except OSError:
+            pass
+
+    with serve(firehose) as server:
+        cmd = " ".join([*tcpcli_command(), "connect", server.address, "--allow", "127.0.0.1",
+                        "--no-stdin"])
+        proc = subprocess.run(["bash", "-c", f"set -o pipefail; {cmd} | head -c 1"],
+                              capture_output=True, timeout=20)
+    assert proc.stdout == b"y"
+    assert proc.stderr == b"", proc.stderr
+    assert proc.returncode == 0
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_sigint_exits_130_and_the_peer_sees_the_close(backend: str) -> None:
+    closed = threading.Event()
+
+    def wait_for_close(conn: socket.socket) -> None:
+        conn.sendall(b"hello\n")
+        conn.settimeout(10)
+        try:
+            while conn.recv(65536):
+                pass
+        except OSError:
+            pass
+        closed.set()
+
+    with serve(wait_for_close) as server:
+        proc = subprocess.Popen([*tcpcli_command(), "connect", server.address, "--allow",
+                                 "127.0.0.1"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE,
+                                env={**os.environ, "TCPCLI_BACKEND": backend})
+        assert proc.stdout is not None
+        assert proc.stdout.readline() == b"hello\n"
+        proc.send_signal(signal.SIGINT)
+        sent = time.monotonic()
+        assert closed.wait(2.0), "the peer did not see the close within 2 s"
+        assert time.monotonic() - sent < 2.0
+        _, err = proc.communicate(timeout=5)
+    assert proc.returncode == 130
+    assert b"Traceback" not in err
+
+
+MALFORMED = [
+    [], ["host"], ["host:"], [":80"], ["host:0"], ["host:65536"], ["host:-1"], ["host:+80"],
+    ["host:８０"], ["host:8_0"], ["host: 80"], ["host:80x"], ["[::1]"], ["[::1"], ["::1:80:x"],
+    ["host", "99999"], ["host", "abc"], ["host:80", "--timeout", "0"],
+    ["host:80", "--timeout", "abc"], ["host:80", "--timeout", "-1"],
+    ["host:80", "--policy", "nope"], ["host:80", "--max-sockets", "x"],
+    ["host:80", "--max-sockets", "-3"], ["host:80", "--tls-min", "1.4"],
+    ["host:80", "--tls-max", "ssl3"], ["host:80", "-4", "-6"], ["host:80", "--bogus"],
+    ["host:80", "--ca-file", "/nonexistent/ca.pem"], ["host:80", "--cert", "/nonexistent"],
+    ["host:80", "--send", "a", "--no-stdin"], ["host:80", "--send", "a", "--send-file", "/etc/hostname"],
+    ["host:80", "--send-file", "/nonexistent"], ["host:80", "--idle-timeout", "0"],
+    ["host:80", "--idle-timeout", "x"], ["host:80", "--transcript-format", "png"],
+    ["host:80", "--alpn"], ["host:80", "--resolver", "not an ip"],
+    ["host:80", "--resolver", "1.2.3.4:99999"], ["host:80", "--allow", "300.1.1.1/8"],
+    ["host:80", "--deny", "1.2.3.4/99"], ["host:80", "--proxy"],
+    ["a b:80"], ["host/path:80"], ["user@host:80"], ["host:80:90"], ["[fe80::1%lo]:80"],
+    ["host\x01:80"], ["ho st", "80"], ["host:80", "extra", "args"], ["host:80", "--key", "/etc/hostname"],
+]
+
+
+@pytest.mark.parametrize("argv", MALFORMED, ids=[" ".join(a) or "<none>" for a in MALFORMED])
+def test_malformed_invocations_exit_2_with_one_line(argv: list[str]) -> None:
+    proc = run_cli("connect", *argv, timeout=30)
+    assert proc.returncode == 2, (proc.returncode, proc.stderr)
+    lines = proc.stderr.decode().strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert proc.stdout == b""
+
+
+def test_localhost_is_blocked_and_nothing_is_sent() -> None:
+    with serve(echo) as server:
+        proc = run_cli("connect", f"localhost:{server.port}", stdin=b"hi")
+        blocked_ip = run_cli("connect", server.address, stdin=b"hi")
+        time.sleep(0.1)
+        assert server.connections == []
+        allowed = run_cli("connect", server.address, "--allow", "127.0.0.1", stdin=b"hi")
+    assert proc.returncode == 3
+    err = proc.stderr.decode()
+    assert "loopback" in err
+    assert "--allow" in err
+    assert "proxy request failed" in err  # what a Worker would get
+    assert blocked_ip.returncode == 3
+    assert allowed.returncode == 0
+    assert allowed.stdout == b"hi"
+
+
+def test_refused_has_its_own_exit_code() -> None:
+    probe = socket.socket()
+    probe.bind(("127.0.0.1", 0))
+    port = probe.getsockname()[1]
+    probe.close()
+    proc = run_cli("connect", f"127.0.0.1:{port}", "--allow", "127.0.0.1")
+    assert proc.returncode == 5
+    assert b"refused" in proc.stderr
+
+
+def test_verbose_waterfall_and_json_events(server_ssl_context: ssl.SSLContext,
+                                           ca_file: str) -> None:
+    import json
+
+    with serve(echo, ssl_context=server_ssl_context) as server:
+        verbose = run_cli("connect", server.address, "--tls", "--ca-file", ca_file,
+                          "--allow", "127.0.0.1", "-v", stdin=b"ping")
+        events = run_cli("connect", server.address, "--tls", "--ca-file", ca_file,
+                         "--allow", "127.0.0.1", "--json", stdin=b"ping")
+    assert verbose.returncode == 0
+    assert verbose.stdout == b"ping"
+    err = verbose.stderr.decode()
+    for expected in ("tcp connect", "tls handshake", "tls verify: ok", "cert[0] subject",
+                     "closed: "):
+        assert expected in err, err
+    assert events.returncode == 0
+    assert events.stdout == b"ping"
+    records = [json.loads(line) for line in events.stderr.decode().splitlines()]
+    assert {r["schema"] for r in records} == {"tcpcli/1"}
+    kinds = [r["event"] for r in records]
+    assert kinds[0] == "attempt"
+    assert "tls" in kinds
+    assert "connected" in kinds
+    assert kinds[-1] == "close"
+    assert all(isinstance(r["t_ms"], float | int) for r in records)
+    close = records[-1]
+    assert close["bytes_sent"] == 4
+    assert close["bytes_received"] == 4
+
+
+def test_idle_timeout() -> None:
+    def silent(conn: socket.socket) -> None:
+        time.sleep(5)
+
+    with serve(silent) as server:
+        start = time.monotonic()
+        proc = run_cli("connect", server.address, "--allow", "127.0.0.1", "--no-stdin",
+                       "--idle-timeout", "0.3")
+    assert proc.returncode == 6
+    assert time.monotonic() - start < 4
+    assert b"idle" in proc.stderr
+
+
+def test_send_with_crlf_and_transcript(tmp_path: object) -> None:
+    from pathlib import Path
+
+    got: list[bytes] = []
+
+    def capture(conn: socket.socket) -> None:
+        got.append(recv_all(conn))
+        conn.sendall(b"+PONG\r\n")
+
+    transcript = Path(str(tmp_path)) / "t.log"
+    with serve(capture) as server:
+        proc = run_cli("connect", server.address, "--allow", "127.0.0.1", "--send",
+                       r"PING\n", "--crlf", "--transcript", str(transcript))
+    assert proc.returncode == 0
+    assert proc.stdout == b"+PONG\r\n"
+    assert got == [b"PING\r\n"]
+    log = transcript.read_text()
+    assert "> 6 bytes" in log
+    assert "< 7 bytes" in log
+    assert "50 49 4e 47 0d 0a" in log
+
+
+def test_ipv6_target_form() -> None:
+    if not socket.has_ipv6:
+        pytest.skip("no IPv6")
+    with LoopbackServer(echo, host="::1") as server:
+        proc = run_cli("connect", f"[::1]:{server.port}", "--allow", "::1", stdin=b"v6")
+        two_args = run_cli("connect", "::1", str(server.port), "--allow", "::1", stdin=b"v6")
+    assert proc.returncode == 0 and proc.stdout == b"v6", proc.stderr
+    assert two_args.returncode == 0 and two_args.stdout == b"v6", two_args.stderr
