@@ -177,7 +177,7 @@ class ResolveTimeoutError(ResolveError):
     kind = "dns-timeout"
 
 
-class ConnectionRefusedError_(ConnectError):  # noqa: N801 - avoids shadowing the builtin
+class ConnectionRefusedError_(ConnectError):
     kind = "refused"
 
 
