@@ -17,7 +17,7 @@ import anyio
 import anyio.lowlevel
 
 #: Large reads keep bulk transfers cheap; the socket side uses the same size.
-CHUNK = 256 * 1024
+CHUNK = 1024 * 1024
 #: Linux fcntl: grow a pipe's buffer (not exported by the fcntl module on 3.11).
 F_SETPIPE_SZ = 1031
 PIPE_SIZE = 1024 * 1024

@@ -57,20 +57,14 @@ class Connector(Protocol):
 
 
 class SystemConnector:
-    """Real TCP through the running anyio backend."""
+    """Real TCP: a non-blocking socket polled by the running anyio backend."""
 
     async def connect_tcp(
         self, host: IPAddress, port: int, *, local_address: str | None = None
     ) -> anyio.abc.ByteStream:
-        # The backend's own connect: anyio.connect_tcp() adds a task group per call and
-        # folds the OSError (and its errno) into a generic "All connection attempts failed".
-        from anyio._core._eventloop import get_async_backend
+        from tcpcli.core.rawsocket import open_tcp
 
-        local = (local_address, 0) if local_address else None
-        stream: anyio.abc.ByteStream = await get_async_backend().connect_tcp(
-            str(host), port, local
-        )
-        return stream
+        return await open_tcp(host, port, local_address)
 
 
 # --------------------------------------------------------------------------- socket cap

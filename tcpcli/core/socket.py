@@ -528,6 +528,8 @@ class Socket:
             # Workers: EOF from the peer flushes and closes our write side too.
             await self._close_write_side()
         if self._write_done:
+            async with self._lock():
+                pass  # a send or send_eof still in flight (another task) finishes first
             await self._finish()
 
     # ------------------------------------------------------------------ ending

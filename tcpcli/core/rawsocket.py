@@ -1,0 +1,115 @@
+"""A TCP stream straight on a non-blocking socket, polled by the event loop.
+
+anyio's asyncio SocketStream goes through a transport and protocol that copy every chunk
+into buffers and wake a future per write; for bulk transfers (connect's stdin pump) and
+connect storms (bench, probe) that overhead dominates. Here ``recv``/``send`` are called
+directly and the loop is only asked to wait when the kernel would block — the way trio
+works on both backends.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Callable
+from ipaddress import IPv4Address, IPv6Address
+from typing import Any
+
+import anyio
+import anyio.abc
+import anyio.lowlevel
+
+
+class RawSocketStream(anyio.abc.SocketStream):
+    def __init__(self, sock: socket.socket) -> None:
+        self._socket = sock
+        self._closed = False
+
+    async def receive(self, max_bytes: int = 65536) -> bytes:
+        sock = self._socket
+        while True:
+            if self._closed:
+                raise anyio.ClosedResourceError
+            try:
+                data = sock.recv(max_bytes)
+            except BlockingIOError:
+                await anyio.wait_readable(sock)
+                continue
+            except OSError as exc:
+                raise anyio.BrokenResourceError from exc
+            if not data:
+                raise anyio.EndOfStream
+            return data
+
+    async def send(self, item: bytes) -> None:
+        sock = self._socket
+        view = memoryview(item)
+        while view:
+            if self._closed:
+                raise anyio.ClosedResourceError
+            try:
+                sent = sock.send(view)
+            except BlockingIOError:
+                await anyio.wait_writable(sock)
+                continue
+            except OSError as exc:
+                raise anyio.BrokenResourceError from exc
+            view = view[sent:]
+        await anyio.lowlevel.checkpoint()
+
+    async def send_eof(self) -> None:
+        try:
+            self._socket.shutdown(socket.SHUT_WR)
+        except OSError as exc:
+            raise anyio.BrokenResourceError from exc
+
+    async def aclose(self) -> None:
+        if not self._closed:
+            self._closed = True
+            try:
+                anyio.notify_closing(self._socket)
+            except RuntimeError:
+                pass  # no running loop: nothing can be waiting
+            self._socket.close()
+        await anyio.lowlevel.checkpoint()
+
+    @property
+    def _raw_socket(self) -> socket.socket:
+        return self._socket
+
+    @property
+    def extra_attributes(self) -> dict[Any, Callable[[], Any]]:
+        sock = self._socket
+        return {
+            anyio.abc.SocketAttribute.family: lambda: sock.family,
+            anyio.abc.SocketAttribute.local_address: sock.getsockname,
+            anyio.abc.SocketAttribute.local_port: lambda: sock.getsockname()[1],
+            anyio.abc.SocketAttribute.raw_socket: lambda: sock,
+            anyio.abc.SocketAttribute.remote_address: sock.getpeername,
+            anyio.abc.SocketAttribute.remote_port: lambda: sock.getpeername()[1],
+        }
+
+
+async def open_tcp(host: IPv4Address | IPv6Address, port: int,
+                   local_address: str | None = None) -> RawSocketStream:
+    """Non-blocking connect to a literal address; OSError (with errno) on failure."""
+    family = socket.AF_INET6 if host.version == 6 else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setblocking(False)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if local_address:
+            sock.bind((local_address, 0))
+        try:
+            sock.connect((str(host), port))
+        except BlockingIOError:
+            await anyio.wait_writable(sock)
+            error = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+            if error:
+                raise OSError(error, os.strerror(error)) from None
+        else:
+            await anyio.lowlevel.checkpoint()
+    except BaseException:
+        sock.close()
+        raise
+    return RawSocketStream(sock)
