@@ -9,6 +9,7 @@ works on both backends.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 from collections.abc import Callable
@@ -66,10 +67,8 @@ class RawSocketStream(anyio.abc.SocketStream):
     async def aclose(self) -> None:
         if not self._closed:
             self._closed = True
-            try:
+            with contextlib.suppress(RuntimeError):  # no running loop: nobody waits
                 anyio.notify_closing(self._socket)
-            except RuntimeError:
-                pass  # no running loop: nothing can be waiting
             self._socket.close()
         await anyio.lowlevel.checkpoint()
 
