@@ -90,15 +90,20 @@ def test_256_mib_each_way_tls(random_file: tuple[str, str], server_ssl_context: 
     assert hashlib.sha256(proc.stdout).hexdigest() == expected
 
 
+@pytest.mark.parametrize("tls", [False, True], ids=["plain", "tls"])
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_answer_after_our_eof_is_printed_whole(backend: str) -> None:
+def test_answer_after_our_eof_is_printed_whole(backend: str, tls: bool,
+                                                server_ssl_context: ssl.SSLContext,
+                                                ca_file: str) -> None:
+    """stdin EOF is a half-close (FIN; close_notify over TLS): the late answer still arrives."""
     def late_answer(conn: socket.socket) -> None:
-        request = recv_all(conn)  # until our FIN
+        request = recv_all(conn)  # until our FIN / close_notify
         time.sleep(1.0)
         conn.sendall(b"answer to " + request + b"\n" + b"x" * 100_000)
 
-    with serve(late_answer) as server:
-        proc = run_cli("connect", server.address, "--allow", "127.0.0.1",
+    tls_args = ["--tls", "--ca-file", ca_file] if tls else []
+    with serve(late_answer, ssl_context=server_ssl_context if tls else None) as server:
+        proc = run_cli("connect", server.address, "--allow", "127.0.0.1", *tls_args,
                        stdin=b"question", backend=backend)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == b"answer to question\n" + b"x" * 100_000
