@@ -275,7 +275,9 @@ def _is_whatwg_ipv6(text: str) -> bool:
         if char(index) == ".":
             if length == 0 or piece_index > 6:
                 return False
-            return _is_whatwg_embedded_ipv4(text[index - length:])
+            # The dotted quad ends the address and fills two pieces.
+            return _is_whatwg_embedded_ipv4(text[index - length:]) and (
+                compress or piece_index + 2 == 8)
         if char(index) == ":":
             index += 1
             if char(index) == _EOF:

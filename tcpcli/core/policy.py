@@ -71,8 +71,9 @@ class Decision:
 class _Range(NamedTuple):
     rule: str
     network: IPNetwork
-    what: str  # a noun phrase: "<address> is <what> (<network>)"
+    what: str  # a noun phrase: "<address> is <what> (<network><note>)"
     strict_only: bool
+    note: str = ""
 
 
 #: Rule names, for ``Decision.rule``.
@@ -112,8 +113,7 @@ def blocked_ranges() -> tuple[_Range, ...]:
          False),
         ("cloudflare-dns", "1.1.1.0/24", "an address of Cloudflare's public DNS resolver", False),
         ("cloudflare-dns", "1.0.0.0/24", "an address of Cloudflare's public DNS resolver", False),
-        *(("cloudflare", net, f"a Cloudflare address (published ranges, "
-           f"retrieved {cloudflare['retrieved']})", False) for net in published),
+        *(("cloudflare", net, "a Cloudflare address", False) for net in published),
         ("private", "10.0.0.0/8", "a private address", True),
         ("private", "172.16.0.0/12", "a private address", True),
         ("private", "192.168.0.0/16", "a private address", True),
@@ -132,7 +132,9 @@ def blocked_ranges() -> tuple[_Range, ...]:
         ("reserved", "192.88.99.0/24", "a deprecated 6to4 relay anycast address", True),
         ("reserved", "100::/64", "a discard-only address", True),
     ]
-    return tuple(_Range(rule, ip_network(net), what, strict) for rule, net, what, strict in rows)
+    dated = f", Cloudflare's published list of {cloudflare['retrieved']}"
+    return tuple(_Range(rule, ip_network(net), what, strict, dated if rule == "cloudflare" else "")
+                 for rule, net, what, strict in rows)
 
 
 def _strings(value: object) -> list[str]:
@@ -331,7 +333,7 @@ class Policy:
             matched = self._blocked_range(inner)
             if matched is None:
                 continue
-            verdict = f"{matched.what} ({matched.network})"
+            verdict = f"{matched.what} ({matched.network}{matched.note})"
             if how:
                 reason = f"{subject}, which embeds {inner} ({how}), {verdict}" if resolved \
                     else f"{subject} embeds {inner} ({how}), {verdict}"

@@ -7,9 +7,9 @@ import ssl
 
 import pytest
 import trustme
-from tcpcli.core.resolve import StaticResolver
 
 import tcpcli
+from tcpcli.core.resolve import StaticResolver
 from tcpcli.core.tls import TLSOptions
 from tests.support.peers import recv_all, serve
 

@@ -20,8 +20,7 @@ from pathlib import Path
 import anyio
 import pytest
 from anyio.abc import SocketAttribute
-from anyio.streams.tls import TLSAttribute, TLSListener
-from anyio.streams.tls import TLSStream as ServerStream
+from anyio.streams.tls import TLSAttribute, TLSListener, TLSStream as ServerStream
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import NameOID
