@@ -76,27 +76,57 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:
-    from tcpcli.core.address import SocketAddress
-    from tcpcli.core.connect import ConnectOptions, Connector, SystemConnector
-    from tcpcli.core.errors import (
-        AddressError,
-        CertificateVerifyError,
-        ConnectError,
-        ConnectionLostError,
-        ConnectTimeoutError,
-        PolicyError,
-        ResolveError,
-        SocketCanceledError,
-        SocketOptionError,
-        StartTlsError,
-        StreamClosedError,
-        TcpcliError,
-        TLSError,
+    from tcpcli.core.address import (
+        SocketAddress as SocketAddress,
     )
-    from tcpcli.core.invocation import Invocation
-    from tcpcli.core.memory import MemoryConnector
-    from tcpcli.core.policy import Decision, Policy, Profile
-    from tcpcli.core.resolve import DnsResolver, Resolution, Resolver, StaticResolver
-    from tcpcli.core.socket import Socket, SocketInfo, connect
-    from tcpcli.core.timing import Phase, PhaseClock
-    from tcpcli.core.tls import CertificateSummary, TLSOptions, TLSReport
+    from tcpcli.core.connect import (
+        ConnectOptions as ConnectOptions,
+        Connector as Connector,
+        SystemConnector as SystemConnector,
+    )
+    from tcpcli.core.errors import (
+        AddressError as AddressError,
+        CertificateVerifyError as CertificateVerifyError,
+        ConnectError as ConnectError,
+        ConnectionLostError as ConnectionLostError,
+        ConnectTimeoutError as ConnectTimeoutError,
+        PolicyError as PolicyError,
+        ResolveError as ResolveError,
+        SocketCanceledError as SocketCanceledError,
+        SocketOptionError as SocketOptionError,
+        StartTlsError as StartTlsError,
+        StreamClosedError as StreamClosedError,
+        TcpcliError as TcpcliError,
+        TLSError as TLSError,
+    )
+    from tcpcli.core.invocation import (
+        Invocation as Invocation,
+    )
+    from tcpcli.core.memory import (
+        MemoryConnector as MemoryConnector,
+    )
+    from tcpcli.core.policy import (
+        Decision as Decision,
+        Policy as Policy,
+        Profile as Profile,
+    )
+    from tcpcli.core.resolve import (
+        DnsResolver as DnsResolver,
+        Resolution as Resolution,
+        Resolver as Resolver,
+        StaticResolver as StaticResolver,
+    )
+    from tcpcli.core.socket import (
+        Socket as Socket,
+        SocketInfo as SocketInfo,
+        connect as connect,
+    )
+    from tcpcli.core.timing import (
+        Phase as Phase,
+        PhaseClock as PhaseClock,
+    )
+    from tcpcli.core.tls import (
+        CertificateSummary as CertificateSummary,
+        TLSOptions as TLSOptions,
+        TLSReport as TLSReport,
+    )

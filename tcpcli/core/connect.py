@@ -299,8 +299,7 @@ async def dial_proxy(
     destination was judged before we got here, and we hand the proxy the checked literal
     so that it cannot resolve the name to something else.
     """
-    from python_socks import ProxyConnectionError, ProxyTimeoutError
-    from python_socks import ProxyError as SocksProxyError
+    from python_socks import ProxyConnectionError, ProxyError as SocksProxyError, ProxyTimeoutError
     from python_socks.async_.anyio import Proxy
 
     try:

@@ -4,7 +4,8 @@
     ├── AddressError          invalid address, raised synchronously by connect()  (TypeError)
     ├── SocketOptionError     invalid option value, e.g. secure_transport          (TypeError)
     ├── StartTlsError         start_tls() misuse, Workers rows 11–16               (TypeError)
-    ├── StreamClosedError     write after the writable was closed         (ClosedResourceError)
+    ├── StreamClosedError     a side closed, closing or locked  (TypeError, ClosedResourceError)
+    ├── StreamCancelledError  a read on a socket whose connection failed
     ├── PolicyError           the destination policy refused it; no packet was sent
     ├── ConnectError          the connection could not be opened
     │   ├── ResolveError
@@ -58,6 +59,20 @@ PORT_25_PROHIBITED = "Connections to port 25 are prohibited"
 CONNECTION_LOST = "Network connection lost."
 #: Workers spec §4 row 18.
 WRITABLE_CLOSED = "This WritableStream has been closed."
+#: What workerd 1.20261117.1 says after close() (observed by tests/conformance).
+WRITABLE_CLOSING = "This WritableStream belongs to an object that is closing."
+READABLE_CLOSING = "This ReadableStream belongs to an object that is closing."
+SOCKET_CLOSED = "This socket has been closed."
+#: After startTls() the old streams stay locked by the upgrade (spec §4 row 19).
+WRITER_LOCKED = "This WritableStream is currently locked to a writer."
+READER_LOCKED = "This ReadableStream is currently locked to a reader."
+#: A write of something that is neither bytes nor a string (workerd, observed).
+NOT_BYTES = (
+    "This TransformStream is being used as a byte stream, but received an object of"
+    " non-ArrayBuffer/ArrayBufferView type on its writable side."
+)
+#: Workers spec §4 row 20: reads on a socket whose connection failed.
+STREAM_CANCELLED = "Stream was cancelled."
 #: Our choice (the limits page gives no text): a socket evicted by the deadlock rule.
 SOCKET_CANCELED = (
     "This connection was canceled to unblock pending connections "
@@ -99,12 +114,23 @@ class StartTlsError(TcpcliError, TypeError):
     kind = "usage"
 
 
-class StreamClosedError(TcpcliError, anyio.ClosedResourceError):
-    """Write after the writable side was closed (row 18)."""
+class StreamClosedError(TcpcliError, anyio.ClosedResourceError, TypeError):
+    """A read or write on a side that is closed, closing or locked (a TypeError, as in
+    workerd; also anyio's ClosedResourceError, as anyio stream users expect)."""
 
     kind = "closed"
 
-    def __init__(self, message: str = WRITABLE_CLOSED) -> None:
+    def __init__(self, message: str | None = None) -> None:
+        super().__init__(message or WRITABLE_CLOSED)
+
+
+class StreamCancelledError(TcpcliError):
+    """A read on a socket whose connection failed: the readable was cancelled (row 20).
+    The connection error is the ``__cause__``."""
+
+    kind = "closed"
+
+    def __init__(self, message: str = STREAM_CANCELLED) -> None:
         super().__init__(message)
 
 

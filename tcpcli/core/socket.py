@@ -46,9 +46,19 @@ from tcpcli.core.address import (
 )
 from tcpcli.core.connect import ConnectOptions, Dialed, SocketSlot, dial, dial_proxy
 from tcpcli.core.errors import (
+    NOT_BYTES,
+    READABLE_CLOSING,
+    READER_LOCKED,
+    SOCKET_CLOSED,
+    WRITABLE_CLOSING,
+    WRITER_LOCKED,
+    AddressError,
+    ConnectError,
+    ConnectionLostError,
     ConnectTimeoutError,
     SocketCanceledError,
     StartTlsError,
+    StreamCancelledError,
     StreamClosedError,
     TcpcliError,
     map_exceptions,
@@ -66,20 +76,15 @@ CLOSE_GRACE_SECONDS = 2.0
 #: Default read size: large reads keep bulk transfers cheap (see the connect benchmark).
 READ_SIZE = 256 * 1024
 
-_WRITE_NOT_BYTES = "This WritableStream only supports writing byte types."
 _START_TLS_ON_TLS = "Cannot startTls on a TLS socket."
 _START_TLS_CLOSED = "The connection was closed before startTls could be started."
 _START_TLS_NOT_STARTTLS = (
     "The `secureTransport` socket option must be set to 'starttls' for startTls to be used."
 )
-_START_TLS_TWICE = (
-    "startTls has already been called on this socket, or the socket was transferred over RPC."
-)
 _START_TLS_EXPECTED_NAME = (
     "The expectedServerHostname option is not currently supported in startTls."
 )
 _CLOSED_BEFORE_OPEN = "The socket was closed before it was opened."
-_DETACHED = "This socket was upgraded with start_tls(); use the socket it returned."
 
 
 @dataclass(frozen=True)
@@ -270,12 +275,14 @@ class Socket:
         """
         if self._secure_transport == "on":
             raise StartTlsError(_START_TLS_ON_TLS)
-        if self._closing or self._finished or self._opened_state.error is not None:
+        # An upgraded socket's connection has moved on: workerd says "closed" here too.
+        # (Its "startTls has already been called" needs stream locks holding the upgrade
+        # back, which anyio streams do not have.)
+        if self._closing or self._finished or self._upgraded \
+                or self._opened_state.error is not None:
             raise StartTlsError(_START_TLS_CLOSED)
         if self._secure_transport != "starttls":
             raise StartTlsError(_START_TLS_NOT_STARTTLS)
-        if self._upgraded:
-            raise StartTlsError(_START_TLS_TWICE)
         if expected_server_hostname is not None:
             raise StartTlsError(_START_TLS_EXPECTED_NAME)
         self._upgraded = True
@@ -346,7 +353,13 @@ class Socket:
     async def _dial(self) -> anyio.abc.ByteStream:
         invocation, options, address = self.invocation, self.options, self.address
         target, port = address.address_str, address.port
-        host = normalize_host(address.hostname)
+        try:
+            host = normalize_host(address.hostname)
+        except AddressError as exc:
+            # Past connect()'s synchronous checks (e.g. SocketAddress("", 80)): Workers
+            # rejects `opened` with the proxy error here, not a TypeError.
+            raise ConnectError(f"cannot connect to {target}: {exc}", target=target,
+                               port=port) from exc
         policy = invocation.policy
         raise_for(policy.check_name(host, port), target=target, port=port)
         if host.literal is not None:
@@ -430,8 +443,13 @@ class Socket:
 
     async def _receive(self, max_bytes: int) -> bytes:
         if self._upgraded:
-            raise anyio.ClosedResourceError(_DETACHED)
-        await self._ensure_open()
+            raise StreamClosedError(READER_LOCKED)
+        if self._closing:
+            raise StreamClosedError(READABLE_CLOSING)
+        try:
+            await self._ensure_open()
+        except TcpcliError as exc:
+            raise StreamCancelledError() from exc
         if self._read_done:
             if self._finished and self._closed_state.error is not None:
                 raise self._closed_state.error
@@ -445,6 +463,11 @@ class Socket:
                 data = await stream.receive(max_bytes)
         except anyio.EndOfStream:
             await self._on_peer_eof()
+            raise
+        except ConnectionLostError:
+            # The read reports the loss; `closed` resolves, as in workerd.
+            self._write_done = self._read_done = True
+            await self._finish(graceful=False)
             raise
         except TcpcliError as exc:
             await self._abort(exc)
@@ -460,12 +483,16 @@ class Socket:
         return data
 
     async def _send(self, item: bytes) -> None:
-        if not isinstance(item, bytes | bytearray | memoryview):
-            raise TypeError(_WRITE_NOT_BYTES)
+        if isinstance(item, str):
+            item = item.encode("utf-8")  # workerd writes strings as UTF-8
+        elif not isinstance(item, bytes | bytearray | memoryview):
+            raise TypeError(NOT_BYTES)
         if self._write_done or self._closing or self._upgraded:
             if self._finished and isinstance(self._closed_state.error, SocketCanceledError):
                 raise self._closed_state.error
-            raise StreamClosedError()
+            if self._upgraded:
+                raise StreamClosedError(WRITER_LOCKED)
+            raise StreamClosedError(WRITABLE_CLOSING if self._closing else None)
         self._pending_writes += 1
         try:
             await self._ensure_open()
@@ -492,6 +519,8 @@ class Socket:
 
     async def _close_write_side(self) -> None:
         """Half-close: flush, send FIN (close_notify on TLS), keep reading."""
+        if self._closing:
+            raise StreamClosedError(SOCKET_CLOSED)
         if self._write_done or self._upgraded:
             return
         await self._ensure_open()
@@ -560,7 +589,7 @@ class Socket:
         stream, self._stream = self._stream, None
         transport, self._transport = self._transport, None
         if stream is not None:
-            with anyio.CancelScope(shield=True):
+            with anyio.CancelScope(shield=True), self.clock.phase("close", graceful=graceful):
                 if graceful:
                     with anyio.move_on_after(CLOSE_GRACE_SECONDS):
                         await stream.aclose()

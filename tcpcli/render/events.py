@@ -25,6 +25,7 @@ PHASE_EVENTS = {
     "starttls": "starttls",
     "tls": "tls",
     "first-byte": "first_byte",
+    "close": "socket_close",
 }
 
 

@@ -16,6 +16,7 @@ from tcpcli.core.errors import (
     ConnectionLostError,
     ConnectionRefusedError_,
     PolicyError,
+    StreamClosedError,
 )
 from tcpcli.core.tls import TLSOptions
 from tests.support.peers import echo, recv_all, reset, serve
@@ -50,6 +51,9 @@ async def test_plain_round_trip_is_byte_exact() -> None:
             assert hashlib.sha256(echoed).digest() == hashlib.sha256(payload).digest()
             await sock.close()
             await sock.closed
+            names = [p.name for p in sock.clock.phases]
+            assert names == ["connect", "first-byte", "close"]
+            assert all((p.duration_ms or -1) >= 0 for p in sock.clock.phases)
 
 
 async def test_ipv6_loopback() -> None:
@@ -182,7 +186,7 @@ async def test_start_tls_upgrades_after_the_dialogue(
             assert await secure.readable.receive() == b"inside tls"
             assert secure.tls_report is not None
             assert secure.tls_report.verification.verified
-            with pytest.raises(anyio.ClosedResourceError):
+            with pytest.raises(StreamClosedError, match="locked to a reader"):
                 await plain.readable.receive()
             await secure.close()
             inv = tcpcli.core.invocation.current_invocation()
