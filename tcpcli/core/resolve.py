@@ -193,7 +193,8 @@ class DnsResolver:
         outcome = "ok"
         try:
             answer = await resolver.resolve(  # type: ignore[attr-defined]
-                name, qtype, lifetime=timeout or self.timeout, search=False)
+                name, qtype, lifetime=timeout or self.timeout, search=False,
+                backend=_backend())
             for rrset in answer.response.answer:
                 if rrset.rdtype == dns.rdatatype.CNAME:
                     cnames += [str(r.target).rstrip(".") for r in rrset]
@@ -210,6 +211,15 @@ class DnsResolver:
             outcome, error = "error", exc
         elapsed = (time.perf_counter_ns() - start) / 1e6
         return QueryTiming(qtype, server, elapsed, outcome, len(found)), found, cnames, error
+
+
+def _backend() -> object:
+    """dnspython caches the first backend it detects process-wide; ask for the running one
+    explicitly, so asyncio and trio runs can follow each other (tests, library users)."""
+    import dns.asyncbackend
+    import sniffio
+
+    return dns.asyncbackend.get_backend(sniffio.current_async_library())
 
 
 def _worst(errors: list[Exception], name: str, server: str) -> ResolveError:
