@@ -191,3 +191,19 @@ async def test_start_tls_upgrades_after_the_dialogue(
             await secure.close()
             inv = tcpcli.core.invocation.current_invocation()
             assert inv.slots.live == 0
+
+
+async def test_source_address_is_used() -> None:
+    peers: list[str] = []
+
+    def record_peer(conn: socket.socket) -> None:
+        peers.append(conn.getpeername()[0])
+        echo(conn)
+
+    with serve(record_peer) as server:
+        async with loopback_invocation():
+            async with tcpcli.connect(server.address, local_address="127.0.0.2") as sock:
+                await sock.writable.send(b"x")
+                assert await sock.readable.receive() == b"x"
+            assert sock.local_sockname is not None and sock.local_sockname[0] == "127.0.0.2"
+    assert peers == ["127.0.0.2"]
