@@ -58,8 +58,10 @@ class Sink:
                 if self.context is not None:
                     conn = self.context.wrap_socket(conn, server_side=True)
                 if self.mode == "discard":
+                    # Read exactly `size` bytes, then close: openssl s_client (with
+                    # -quiet, i.e. -ign_eof) only exits when the server closes.
                     total = 0
-                    while data := conn.recv(4 * CHUNK):
+                    while total < self.size and (data := conn.recv(4 * CHUNK)):
                         total += len(data)
                     self.received = total
                     if self.context is not None:
@@ -139,7 +141,7 @@ def main() -> None:
         tls_sink = Sink("discard", size, certificate.server_context())
         add("tls tcpcli", [*tcpcli(), "connect", "127.0.0.1", str(tls_sink.port), "--tls",
                            "--ca-file", ca, *allow], str(data))
-        add("tls openssl s_client", ["openssl", "s_client", "-quiet", "-no_ign_eof",
+        add("tls openssl s_client", ["openssl", "s_client", "-quiet",
                                      "-connect", f"127.0.0.1:{tls_sink.port}",
                                      "-CAfile", ca], str(data))
     if "startup" in scenarios:
