@@ -13,6 +13,7 @@ from tcpcli import __version__
 
 #: command name -> "module:attribute"; one module per command.
 COMMANDS = {
+    "bench": "tcpcli.cli.bench:bench_command",
     "connect": "tcpcli.cli.connect:connect_command",
     "demo": "tcpcli.cli.demo:demo_command",
 }

@@ -1,0 +1,544 @@
+"""The benchmark engine behind ``tcpcli bench``: latency distributions that can be trusted.
+
+Modes:
+
+* ``connect`` — a new TCP connection per sample (``connect``), plus the TLS handshake as its
+  own distribution (``tls``) with ``tls=True``.
+* ``rr`` — request/response: send ``payload``, read until ``expect`` appears or
+  ``expect_bytes`` arrived (default: the first bytes of any reply), on one persistent
+  connection per worker or (``fresh=True``) a new connection per sample.
+
+How the numbers stay honest:
+
+* The destination is judged by the invocation's policy **once**, and the checked literal is
+  dialed directly (``rawsocket.open_tcp``): no per-sample resolution or policy work.
+* One task per worker, not per sample; one cached SSL context (``tls._context``).
+* Every connection holds one of the invocation's :class:`SocketSlots`, so the Workers cap
+  (6) is respected and ``slots.peak`` proves it.
+* ``rate`` runs open-loop: sample *i* is due at ``start + i / rate`` and its latency is
+  measured from that intended time, so a stalled server cannot hide its stall by slowing
+  the load down (coordinated omission).
+* Latencies go into streaming :class:`Histogram`\\ s (nanoseconds): flat memory.
+* Errors are counted by their ``kind`` (refused, reset, timeout, tls, ...), never hidden.
+
+No click and no rich here: the CLI renders :class:`BenchResult`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from ipaddress import IPv4Address, IPv6Address
+from typing import Any, Literal
+
+import anyio
+import anyio.abc
+import anyio.lowlevel
+
+from tcpcli.core.address import normalize_host, parse_address
+from tcpcli.core.connect import SocketSlot, interleave
+from tcpcli.core.errors import (
+    ConnectError,
+    ConnectTimeoutError,
+    RemoteProtocolError,
+    TcpcliError,
+    translate,
+)
+from tcpcli.core.histogram import Histogram
+from tcpcli.core.invocation import Invocation
+from tcpcli.core.policy import raise_for
+from tcpcli.core.rawsocket import RawSocketStream, open_tcp
+from tcpcli.core.tls import TLSOptions, TLSStream
+
+Mode = Literal["connect", "rr"]
+IPAddress = IPv4Address | IPv6Address
+
+#: The percentiles every report shows.
+PERCENTILES = (50.0, 90.0, 99.0, 99.9)
+#: Default per-sample timeout (seconds) when none is given: keeps every run bounded.
+DEFAULT_TIMEOUT = 10.0
+#: Default sample count when neither a count nor a duration is given.
+DEFAULT_COUNT = 100
+#: A reply larger than this without the expected pattern is a protocol error.
+MAX_REPLY = 1 << 20
+READ_SIZE = 65536
+
+#: Called for each measured sample: (distribution, nanoseconds).
+SampleObserver = Callable[[str, int], None]
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    """What to measure and how hard. ``count`` or ``duration`` bound the run."""
+
+    address: str  # "host:port" or "[v6]:port"
+    mode: Mode = "connect"
+    count: int | None = None
+    duration: float | None = None
+    concurrency: int = 6
+    rate: float | None = None  # samples per second, open loop
+    warmup: int = 0  # samples run and discarded before measuring
+    timeout: float = DEFAULT_TIMEOUT  # per sample (connect + TLS + reply)
+    tls: bool = False
+    tls_options: TLSOptions = field(default_factory=TLSOptions)
+    payload: bytes = b""
+    expect: bytes | None = None
+    expect_bytes: int | None = None
+    fresh: bool = False
+
+    def __post_init__(self) -> None:
+        if self.count is not None and self.count < 1:
+            raise ValueError("count must be at least 1")
+        if self.duration is not None and self.duration <= 0:
+            raise ValueError("duration must be positive")
+        if self.concurrency < 1:
+            raise ValueError("concurrency must be at least 1")
+        if self.rate is not None and self.rate <= 0:
+            raise ValueError("rate must be positive")
+        if self.mode == "rr" and not self.payload:
+            raise ValueError("rr mode needs a request to send")
+
+    @property
+    def bounded_count(self) -> int | None:
+        if self.count is None and self.duration is None:
+            return DEFAULT_COUNT
+        return self.count
+
+    @property
+    def distributions(self) -> tuple[str, ...]:
+        """The distributions this run measures, primary first."""
+        names: list[str] = []
+        if self.mode == "rr":
+            names.append("rr")
+        if self.mode == "connect" or self.fresh:
+            names.append("connect")
+            if self.tls:
+                names.append("tls")
+        return tuple(names)
+
+
+@dataclass
+class BenchResult:
+    """The measurements so far (live while running, final afterwards)."""
+
+    config: BenchConfig
+    peer: str = ""  # the checked literal dialed, "ip:port"
+    histograms: dict[str, Histogram] = field(default_factory=dict)
+    errors: Counter[str] = field(default_factory=Counter)
+    error_examples: dict[str, str] = field(default_factory=dict)
+    samples: int = 0  # successful measured samples (of the primary distribution)
+    warmup_done: int = 0
+    started_ns: int = 0  # start of the measured phase
+    finished_ns: int = 0
+    peak_sockets: int = 0
+    interrupted: bool = False
+
+    @property
+    def primary(self) -> str:
+        return self.config.distributions[0]
+
+    @property
+    def elapsed(self) -> float:
+        if not self.started_ns:
+            return 0.0
+        end = self.finished_ns or time.perf_counter_ns()
+        return (end - self.started_ns) / 1e9
+
+    @property
+    def rate(self) -> float:
+        """Successful samples per second of the measured phase (conn/s or req/s)."""
+        elapsed = self.elapsed
+        return self.samples / elapsed if elapsed > 0 else 0.0
+
+    @property
+    def error_count(self) -> int:
+        return sum(self.errors.values())
+
+    def count_error(self, error: BaseException) -> None:
+        kind = getattr(error, "kind", "error")
+        self.errors[kind] += 1
+        self.error_examples.setdefault(kind, str(error))
+
+
+class ClosedEarlyError(ConnectError):
+    """The peer closed before the reply was complete (counted as ``closed``)."""
+
+    kind = "closed"
+
+
+class _Failed(Exception):
+    """A sample failed; ``error`` is already a tcpcli error."""
+
+    def __init__(self, error: BaseException) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+class _Watch:
+    """A worker's timeout state: its scope, and when its current sample started (0: idle)."""
+
+    __slots__ = ("scope", "since")
+
+    def __init__(self) -> None:
+        self.scope = anyio.CancelScope()
+        self.since = 0
+
+
+class Bench:
+    """One benchmark run inside an :class:`Invocation` (the policy, the cap, the resolver)."""
+
+    def __init__(self, config: BenchConfig, invocation: Invocation, *,
+                 on_sample: SampleObserver | None = None,
+                 clock: Callable[[], int] = time.perf_counter_ns) -> None:
+        self.config = config
+        self.invocation = invocation
+        self.on_sample = on_sample
+        self.result = BenchResult(config, histograms={n: Histogram()
+                                                      for n in config.distributions})
+        self._now = clock
+        self._address: IPAddress | None = None
+        self._port = 0
+        self._hostname = ""
+        self._target = config.address
+        # The ticket dispenser shared by the workers.
+        self._issued = 0
+        self._limit: int | None = None
+        self._deadline_ns: int | None = None
+        self._start_ns = 0
+        self._interval_ns: float | None = None
+        self._recording = False
+        self._watches: list[_Watch] = []
+
+    # ------------------------------------------------------------------ target
+
+    async def check_target(self) -> tuple[IPAddress, int]:
+        """Policy-check the target once (name, then every resolved answer); pick a literal."""
+        parsed = parse_address(self.config.address)
+        port = parsed.port
+        host = normalize_host(parsed.hostname)
+        policy = self.invocation.policy
+        raise_for(policy.check_name(host, port), target=self._target, port=port)
+        family = self.invocation.options.family
+        if host.literal is not None:
+            candidates: list[IPAddress] = [host.literal]
+            hostname = str(host.literal)
+        else:
+            resolution = await self.invocation.resolver.resolve(host.name, family=family)
+            raise_for(policy.check_resolved(host.name, resolution.addresses, port),
+                      target=self._target, port=port)
+            candidates = interleave(resolution.addresses, family)
+            hostname = host.name
+        if not candidates:
+            raise ConnectError(f"no address of the requested family for {self._target}",
+                               target=self._target, port=port)
+        self._address, self._port, self._hostname = candidates[0], port, hostname
+        address = candidates[0]
+        shown = f"[{address}]" if address.version == 6 else str(address)
+        self.result.peer = f"{shown}:{port}"
+        return address, port
+
+    # ------------------------------------------------------------------ running
+
+    async def run(self) -> BenchResult:
+        """Warm up, then measure; the result is also readable live as ``self.result``."""
+        if self._address is None:
+            await self.check_target()
+        config = self.config
+        if config.warmup:
+            await self._phase(limit=config.warmup, duration=None, rate=None, recording=False)
+        result = self.result
+        result.started_ns = self._now()
+        try:
+            await self._phase(limit=config.bounded_count, duration=config.duration,
+                              rate=config.rate, recording=True)
+        finally:
+            result.finished_ns = self._now()
+            result.peak_sockets = self.invocation.slots.peak
+        return result
+
+    async def _phase(self, *, limit: int | None, duration: float | None,
+                     rate: float | None, recording: bool) -> None:
+        self._issued = 0
+        self._limit = limit
+        self._start_ns = self._now()
+        self._deadline_ns = None if duration is None else self._start_ns + int(duration * 1e9)
+        self._interval_ns = None if rate is None else 1e9 / rate
+        self._recording = recording
+        async with anyio.create_task_group() as outer:
+            outer.start_soon(self._watchdog)
+            async with anyio.create_task_group() as tg:
+                for _ in range(self.config.concurrency):
+                    tg.start_soon(self._worker)
+            outer.cancel_scope.cancel()
+
+    def _ticket(self) -> int | None:
+        """The next sample's intended start (ns), or None when the run is over."""
+        if self._limit is not None and self._issued >= self._limit:
+            return None
+        if self._interval_ns is not None:
+            due = self._start_ns + int(self._issued * self._interval_ns)
+            if self._deadline_ns is not None and due >= self._deadline_ns:
+                return None
+        else:
+            due = self._now()
+            if self._deadline_ns is not None and due >= self._deadline_ns:
+                return None
+        self._issued += 1
+        return due
+
+    async def _wait_until(self, due: int) -> None:
+        delay = (due - self._now()) / 1e9
+        if delay > 0:
+            await anyio.sleep(delay)
+
+    def _record(self, name: str, value: int) -> None:
+        if not self._recording:
+            return
+        self.result.histograms[name].record(value)
+        if self.on_sample is not None:
+            self.on_sample(name, value)
+
+    def _fail(self, error: BaseException) -> None:
+        if self._recording:
+            self.result.count_error(error)
+        else:
+            self.result.warmup_done += 1
+
+    # ------------------------------------------------------------------ connections
+
+    async def _acquire(self) -> SocketSlot:
+        slots = self.invocation.slots
+        slot = slots.try_acquire()
+        return slot if slot is not None else await slots.acquire()
+
+    async def _open(self, start_ns: int) -> tuple[anyio.abc.ByteStream, int, int | None]:
+        """Dial (and handshake): the stream, the connect time from ``start_ns`` and the TLS
+        handshake time. Failures raise :class:`_Failed` with a tcpcli error."""
+        assert self._address is not None
+        try:
+            stream: anyio.abc.ByteStream = await open_tcp(
+                self._address, self._port, self.invocation.options.local_address)
+        except Exception as exc:
+            raise _Failed(translate(exc, target=self._target, port=self._port,
+                                    phase="connect")) from exc
+        connected = self._now()
+        if not self.config.tls:
+            return stream, connected - start_ns, None
+        try:
+            stream = await TLSStream.wrap(stream, hostname=self._hostname,
+                                          options=self.config.tls_options,
+                                          target=self._target, port=self._port)
+        except Exception as exc:
+            await anyio.aclose_forcefully(stream)
+            raise _Failed(translate(exc, target=self._target, port=self._port,
+                                    phase="tls")) from exc
+        return stream, connected - start_ns, self._now() - connected
+
+    async def _watchdog(self) -> None:
+        """Per-sample timeouts without a cancel scope per sample (they cost more than a
+        loopback connect): each worker's long-lived scope is cancelled when its current
+        sample has run past the timeout."""
+        timeout_ns = int(self.config.timeout * 1e9)
+        interval = min(self.config.timeout / 10, 0.1)
+        while True:
+            await anyio.sleep(interval)
+            now = self._now()
+            for watch in self._watches:
+                if watch.since and now - watch.since > timeout_ns:
+                    watch.since = 0
+                    watch.scope.cancel()
+
+    def _timed_out(self) -> None:
+        self._fail(ConnectTimeoutError(
+            f"no answer from {self._target} within {self.config.timeout:g} s",
+            target=self._target, port=self._port))
+
+    async def _worker(self) -> None:
+        """One task per worker; re-entered after a sample timed out."""
+        loop = self._rr_loop if self.config.mode == "rr" and not self.config.fresh \
+            else self._fresh_loop
+        watch = _Watch()
+        self._watches.append(watch)
+        try:
+            while True:
+                with anyio.CancelScope() as scope:
+                    watch.scope, watch.since = scope, 0
+                    await loop(watch)
+                    return
+                if scope.cancelled_caught:
+                    self._timed_out()
+        finally:
+            self._watches.remove(watch)
+
+    async def _close(self, stream: anyio.abc.ByteStream) -> None:
+        if isinstance(stream, RawSocketStream):
+            # Nobody else waits on this socket: close it now. RawSocketStream.aclose() would
+            # add a checkpoint, one more event-loop turn per sample (-20 % conn/s at -c 64).
+            stream.extra(anyio.abc.SocketAttribute.raw_socket).close()
+        else:
+            await anyio.aclose_forcefully(stream)
+
+    async def _fresh_loop(self, watch: _Watch) -> None:
+        """A new connection per sample (``connect`` mode, and ``rr --fresh``)."""
+        slots = self.invocation.slots
+        rr = self.config.mode == "rr"
+        open_loop = self._interval_ns is not None
+        while True:
+            due = self._ticket()
+            if due is None:
+                return
+            if open_loop:
+                await self._wait_until(due)
+            slot = await self._acquire()
+            stream: anyio.abc.ByteStream | None = None
+            start = watch.since = self._now()
+            # Open loop: the primary distribution counts from the intended start.
+            origin = due if open_loop else start
+            reply_ns = 0
+            try:
+                stream, connect_ns, tls_ns = await self._open(origin if not rr else start)
+                if rr:
+                    sent = self._now() if not open_loop else origin
+                    await self._exchange(stream, bytearray())
+                    reply_ns = self._now() - sent
+            except _Failed as failed:
+                self._fail(failed.error)
+                # A loopback refusal can fail without ever blocking: let others run.
+                await anyio.lowlevel.checkpoint()
+            else:
+                if rr:
+                    self._record("rr", reply_ns)
+                self._record("connect", connect_ns)
+                if tls_ns is not None:
+                    self._record("tls", tls_ns)
+                self._succeeded()
+            finally:
+                watch.since = 0
+                if stream is not None:
+                    await self._close(stream)
+                slots.release(slot)
+
+    def _succeeded(self) -> None:
+        if self._recording:
+            self.result.samples += 1
+        else:
+            self.result.warmup_done += 1
+
+    async def _rr_loop(self, watch: _Watch) -> None:
+        """One persistent connection per worker; reconnect after a failure or timeout."""
+        slots = self.invocation.slots
+        stream: anyio.abc.ByteStream | None = None
+        slot: SocketSlot | None = None
+        leftover = bytearray()
+        try:
+            while True:
+                due = self._ticket()
+                if due is None:
+                    return
+                if self._interval_ns is not None:
+                    await self._wait_until(due)
+                try:
+                    watch.since = self._now()
+                    if stream is None:
+                        slot = await self._acquire()
+                        stream, _, _ = await self._open(self._now())
+                        leftover.clear()
+                    start = self._now() if self._interval_ns is None else due
+                    await self._exchange(stream, leftover)
+                    elapsed = self._now() - start
+                except _Failed as failed:
+                    self._fail(failed.error)
+                    await anyio.lowlevel.checkpoint()
+                    if stream is not None:
+                        await self._close(stream)
+                        stream = None
+                    if slot is not None:
+                        slots.release(slot)
+                        slot = None
+                else:
+                    self._record("rr", elapsed)
+                    self._succeeded()
+                finally:
+                    watch.since = 0
+        finally:
+            with anyio.CancelScope(shield=True):
+                if stream is not None:
+                    await self._close(stream)
+                if slot is not None:
+                    slots.release(slot)
+
+    async def _exchange(self, stream: anyio.abc.ByteStream, buffer: bytearray) -> None:
+        """Send the request; read until the reply is complete. Bytes past the end of the
+        reply stay in ``buffer`` for the next exchange on the same connection."""
+        config = self.config
+        try:
+            await stream.send(config.payload)
+            while True:
+                if config.expect is not None:
+                    found = buffer.find(config.expect)
+                    if found >= 0:
+                        del buffer[:found + len(config.expect)]
+                        return
+                elif config.expect_bytes is not None:
+                    if len(buffer) >= config.expect_bytes:
+                        del buffer[:config.expect_bytes]
+                        return
+                elif buffer:
+                    buffer.clear()
+                    return
+                if len(buffer) > MAX_REPLY:
+                    raise RemoteProtocolError(
+                        f"{self._target} sent {len(buffer)} bytes without the expected reply")
+                try:
+                    buffer += await stream.receive(READ_SIZE)
+                except anyio.EndOfStream:
+                    raise ClosedEarlyError(
+                        f"{self._target} closed the connection before the reply was complete",
+                        target=self._target, port=self._port) from None
+        except TcpcliError as exc:
+            raise _Failed(exc) from exc
+        except (OSError, anyio.BrokenResourceError, anyio.ClosedResourceError) as exc:
+            raise _Failed(translate(exc, target=self._target, port=self._port,
+                                    phase="stream")) from exc
+
+
+def summary(result: BenchResult) -> dict[str, Any]:
+    """The JSON-able summary (milliseconds), shared by ``--json`` and ``--save``."""
+    config = result.config
+    distributions: dict[str, Any] = {}
+    for name, histogram in result.histograms.items():
+        distributions[name] = describe(histogram)
+    return {
+        "mode": config.mode,
+        "peer": result.peer,
+        "tls": config.tls,
+        "concurrency": config.concurrency,
+        "rate_target": config.rate,
+        "samples": result.samples,
+        "errors": dict(result.errors),
+        "elapsed_s": round(result.elapsed, 6),
+        "per_second": round(result.rate, 3),
+        "unit": "req/s" if config.mode == "rr" else "conn/s",
+        "peak_sockets": result.peak_sockets,
+        "interrupted": result.interrupted,
+        "distributions": distributions,
+    }
+
+
+def describe(histogram: Histogram) -> dict[str, Any]:
+    """min, mean, stdev, percentiles and max of one distribution, in milliseconds."""
+    out: dict[str, Any] = {
+        "count": histogram.count,
+        "min_ms": round(histogram.min / 1e6, 6),
+        "mean_ms": round(histogram.mean / 1e6, 6),
+        "stdev_ms": round(histogram.stdev / 1e6, 6),
+    }
+    for p in PERCENTILES:
+        out[f"p{p:g}_ms"] = round(histogram.percentile(p) / 1e6, 6)
+    out["max_ms"] = round(histogram.max / 1e6, 6)
+    return out
+
+
+__all__ = ["PERCENTILES", "Bench", "BenchConfig", "BenchResult", "describe", "summary"]

@@ -1,0 +1,225 @@
+"""``tcpcli bench`` as a user runs it (a subprocess against loopback peers), plus the engine
+in-process where the test must see inside it (live sockets under the cap)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import ssl
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+
+from tests.integration.test_cli_connect import run_cli, tcpcli_command
+from tests.support.peers import echo, reset, serve
+
+ALLOW = ("--allow", "127.0.0.1")
+
+
+def delayed_echo(delay: float) -> Callable[[socket.socket], None]:
+    def handler(conn: socket.socket) -> None:
+        while data := conn.recv(65536):
+            time.sleep(delay)
+            conn.sendall(data)
+    return handler
+
+
+def bench_json(*args: str, backend: str = "asyncio") -> tuple[int, dict[str, Any], str]:
+    """Run bench with --json; return the exit code, the summary event and stdout."""
+    proc = run_cli("bench", *args, "--json", backend=backend, timeout=60)
+    events = [json.loads(line) for line in proc.stderr.decode().splitlines()
+              if line.startswith("{")]
+    assert all(e["schema"] == "tcpcli/1" for e in events), proc.stderr
+    summaries = [e for e in events if e["event"] == "bench_summary"]
+    assert summaries, proc.stderr
+    return proc.returncode, summaries[0], proc.stdout.decode()
+
+
+def free_port() -> int:
+    probe = socket.socket()
+    probe.bind(("127.0.0.1", 0))
+    port: int = probe.getsockname()[1]
+    probe.close()
+    return port
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_connect_mode_plain_report(backend: str) -> None:
+    with serve(echo) as server:
+        code, summary, out = bench_json(server.address, *ALLOW, "-n", "40", "--warmup", "5",
+                                        backend=backend)
+        time.sleep(0.1)
+        assert len(server.connections) == 45  # warmup samples ran, and were not counted
+    assert code == 0
+    assert summary["samples"] == 40 and summary["errors"] == {}
+    connect = summary["distributions"]["connect"]
+    assert connect["count"] == 40
+    assert 0 < connect["min_ms"] <= connect["p50_ms"] <= connect["p99_ms"] <= connect["max_ms"]
+    assert summary["per_second"] > 0 and summary["unit"] == "conn/s"
+    assert summary["peak_sockets"] <= 6
+    lines = out.splitlines()  # piped: plain, one fact per line
+    assert lines[2].startswith("samples     40 ok, 0 errors")
+    assert any(line.startswith("connect ") and "p99.9=" in line for line in lines)
+
+
+def test_rr_percentiles_bracket_the_injected_delay() -> None:
+    delay = 0.05
+    with serve(delayed_echo(delay)) as server:
+        code, summary, out = bench_json(server.address, *ALLOW, "--mode", "rr", "--send",
+                                        "PING\\r\\n", "--expect", "\\r\\n", "-n", "30",
+                                        "-c", "3")
+    assert code == 0, out
+    rr = summary["distributions"]["rr"]
+    assert rr["count"] == 30
+    assert delay * 1000 <= rr["min_ms"]
+    assert delay * 1000 <= rr["p50_ms"] <= rr["p99_ms"] < delay * 1000 + 40
+    assert summary["unit"] == "req/s"
+    assert "rr          min=" in out
+
+
+def test_tls_handshake_is_its_own_distribution(server_ssl_context: ssl.SSLContext,
+                                               ca_file: str) -> None:
+    with serve(echo, ssl_context=server_ssl_context) as server:
+        code, summary, _ = bench_json(server.address, *ALLOW, "--tls", "--ca-file", ca_file,
+                                      "-n", "20")
+        unverified_code, unverified, _ = bench_json(server.address, *ALLOW, "--tls", "-n", "5")
+    assert code == 0
+    assert summary["errors"] == {}
+    assert summary["distributions"]["connect"]["count"] == 20
+    assert summary["distributions"]["tls"]["count"] == 20
+    assert summary["distributions"]["tls"]["p50_ms"] > 0
+    # certifi does not trust the test CA: every sample fails verification, counted by kind
+    assert unverified["errors"] == {"tls-verify": 5}
+    assert unverified["samples"] == 0 and unverified_code == 7
+
+
+def test_refused_is_counted_by_kind() -> None:
+    code, summary, out = bench_json(f"127.0.0.1:{free_port()}", *ALLOW, "-n", "12")
+    assert summary["errors"] == {"refused": 12}
+    assert summary["samples"] == 0
+    assert code == 5  # nothing succeeded: the exit code of the errors' kind
+    assert "errors      refused=12" in out
+
+
+def test_resets_are_counted_by_kind() -> None:
+    def reset_after_request(conn: socket.socket) -> None:
+        conn.recv(100)
+        reset(conn)
+
+    with serve(reset_after_request) as server:
+        _, summary, _ = bench_json(server.address, *ALLOW, "--mode", "rr", "--send", "x",
+                                   "-n", "10", "-c", "2")
+    assert summary["errors"] == {"reset": 10}
+
+
+def test_rate_mode_holds_its_rate() -> None:
+    with serve(echo) as server:
+        code, summary, _ = bench_json(server.address, *ALLOW, "--rate", "100", "--duration",
+                                      "1.5")
+    assert code == 0
+    assert 140 <= summary["samples"] <= 151
+    assert 85 <= summary["per_second"] <= 110
+    assert summary["rate_target"] == 100
+
+
+def test_open_loop_latency_counts_from_the_intended_start() -> None:
+    """A server slower than the rate: a closed loop would report 100 ms every time; the
+    open loop reports the queueing the late requests suffered (coordinated omission)."""
+    with serve(delayed_echo(0.1)) as server:
+        _, summary, _ = bench_json(server.address, *ALLOW, "--mode", "rr", "--send", "x",
+                                   "-c", "1", "--rate", "20", "-n", "10")
+    rr = summary["distributions"]["rr"]
+    assert 95 <= rr["min_ms"] < 150
+    assert rr["max_ms"] > 450  # the 10th was due at 450 ms and answered at ~1000 ms
+
+
+def test_save_and_compare_exit_9_on_a_regression(tmp_path: Any) -> None:
+    base = str(tmp_path / "base.json")
+    args = ("--mode", "rr", "--send", "x", "-n", "20", "-c", "2")
+    with serve(delayed_echo(0.01)) as fast:
+        code, _, _ = bench_json(fast.address, *ALLOW, *args, "--save", base)
+        same_code, _, same_out = bench_json(fast.address, *ALLOW, *args, "--compare", base,
+                                            "--threshold", "300%")
+    assert code == 0
+    assert json.loads(Path(base).read_text())["kind"] == "tcpcli-bench-baseline"
+    assert same_code == 0, same_out
+    with serve(delayed_echo(0.06)) as slow:
+        proc = run_cli("bench", slow.address, *ALLOW, *args, "--compare", base, "--json")
+    assert proc.returncode == 9
+    events = [json.loads(line) for line in proc.stderr.decode().splitlines()]
+    compare = next(e for e in events if e["event"] == "bench_compare")
+    assert compare["regressed"] == ["rr"]
+    assert compare["deltas"]["rr"]["p99"]["change_pct"] > 100
+    assert "REGRESSED" in proc.stdout.decode()
+
+
+def test_concurrency_past_the_cap_needs_max_sockets() -> None:
+    proc = run_cli("bench", "127.0.0.1:1", *ALLOW, "-c", "7")
+    assert proc.returncode == 2
+    assert b"--max-sockets 7" in proc.stderr
+    assert len(proc.stderr.decode().strip().splitlines()) == 1
+
+
+def test_blocked_target_sends_nothing() -> None:
+    with serve(echo) as server:
+        proc = run_cli("bench", server.address, "-n", "5")
+        time.sleep(0.1)
+        assert server.connections == []
+    assert proc.returncode == 3
+    assert b"--allow" in proc.stderr
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_ctrl_c_prints_the_summary_so_far_then_exits_130(backend: str) -> None:
+    with serve(echo) as server:
+        proc = subprocess.Popen([*tcpcli_command(), "bench", server.address, *ALLOW,
+                                 "--duration", "30", "--rate", "50"],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                env={**os.environ, "TCPCLI_BACKEND": backend})
+        time.sleep(1.5)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=10)
+    assert proc.returncode == 130, err
+    assert b"Traceback" not in err
+    text = out.decode()
+    assert "(interrupted)" in text
+    assert "connect     min=" in text
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("anyio_backend", ["asyncio", "trio"])
+async def test_live_sockets_never_exceed_the_cap(monkeypatch: pytest.MonkeyPatch) -> None:
+    """-c 12 under the Workers cap of 6: count open client sockets at every dial."""
+    from tcpcli.core import bench as bench_module
+    from tcpcli.core.bench import Bench, BenchConfig
+    from tcpcli.core.invocation import Invocation
+
+    opened: list[socket.socket] = []
+    peak = 0
+    real_open = getattr(bench_module, "open_tcp")  # noqa: B009 - not re-exported
+
+    async def counting_open(*args: Any) -> Any:
+        nonlocal peak
+        live = sum(1 for sock in opened if sock.fileno() != -1)
+        peak = max(peak, live + 1)
+        stream = await real_open(*args)
+        opened.append(stream.extra(anyio.abc.SocketAttribute.raw_socket))
+        return stream
+
+    monkeypatch.setattr(bench_module, "open_tcp", counting_open)
+    with serve(delayed_echo(0.01)) as server:
+        invocation = Invocation(policy="open", max_sockets=6)
+        async with invocation:
+            result = await Bench(BenchConfig(server.address, mode="rr", payload=b"x",
+                                             fresh=True, count=60, concurrency=12),
+                                 invocation).run()
+    assert result.samples == 60
+    assert peak == 6
+    assert invocation.slots.peak == 6 and invocation.slots.live == 0
