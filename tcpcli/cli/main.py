@@ -14,8 +14,10 @@ from tcpcli import __version__
 #: command name -> "module:attribute"; one module per command.
 COMMANDS = {
     "bench": "tcpcli.cli.bench:bench_command",
+    "completion": "tcpcli.cli.completion:completion_command",
     "connect": "tcpcli.cli.connect:connect_command",
     "demo": "tcpcli.cli.demo:demo_command",
+    "probe": "tcpcli.cli.probe:probe_command",
 }
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}

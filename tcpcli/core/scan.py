@@ -1,0 +1,955 @@
+"""The port-scan engine behind ``tcpcli probe``: targets, ports, states with reasons.
+
+Speed comes from not paying per-port task overhead. On the real network the engine issues
+batches of non-blocking ``connect()`` calls on raw sockets, registers the ones in progress
+with one kernel poller (epoll; a ``selectors`` poller elsewhere) and waits on *that* fd
+with ``anyio.wait_readable`` — one wait for the whole batch, harvested with a zero-timeout
+poll. Loopback answers (RST for a closed port) arrive within microseconds, so most ports
+never cost an await. Slow remote ports simply stay registered until their deadline.
+
+Through another connector (the in-memory seam, a proxy) the engine falls back to one task
+per port, bounded by the same concurrency limit.
+
+The six-socket cap is honoured: each in-flight socket holds one of the invocation's
+:class:`~tcpcli.core.connect.SocketSlots` (a lifted cap, ``None``, is not counted).
+
+States: ``open`` (connected), ``closed`` (refused/RST, or a TCP self-connect, which means
+nothing listens there), ``filtered`` (no answer before the per-port timeout),
+``unreachable`` (ICMP/route errors, with the errno), ``blocked`` (the policy refused it;
+no packet sent). Every row also says whether a Worker's ``connect()`` would be allowed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import math
+import os
+import select
+import selectors
+import socket
+import time
+from collections import Counter, deque
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from enum import StrEnum
+from ipaddress import (
+    IPv4Address,
+    IPv4Network,
+    IPv6Address,
+    IPv6Network,
+    ip_address,
+    ip_network,
+)
+from typing import Any, Final
+
+import anyio
+import anyio.abc
+import anyio.lowlevel
+
+from tcpcli.core.address import normalize_host, parse_port, split_target
+from tcpcli.core.connect import Connector, SocketSlot, SystemConnector, interleave
+from tcpcli.core.errors import AddressError, ResolveError, TcpcliError
+from tcpcli.core.invocation import Invocation
+from tcpcli.core.policy import Decision, Policy, Profile
+from tcpcli.data.services import port_name, service_port, top_ports
+
+IPAddress = IPv4Address | IPv6Address
+IPNetwork = IPv4Network | IPv6Network
+
+#: Non-blocking connects issued before the poller is harvested again.
+BATCH: Final = 64
+#: Default in-flight connects when the cap is lifted.
+DEFAULT_CONCURRENCY: Final = 1024
+#: Default per-port connect timeout (seconds).
+DEFAULT_TIMEOUT: Final = 1.0
+#: How many bytes of a banner are kept.
+BANNER_LIMIT: Final = 4096
+#: Scans larger than this many probes need an explicit confirmation (``--yes``).
+GUARD_PROBES: Final = 1_000_000
+#: A single CIDR block larger than this many addresses needs confirmation too.
+GUARD_ADDRESSES: Final = 65_536
+
+_NONBLOCK = getattr(socket, "SOCK_NONBLOCK", 0)
+_UNREACHABLE_ERRNOS = frozenset({
+    errno.ENETUNREACH, errno.EHOSTUNREACH, errno.ENETDOWN, errno.EHOSTDOWN,
+    errno.EADDRNOTAVAIL, errno.EAFNOSUPPORT, errno.EACCES, errno.EPERM,
+})
+
+
+class PortState(StrEnum):
+    OPEN = "open"
+    CLOSED = "closed"
+    FILTERED = "filtered"
+    UNREACHABLE = "unreachable"
+    BLOCKED = "blocked"
+
+
+# --------------------------------------------------------------------------- ports
+
+
+def parse_ports(spec: str) -> list[int]:
+    """``22,80-90,ssh,redis`` -> sorted, deduplicated ports; ``-`` is all of 1-65535.
+
+    Ranges may be open-ended (``-1024``, ``60000-``). ValueError says what is wrong.
+    """
+    ports: set[int] = set()
+    for raw in spec.split(","):
+        item = raw.strip()
+        if item == "":
+            raise ValueError(f"empty entry in port list {spec!r}")
+        if item == "-":
+            return list(range(1, 65536))
+        if "-" in item and not item[0].isalpha():
+            low_text, _, high_text = item.partition("-")
+            low = parse_port(low_text) if low_text else 1
+            high = parse_port(high_text) if high_text else 65535
+            if low > high:
+                raise ValueError(f"port range {item!r} runs backwards")
+            ports.update(range(low, high + 1))
+        elif item.isascii() and item.isdigit():
+            ports.add(parse_port(item))
+        else:
+            port = service_port(item)
+            if port is None:
+                raise ValueError(f"unknown service name {item!r}: give a port number")
+            ports.add(port)
+    return sorted(ports)
+
+
+def choose_ports(specs: Iterable[str], top: int | None) -> list[int]:
+    """The union of every ``--ports`` list and ``--top N``; default: the top 100."""
+    specs = list(specs)
+    if not specs and top is None:
+        top = 100
+    ports: set[int] = set(top_ports(top)) if top else set()
+    for spec in specs:
+        ports.update(parse_ports(spec))
+    return sorted(ports)
+
+
+# --------------------------------------------------------------------------- targets
+
+
+@dataclass(frozen=True)
+class Target:
+    """One command-line or file target: a name, a literal, or a CIDR block; maybe a port."""
+
+    text: str
+    host: str = ""
+    literal: IPAddress | None = None
+    network: IPNetwork | None = None
+    port: int | None = None
+
+    @property
+    def address_count(self) -> int:
+        if self.network is not None:
+            return int(self.network.num_addresses)
+        return 1
+
+
+def parse_target(text: str) -> Target:
+    """``host``, ``host:port``, ``[v6]``, ``[v6]:port``, ``v6``, ``CIDR``; AddressError else."""
+    raw = text.strip()
+    if raw == "":
+        raise AddressError("empty target")
+    if "%" in raw:
+        raise AddressError(f"{raw!r}: IPv6 zone ids (%) are not supported")
+    if "/" in raw:
+        try:
+            network = ip_network(raw, strict=False)
+        except ValueError as exc:
+            raise AddressError(f"{raw!r} is not a CIDR block: {exc}") from None
+        return Target(raw, str(network), network=network)
+    port: int | None = None
+    host = raw
+    try:
+        if raw.startswith("[") or raw.count(":") == 1:
+            host, port = split_target(raw)
+        elif raw.count(":") > 1:
+            host = raw  # a bare IPv6 address
+    except ValueError as exc:
+        raise AddressError(str(exc)) from None
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    normalized = normalize_host(host)
+    return Target(raw, normalized.name, literal=normalized.literal, port=port)
+
+
+def read_target_lines(lines: Iterable[str]) -> Iterator[str]:
+    """Targets from a file: one or more per line (space separated), ``#`` comments."""
+    for line in lines:
+        content = line.split("#", 1)[0]
+        yield from content.split()
+
+
+def estimate_probes(targets: Iterable[Target], ports: int) -> int:
+    return sum(t.address_count * (1 if t.port else ports) for t in targets)
+
+
+def guard(targets: Iterable[Target], ports: int) -> str | None:
+    """Why this expansion is too large to run unconfirmed, or None."""
+    total = 0
+    for target in targets:
+        if target.address_count > GUARD_ADDRESSES:
+            return (f"{target.text} has {target.address_count:,} addresses "
+                    f"(more than {GUARD_ADDRESSES:,})")
+        total += target.address_count * (1 if target.port else ports)
+    if total > GUARD_PROBES:
+        return f"this scan would make {total:,} probes (more than {GUARD_PROBES:,})"
+    return None
+
+
+# --------------------------------------------------------------------------- results
+
+
+@dataclass
+class ProbeResult:
+    """One (address, port) row."""
+
+    host: str
+    address: str
+    port: int
+    state: PortState
+    reason: str
+    latency_ms: float | None = None
+    errno: int | None = None
+    attempts: int = 1
+    service: str = ""  # the conventional service on this port (a guess by number)
+    rule: str | None = None  # the policy rule that blocked it
+    lift: str | None = None
+    workers_allowed: bool = False
+    workers_rule: str = ""
+    workers_reason: str = ""
+    banner: str | None = None
+    identified: str | None = None  # the service named from the banner
+    identified_detail: str | None = None
+    confidence: str | None = None  # high | medium | low
+    tls: dict[str, Any] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        data = {k: v for k, v in self.__dict__.items() if v is not None}
+        data["state"] = str(self.state)
+        return data
+
+
+@dataclass(frozen=True)
+class ScanOptions:
+    timeout: float = DEFAULT_TIMEOUT
+    retries: int = 0
+    concurrency: int = DEFAULT_CONCURRENCY
+    rate: float | None = None  # new connects per second
+    all_addresses: bool = False
+    banner: bool = False
+    banner_wait: float = 1.0
+    tls_detect: bool = False
+    family: int = socket.AF_UNSPEC
+    local_address: str | None = None
+
+
+@dataclass
+class ScanSummary:
+    counts: Counter[str] = field(default_factory=Counter)
+    probes: int = 0
+    hosts: int = 0
+    errors: list[TcpcliError] = field(default_factory=list)
+    elapsed_ms: float = 0.0
+    peak_sockets: int = 0
+
+
+ResultSink = Callable[[ProbeResult], None]
+ErrorSink = Callable[[Target, TcpcliError], None]
+
+
+# --------------------------------------------------------------------------- policy
+
+
+def special_ports(policy: Policy) -> frozenset[int]:
+    """Ports whose verdict can differ from any other port's: 0, 25 and port:N entries."""
+    ports = {0, 25}
+    for entry in (*policy.allow, *policy.deny):
+        text = entry.strip().lower()
+        if text.startswith("port:"):
+            with contextlib.suppress(ValueError):
+                ports.add(parse_port(text[5:]))
+    return frozenset(ports)
+
+
+class PortJudge:
+    """A policy verdict per port, computed once for every "ordinary" port (fast: a scan of
+    65,535 ports asks the policy a handful of times, not 65,535)."""
+
+    def __init__(self, policy: Policy, decide: Callable[[int], Decision]) -> None:
+        self._special = special_ports(policy)
+        self._decide = decide
+        self._generic: Decision | None = None
+        self._cache: dict[int, Decision] = {}
+
+    def __call__(self, port: int) -> Decision:
+        if port in self._special:
+            if port not in self._cache:
+                self._cache[port] = self._decide(port)
+            return self._cache[port]
+        if self._generic is None:
+            generic = next(p for p in range(1, 65536) if p not in self._special)
+            self._generic = self._decide(generic)
+        return self._generic
+
+
+WORKERS_POLICY: Final = Policy(Profile.WORKERS)
+
+
+@dataclass
+class HostPlan:
+    """One address to probe, and the verdicts for it (the user's policy and a Worker's)."""
+
+    host: str
+    address: IPAddress | None  # None: blocked before DNS, nothing to dial
+    ports: list[int]
+    judge: PortJudge
+    workers: PortJudge
+    address_text: str = ""
+
+    def __post_init__(self) -> None:
+        self.address_text = str(self.address) if self.address is not None else ""
+
+
+# --------------------------------------------------------------------------- pollers
+
+
+class _Poller:
+    """Ready-for-write notifications for many sockets through one waitable fd."""
+
+    def __init__(self) -> None:
+        self._epoll = select_epoll()
+        self._selector: selectors.BaseSelector | None = None
+        if self._epoll is None:
+            self._selector = selectors.DefaultSelector()
+
+    def fileno(self) -> int:
+        if self._epoll is not None:
+            return int(self._epoll.fileno())
+        assert self._selector is not None
+        return self._selector.fileno() if hasattr(self._selector, "fileno") else -1
+
+    def register(self, fd: int) -> None:
+        if self._epoll is not None:
+            self._epoll.register(fd, 4)  # EPOLLOUT (EPOLLERR/EPOLLHUP are implicit)
+        else:
+            assert self._selector is not None
+            self._selector.register(fd, selectors.EVENT_WRITE)
+
+    def unregister(self, fd: int) -> None:
+        """Only needed before closing with a selector; epoll drops closed fds itself."""
+        if self._selector is not None:
+            with contextlib.suppress(KeyError, ValueError):
+                self._selector.unregister(fd)
+
+    def ready(self) -> list[int]:
+        if self._epoll is not None:
+            return [fd for fd, _ in self._epoll.poll(0)]
+        assert self._selector is not None
+        return [key.fd for key, _ in self._selector.select(0)]
+
+    def close(self) -> None:
+        if self._epoll is not None:
+            self._epoll.close()
+        if self._selector is not None:
+            self._selector.close()
+
+
+def select_epoll() -> Any:
+    factory = getattr(select, "epoll", None)
+    return factory() if factory is not None else None
+
+
+class _Pending:
+    __slots__ = ("attempt", "deadline", "plan", "port", "slot", "sock", "started")
+
+    def __init__(self, sock: socket.socket, plan: HostPlan, port: int, started: float,
+                 deadline: float, attempt: int, slot: SocketSlot | None) -> None:
+        self.sock, self.plan, self.port = sock, plan, port
+        self.started, self.deadline, self.attempt, self.slot = started, deadline, attempt, slot
+
+
+def errno_name(code: int) -> str:
+    return errno.errorcode.get(code, str(code))
+
+
+def classify_errno(code: int) -> tuple[PortState, str]:
+    """A failed connect's errno -> (state, reason)."""
+    if code == errno.ECONNREFUSED:
+        return PortState.CLOSED, "refused"
+    if code == errno.ECONNRESET:
+        return PortState.CLOSED, "reset"
+    if code == errno.ETIMEDOUT:
+        return PortState.FILTERED, "timeout (kernel)"
+    if code in _UNREACHABLE_ERRNOS:
+        return PortState.UNREACHABLE, f"{errno_name(code)}: {os.strerror(code)}"
+    return PortState.UNREACHABLE, f"{errno_name(code)}: {os.strerror(code)}"
+
+
+def is_self_connect(local: object, remote: object) -> bool:
+    """TCP simultaneous open with itself: connecting to a free ephemeral port on loopback
+    can pick that very port as the source. Nothing listens there; it is never "open"."""
+    if not isinstance(local, tuple) or not isinstance(remote, tuple):
+        return False
+    return local[:2] == remote[:2]
+
+
+# --------------------------------------------------------------------------- the scanner
+
+
+class Scanner:
+    """Probe every (address, port) of the given targets; results go to ``on_result``.
+
+    ``report`` names the states passed to ``on_result``; the others are only counted
+    (a 65,535-port scan need not build 65,530 "closed" rows nobody will read).
+    """
+
+    def __init__(self, invocation: Invocation, options: ScanOptions, on_result: ResultSink,
+                 *, on_error: ErrorSink | None = None,
+                 report: frozenset[PortState] = frozenset(PortState)) -> None:
+        self.invocation = invocation
+        self.options = options
+        self.on_result = on_result
+        self.on_error = on_error
+        self.report = report
+        self.summary = ScanSummary()
+        self.slots = invocation.slots
+        cap = self.slots.limit
+        self.limit = max(1, min(options.concurrency, cap if cap is not None else math.inf,
+                                _fd_budget()))
+        connector = invocation.connector
+        self.fast = isinstance(connector, SystemConnector) and not invocation.options.proxy
+        self._pending: dict[int, _Pending] = {}  # registered with the poller, oldest first
+        self._fresh: list[_Pending] = []  # connects issued since the last harvest
+        self._retry: deque[tuple[HostPlan, int, int]] = deque()
+        self._poller: _Poller | None = None
+        self._next_start = 0.0
+        self._tg: anyio.abc.TaskGroup | None = None
+        self._inspect_limiter = anyio.CapacityLimiter(max(1, min(self.limit, 64)))
+
+    # ------------------------------------------------------------------ plans
+
+    async def plans(self, targets: Iterable[Target], ports: list[int]) -> AsyncIterator[HostPlan]:
+        """Targets -> addresses to probe, resolving names one at a time (streamed)."""
+        policy = self.invocation.policy
+        for target in targets:
+            self.summary.hosts += 1
+            target_ports = [target.port] if target.port else ports
+            if target.network is not None:
+                network = target.network
+                hosts = network.hosts() if network.num_addresses > 2 else iter(network)
+                for ip in hosts:
+                    yield self._literal_plan(str(ip), ip_address(str(ip)), target_ports, policy)
+            elif target.literal is not None:
+                yield self._literal_plan(target.host, target.literal, target_ports, policy)
+            else:
+                async for plan in self._name_plans(target, target_ports, policy):
+                    yield plan
+
+    def _literal_plan(self, host: str, ip: IPAddress, ports: list[int],
+                      policy: Policy) -> HostPlan:
+        return HostPlan(host, ip, ports,
+                        PortJudge(policy, lambda port: policy.check_address(ip, port)),
+                        PortJudge(WORKERS_POLICY,
+                                  lambda port: WORKERS_POLICY.check_address(ip, port)))
+
+    async def _name_plans(self, target: Target, ports: list[int],
+                          policy: Policy) -> AsyncIterator[HostPlan]:
+        name = normalize_host(target.host)
+        before_dns = PortJudge(policy, lambda port: policy.check_name(name, port))
+        workers_name = PortJudge(WORKERS_POLICY,
+                                 lambda port: WORKERS_POLICY.check_name(name, port))
+        if not any(before_dns(port).allowed for port in _representatives(ports, policy)):
+            yield HostPlan(target.host, None, ports, before_dns, workers_name)
+            return
+        try:
+            resolution = await self.invocation.resolver.resolve(
+                name.name, family=self.options.family, timeout=self.options.timeout * 5)
+        except TcpcliError as exc:
+            self._error(target, exc)
+            return
+        ips = list(resolution.addresses)
+        ordered = interleave(ips, self.options.family)
+        if not ordered:
+            self._error(target, ResolveError(f"{target.host} has no address of the requested "
+                                             "family", target=target.host))
+            return
+
+        def decide(port: int) -> Decision:
+            first = policy.check_name(name, port)
+            return first if not first.allowed else policy.check_resolved(name.name, ips, port)
+
+        def workers(port: int) -> Decision:
+            first = WORKERS_POLICY.check_name(name, port)
+            return first if not first.allowed else \
+                WORKERS_POLICY.check_resolved(name.name, ips, port)
+
+        judge, workers_judge = PortJudge(policy, decide), PortJudge(WORKERS_POLICY, workers)
+        for ip in ordered if self.options.all_addresses else ordered[:1]:
+            yield HostPlan(target.host, ip, ports, judge, workers_judge)
+
+    def _error(self, target: Target, error: TcpcliError) -> None:
+        self.summary.errors.append(error)
+        if self.on_error is not None:
+            self.on_error(target, error)
+
+    # ------------------------------------------------------------------ running
+
+    async def run(self, targets: Iterable[Target], ports: list[int]) -> ScanSummary:
+        start = time.perf_counter()
+        try:
+            async with anyio.create_task_group() as tg:
+                self._tg = tg
+                if self.fast:
+                    await self._run_fast(self.plans(targets, ports))
+                else:
+                    await self._run_via_connector(self.plans(targets, ports), tg)
+        finally:
+            self._close_pending()
+            self.summary.elapsed_ms = (time.perf_counter() - start) * 1000
+            self.summary.peak_sockets = self.slots.peak
+        return self.summary
+
+    def _blocked(self, plan: HostPlan, port: int, decision: Decision) -> None:
+        self._emit(plan, port, PortState.BLOCKED, f"policy rule {decision.rule}",
+                   rule=decision.rule, lift=decision.lift or None)
+
+    def _emit(self, plan: HostPlan, port: int, state: PortState, reason: str,
+              **fields: Any) -> None:
+        self.summary.probes += 1
+        self.summary.counts[state] += 1
+        if state not in self.report:
+            return
+        workers = plan.workers(port)
+        result = ProbeResult(
+            plan.host, plan.address_text, port, state,
+            reason, service=port_name(port), workers_allowed=workers.allowed,
+            workers_rule=workers.rule, workers_reason=workers.reason, **fields)
+        self.on_result(result)
+
+    # ------------------------------------------------------------------ fast path
+
+    async def _run_fast(self, plans: AsyncIterator[HostPlan]) -> None:
+        self._poller = _Poller()
+        started = 0
+        async for plan in plans:
+            if plan.address is None:
+                for port in plan.ports:
+                    self._blocked(plan, port, plan.judge(port))
+                continue
+            judge = plan.judge
+            for port in plan.ports:
+                decision = judge(port)
+                if not decision.allowed:
+                    self._blocked(plan, port, decision)
+                    continue
+                await self._start_when_allowed(plan, port, 1)
+                started += 1
+                if started % BATCH == 0:
+                    self._harvest()
+                    await anyio.lowlevel.checkpoint()
+        self._harvest()
+        while self._pending or self._retry or self._fresh:
+            while self._retry:
+                plan, port, attempt = self._retry.popleft()
+                await self._start_when_allowed(plan, port, attempt)
+            if self._pending or self._fresh:
+                await self._wait()
+
+    async def _start_when_allowed(self, plan: HostPlan, port: int, attempt: int) -> None:
+        while len(self._pending) + len(self._fresh) >= self.limit:
+            await self._wait()
+        if self.options.rate:
+            while (now := time.monotonic()) < self._next_start:
+                await self._wait(until=self._next_start)
+            self._next_start = max(now, self._next_start) + 1 / self.options.rate
+        slot: SocketSlot | None = None
+        if self.slots.limit is not None:
+            slot = self.slots.try_acquire()
+            while slot is None:
+                if self._pending or self._fresh:
+                    await self._wait()
+                    slot = self.slots.try_acquire()
+                else:
+                    slot = await self.slots.acquire()
+        self._start(plan, port, attempt, slot)
+
+    def _start(self, plan: HostPlan, port: int, attempt: int, slot: SocketSlot | None) -> None:
+        address = plan.address
+        assert address is not None
+        family = socket.AF_INET6 if address.version == 6 else socket.AF_INET
+        try:
+            sock = socket.socket(family, socket.SOCK_STREAM | _NONBLOCK)
+        except OSError:
+            self._release(slot)
+            raise
+        if not _NONBLOCK:
+            sock.setblocking(False)
+        started = time.monotonic()
+        try:
+            if self.options.local_address:
+                sock.bind((self.options.local_address, 0))
+            code = sock.connect_ex((plan.address_text, port))
+        except OSError as exc:
+            code = exc.errno or errno.EINVAL
+        if code == errno.EINPROGRESS or code == errno.EWOULDBLOCK:
+            # Not registered with the poller yet: on loopback the answer is usually there
+            # by the next harvest, which checks the whole batch with one poll() call.
+            self._fresh.append(_Pending(sock, plan, port, started,
+                                        started + self.options.timeout, attempt, slot))
+            return
+        pending = _Pending(sock, plan, port, started, started, attempt, slot)
+        if code == 0:
+            self._connected(pending)
+        else:
+            self._failed(pending, code)
+
+    def _harvest(self) -> None:
+        poller = self._poller
+        assert poller is not None
+        pending = self._pending
+        fresh = self._fresh
+        if fresh:
+            self._fresh = []
+            batch = select.poll()
+            for item in fresh:
+                batch.register(item.sock.fileno(), select.POLLOUT)
+            ready = {fd for fd, _ in batch.poll(0)}
+            refused, report_closed = errno.ECONNREFUSED, PortState.CLOSED in self.report
+            counts = self.summary.counts
+            for item in fresh:
+                sock = item.sock
+                fd = sock.fileno()
+                if fd not in ready:
+                    poller.register(fd)
+                    pending[fd] = item
+                    continue
+                code = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+                if code == refused and not report_closed:  # the common case, kept cheap
+                    sock.close()
+                    if item.slot is not None:
+                        self.slots.release(item.slot)
+                    self.summary.probes += 1
+                    counts[PortState.CLOSED] += 1
+                elif code == 0:
+                    self._connected(item)
+                else:
+                    self._failed(item, code)
+        for fd in poller.ready():
+            if fd not in pending:
+                continue
+            item = pending.pop(fd)
+            poller.unregister(fd)
+            code = item.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+            if code == 0:
+                self._connected(item)
+            else:
+                self._failed(item, code)
+
+    def _expire(self) -> None:
+        now = time.monotonic()
+        pending = self._pending
+        while pending:
+            fd, item = next(iter(pending.items()))
+            if item.deadline > now:
+                break
+            del pending[fd]
+            assert self._poller is not None
+            self._poller.unregister(fd)
+            item.sock.close()
+            self._release(item.slot)
+            if item.attempt <= self.options.retries:
+                self._retry.append((item.plan, item.port, item.attempt + 1))
+            else:
+                self._emit(item.plan, item.port, PortState.FILTERED,
+                           f"no answer within {self.options.timeout:g} s",
+                           attempts=item.attempt)
+
+    async def _wait(self, until: float | None = None) -> None:
+        """Wait for any in-progress connect to finish, the oldest deadline, or ``until``."""
+        self._harvest()
+        self._expire()
+        if not self._pending:
+            await anyio.lowlevel.checkpoint()
+            if until is not None:
+                await anyio.sleep(max(0.0, until - time.monotonic()))
+            return
+        first = next(iter(self._pending.values()))
+        deadline = first.deadline if until is None else min(first.deadline, until)
+        delay = deadline - time.monotonic()
+        if delay > 0:
+            assert self._poller is not None
+            with anyio.move_on_after(delay):
+                await anyio.wait_readable(self._poller.fileno())
+        else:
+            await anyio.lowlevel.checkpoint()
+        self._harvest()
+        self._expire()
+
+    def _failed(self, item: _Pending, code: int) -> None:
+        item.sock.close()
+        self._release(item.slot)
+        state, reason = classify_errno(code)
+        if state is PortState.FILTERED and item.attempt <= self.options.retries:
+            self._retry.append((item.plan, item.port, item.attempt + 1))
+            return
+        self._emit(item.plan, item.port, state, reason, errno=code, attempts=item.attempt)
+
+    def _connected(self, item: _Pending) -> None:
+        latency = (time.monotonic() - item.started) * 1000
+        sock = item.sock
+        try:
+            local, remote = sock.getsockname(), sock.getpeername()
+        except OSError as exc:  # reset between connect and now
+            self._failed(item, exc.errno or errno.ECONNRESET)
+            return
+        if is_self_connect(local, remote):
+            sock.close()
+            self._release(item.slot)
+            self._emit(item.plan, item.port, PortState.CLOSED,
+                       "self-connect (the source port was the port probed; nothing listens)",
+                       attempts=item.attempt)
+            return
+        result = self._open_result(item.plan, item.port, latency, item.attempt)
+        if result is None or not (self.options.banner or self.options.tls_detect):
+            sock.close()
+            self._release(item.slot)
+            if result is not None:
+                self._finish_open(result)
+            return
+        from tcpcli.core.rawsocket import RawSocketStream
+
+        assert self._tg is not None
+        self._tg.start_soon(self._inspect, RawSocketStream(sock), item.slot, item.plan, result)
+
+    def _open_result(self, plan: HostPlan, port: int, latency: float,
+                     attempt: int) -> ProbeResult | None:
+        """Count an open port; build its row unless it is to be counted only."""
+        if PortState.OPEN not in self.report:
+            self.summary.probes += 1
+            self.summary.counts[PortState.OPEN] += 1
+            return None
+        workers = plan.workers(port)
+        return ProbeResult(plan.host, plan.address_text, port, PortState.OPEN, "connected",
+                           latency_ms=round(latency, 3), attempts=attempt,
+                           service=port_name(port), workers_allowed=workers.allowed,
+                           workers_rule=workers.rule, workers_reason=workers.reason)
+
+    def _finish_open(self, result: ProbeResult) -> None:
+        self.summary.probes += 1
+        self.summary.counts[PortState.OPEN] += 1
+        self.on_result(result)
+
+    def _release(self, slot: SocketSlot | None) -> None:
+        if slot is not None:
+            self.slots.release(slot)
+
+    def _close_pending(self) -> None:
+        for item in [*self._pending.values(), *self._fresh]:
+            item.sock.close()
+            self._release(item.slot)
+        self._pending.clear()
+        self._fresh.clear()
+        if self._poller is not None:
+            self._poller.close()
+            self._poller = None
+
+    # ------------------------------------------------------------------ connector path
+
+    async def _run_via_connector(self, plans: AsyncIterator[HostPlan],
+                                 tg: anyio.abc.TaskGroup) -> None:
+        limiter = anyio.Semaphore(int(self.limit))
+        async for plan in plans:
+            if plan.address is None:
+                for port in plan.ports:
+                    self._blocked(plan, port, plan.judge(port))
+                continue
+            for port in plan.ports:
+                decision = plan.judge(port)
+                if not decision.allowed:
+                    self._blocked(plan, port, decision)
+                    continue
+                await limiter.acquire()
+                if self.options.rate:
+                    now = time.monotonic()
+                    if now < self._next_start:
+                        await anyio.sleep(self._next_start - now)
+                    self._next_start = max(now, self._next_start) + 1 / self.options.rate
+                tg.start_soon(self._probe_one, plan, port, limiter)
+
+    async def _probe_one(self, plan: HostPlan, port: int, limiter: anyio.Semaphore) -> None:
+        try:
+            for attempt in range(1, self.options.retries + 2):
+                if await self._attempt(plan, port, attempt):
+                    return
+        finally:
+            limiter.release()
+
+    async def _attempt(self, plan: HostPlan, port: int, attempt: int) -> bool:
+        """One connect through the connector; False means "filtered, retry"."""
+        connector: Connector = self.invocation.connector
+        assert plan.address is not None
+        slot = await self.slots.acquire() if self.slots.limit is not None else None
+        handed_over = False
+        try:
+            started = time.monotonic()
+            stream: anyio.abc.ByteStream | None = None
+            with anyio.move_on_after(self.options.timeout):
+                try:
+                    stream = await connector.connect_tcp(
+                        plan.address, port, local_address=self.options.local_address)
+                except OSError as exc:
+                    state, reason = classify_errno(exc.errno or errno.EIO)
+                    if state is PortState.FILTERED and attempt <= self.options.retries:
+                        return False
+                    self._emit(plan, port, state, reason, errno=exc.errno, attempts=attempt)
+                    return True
+            if stream is None:
+                if attempt <= self.options.retries:
+                    return False
+                self._emit(plan, port, PortState.FILTERED,
+                           f"no answer within {self.options.timeout:g} s", attempts=attempt)
+                return True
+            latency = (time.monotonic() - started) * 1000
+            local = stream.extra(anyio.abc.SocketAttribute.local_address, None)
+            remote = stream.extra(anyio.abc.SocketAttribute.remote_address, None)
+            if is_self_connect(local, remote):
+                await anyio.aclose_forcefully(stream)
+                self._emit(plan, port, PortState.CLOSED,
+                           "self-connect (the source port was the port probed; nothing "
+                           "listens)", attempts=attempt)
+                return True
+            result = self._open_result(plan, port, latency, attempt)
+            if result is None or not (self.options.banner or self.options.tls_detect):
+                await anyio.aclose_forcefully(stream)
+                if result is not None:
+                    self._finish_open(result)
+                return True
+            handed_over = True
+            await self._inspect(stream, slot, plan, result)
+            return True
+        finally:
+            if not handed_over:
+                self._release(slot)
+
+    # ------------------------------------------------------------------ banners and TLS
+
+    async def _inspect(self, stream: anyio.abc.ByteStream, slot: SocketSlot | None,
+                       plan: HostPlan, result: ProbeResult) -> None:
+        """Read what the service says (and answers to a harmless probe); detect TLS."""
+        try:
+            async with self._inspect_limiter:
+                if self.options.banner:
+                    await self._read_banner(stream, result)
+                await anyio.aclose_forcefully(stream)
+                if self.options.tls_detect:
+                    await self._detect_tls(plan, result)
+        finally:
+            with anyio.CancelScope(shield=True):
+                await anyio.aclose_forcefully(stream)
+            self._release(slot)
+            self._finish_open(result)
+
+    async def _read_banner(self, stream: anyio.abc.ByteStream, result: ProbeResult) -> None:
+        """The greeting; for a silent service, the answer to the likeliest harmless probe
+        for its port (sent on this connection, which has carried nothing yet)."""
+        from tcpcli.protocols.banner import identify, probes_for_silent_service
+
+        data = await _read_some(stream, self.options.banner_wait)
+        probe: str | None = None
+        if not data:
+            host = result.host if result.host != result.address else "localhost"
+            probes = probes_for_silent_service(result.port, host=host)
+            if probes:
+                probe, payload = probes[0]
+                try:
+                    await stream.send(payload)
+                except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
+                    return
+                data = await _read_some(stream, self.options.banner_wait)
+        if not data:
+            return
+        result.banner = _printable(data[:200])
+        guess = identify(data, probe=probe, port=result.port)
+        if guess is not None:
+            result.identified = guess.name
+            result.identified_detail = guess.detail or None
+            result.confidence = str(guess.confidence)
+
+    async def _detect_tls(self, plan: HostPlan, result: ProbeResult) -> None:
+        """A fresh connection and an unverified handshake: version, subject, expiry."""
+        from tcpcli.core.tls import TLSOptions, TLSStream
+
+        assert plan.address is not None
+        hostname = None if plan.host == str(plan.address) else plan.host
+        slot = await self.slots.acquire() if self.slots.limit is not None else None
+        stream: anyio.abc.ByteStream | None = None
+        try:
+            with anyio.fail_after(self.options.timeout + self.options.banner_wait):
+                stream = await self.invocation.connector.connect_tcp(
+                    plan.address, result.port, local_address=self.options.local_address)
+                tls = await TLSStream.wrap(stream, hostname=hostname,
+                                           options=TLSOptions(insecure=True),
+                                           target=f"{plan.host}:{result.port}",
+                                           port=result.port)
+            report = tls.report
+            facts: dict[str, Any] = {"detected": True, "version": report.version,
+                                     "cipher": report.cipher}
+            if report.chain:
+                leaf = report.chain[0]
+                facts.update(subject=leaf.subject, issuer=leaf.issuer,
+                             not_after=leaf.not_after.isoformat(), days_left=leaf.days_left)
+            result.tls = facts
+            await anyio.aclose_forcefully(tls)
+        except TimeoutError:
+            result.tls = {"detected": False, "error": "no TLS answer in time"}
+        except (TcpcliError, OSError, anyio.BrokenResourceError, anyio.EndOfStream) as exc:
+            result.tls = {"detected": False, "error": str(exc) or type(exc).__name__}
+        finally:
+            if stream is not None:
+                with anyio.CancelScope(shield=True):
+                    await anyio.aclose_forcefully(stream)
+            self._release(slot)
+
+
+def _representatives(ports: list[int], policy: Policy) -> list[int]:
+    """One ordinary port plus every special one among ``ports`` (enough to know whether
+    any port of a host could be allowed)."""
+    special = special_ports(policy)
+    chosen = [p for p in ports if p in special]
+    ordinary = next((p for p in ports if p not in special), None)
+    return chosen + ([ordinary] if ordinary is not None else [])
+
+
+async def _read_some(stream: anyio.abc.ByteStream, wait: float) -> bytes:
+    """Up to BANNER_LIMIT bytes that arrive within ``wait`` seconds ("" on EOF/silence)."""
+    data = bytearray()
+    closed = (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError, OSError)
+    with anyio.move_on_after(wait), contextlib.suppress(*closed):
+        data += await stream.receive(BANNER_LIMIT)
+    if data:
+        # A greeting may come in pieces: give the rest a moment, bounded in size and time.
+        with anyio.move_on_after(0.05), contextlib.suppress(*closed):
+            while len(data) < BANNER_LIMIT:
+                data += await stream.receive(BANNER_LIMIT - len(data))
+    return bytes(data)
+
+
+def _printable(data: bytes) -> str:
+    return "".join(chr(b) if 32 <= b < 127 else f"\\x{b:02x}" for b in data)
+
+
+def _fd_budget() -> float:
+    try:
+        import resource
+
+        soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    except (ImportError, OSError, ValueError):
+        return 256
+    if soft == resource.RLIM_INFINITY:
+        return math.inf
+    return max(16, soft - 64)
+

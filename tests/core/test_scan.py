@@ -1,0 +1,159 @@
+"""The scan engine: port and target parsing, states through the connector seam, the cap,
+and TCP self-connect provoked on loopback."""
+
+from __future__ import annotations
+
+import errno
+import socket
+from ipaddress import IPv4Address, IPv4Network
+
+import anyio
+import pytest
+
+from tcpcli.core.errors import AddressError
+from tcpcli.core.invocation import Invocation
+from tcpcli.core.memory import MemoryByteStream, MemoryConnector
+from tcpcli.core.scan import (
+    PortState,
+    ProbeResult,
+    Scanner,
+    ScanOptions,
+    choose_ports,
+    guard,
+    is_self_connect,
+    parse_ports,
+    parse_target,
+    read_target_lines,
+)
+
+pytestmark = pytest.mark.timeout(30)
+
+
+def test_parse_ports_lists_ranges_names_and_dedupe() -> None:
+    assert parse_ports("22,ssh,80-82,81,redis") == [22, 80, 81, 82, 6379]
+    assert parse_ports("-") == list(range(1, 65536))
+    assert parse_ports("65530-") == list(range(65530, 65536))
+    assert parse_ports("-3") == [1, 2, 3]
+    for bad in ("0", "70000", "9-1", "nosuchservice", "1,,2"):
+        with pytest.raises(ValueError, match=r"port|service|empty"):
+            parse_ports(bad)
+
+
+def test_choose_ports_top_and_union() -> None:
+    assert choose_ports([], 3) == sorted([80, 23, 443])
+    assert len(choose_ports([], None)) == 100
+    assert choose_ports(["22"], 1) == [22, 80]
+    assert len(choose_ports([], 500)) == 500
+
+
+def test_parse_target_forms() -> None:
+    assert parse_target("db.internal:5432").port == 5432
+    assert parse_target("db.internal").host == "db.internal"
+    assert parse_target("[::1]:22").literal is not None
+    assert parse_target("::1").literal is not None
+    assert parse_target("127.1").literal == IPv4Address("127.0.0.1")
+    cidr = parse_target("10.0.0.0/30")
+    assert cidr.network == IPv4Network("10.0.0.0/30") and cidr.address_count == 4
+    for bad in ("", "fe80::1%eth0", "a b", "10.0.0.0/40", "host:99999"):
+        with pytest.raises(AddressError):
+            parse_target(bad)
+
+
+def test_targets_file_comments_and_guard() -> None:
+    lines = ["# hosts\n", "a.example  b.example # two\n", "\n", "10.0.0.0/8\n"]
+    assert list(read_target_lines(lines)) == ["a.example", "b.example", "10.0.0.0/8"]
+    assert guard([parse_target("10.0.0.0/8")], 1) is not None
+    assert guard([parse_target("10.0.0.0/24")], 65535) is not None  # 16.7 M probes
+    assert guard([parse_target("10.0.0.0/24")], 100) is None
+
+
+def test_self_connect_is_recognized_on_a_real_socket() -> None:
+    """Binding to a free port and connecting to it is a TCP simultaneous open with itself."""
+    probe = socket.socket()
+    probe.bind(("127.0.0.1", 0))
+    port = probe.getsockname()[1]
+    probe.connect(("127.0.0.1", port))
+    try:
+        assert is_self_connect(probe.getsockname(), probe.getpeername())
+    finally:
+        probe.close()
+    assert not is_self_connect(("127.0.0.1", 1), ("127.0.0.1", 2))
+
+
+async def _silent(stream: MemoryByteStream) -> None:
+    await anyio.sleep(10)
+
+
+async def _ssh(stream: MemoryByteStream) -> None:
+    await stream.send(b"SSH-2.0-OpenSSH_9.6\r\n")
+    await anyio.sleep(10)
+
+
+@pytest.mark.anyio
+async def test_states_through_the_connector_seam() -> None:
+    async with MemoryConnector() as net:
+        net.serve("198.51.100.7", 22, _ssh)
+        net.serve("198.51.100.7", 80, _silent)
+        net.hang("198.51.100.7", 81)
+        net.fail("198.51.100.7", 82, OSError(errno.ENETUNREACH, "Network is unreachable"))
+        invocation = Invocation(policy="open", connector=net, max_sockets=6)
+        rows: list[ProbeResult] = []
+        scanner = Scanner(invocation, ScanOptions(timeout=0.2, retries=1, banner=True,
+                                                  banner_wait=0.2), rows.append)
+        async with invocation:
+            summary = await scanner.run([parse_target("198.51.100.7")], [22, 25, 80, 81, 82, 83])
+    by_port = {row.port: row for row in rows}
+    assert by_port[22].state is PortState.OPEN and by_port[22].identified == "ssh"
+    assert by_port[80].state is PortState.OPEN and by_port[80].banner is None
+    assert by_port[81].state is PortState.FILTERED and by_port[81].attempts == 2
+    assert by_port[82].state is PortState.UNREACHABLE and by_port[82].errno == errno.ENETUNREACH
+    assert by_port[83].state is PortState.CLOSED and by_port[83].reason == "refused"
+    assert by_port[25].state is PortState.OPEN or by_port[25].state is PortState.CLOSED
+    # The Worker's view is computed with the workers profile whatever --policy says.
+    assert not by_port[25].workers_allowed and by_port[25].workers_rule == "port-25"
+    assert by_port[22].workers_allowed
+    assert summary.peak_sockets <= 6
+    assert summary.counts[PortState.OPEN] == 2
+
+
+@pytest.mark.anyio
+async def test_blocked_sends_nothing() -> None:
+    async with MemoryConnector() as net:
+        invocation = Invocation(connector=net)  # the workers profile
+        rows: list[ProbeResult] = []
+        async with invocation:
+            await Scanner(invocation, ScanOptions(timeout=0.2), rows.append).run(
+                [parse_target("127.0.0.1"), parse_target("localhost"),
+                 parse_target("203.0.113.9:25")], [26])
+        assert net.dialed == []
+    assert {row.state for row in rows} == {PortState.BLOCKED}
+    assert {row.rule for row in rows} == {"loopback", "loopback-name", "port-25"}
+
+
+@pytest.mark.anyio
+async def test_fast_path_on_loopback_respects_the_cap() -> None:
+    listeners = []
+    for _ in range(3):
+        listener = socket.socket()
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(16)
+        listeners.append(listener)
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))  # bound, not listening: refused
+    open_ports = sorted(listener.getsockname()[1] for listener in listeners)
+    closed_port = closed.getsockname()[1]
+    try:
+        invocation = Invocation(policy="open", max_sockets=6)
+        rows: list[ProbeResult] = []
+        scanner = Scanner(invocation, ScanOptions(timeout=1.0), rows.append)
+        async with invocation:
+            summary = await scanner.run([parse_target("127.0.0.1")],
+                                        [*open_ports, closed_port, *range(1, 200)])
+    finally:
+        for sock in (*listeners, closed):
+            sock.close()
+    assert scanner.fast
+    assert sorted(r.port for r in rows if r.state is PortState.OPEN) == open_ports
+    assert next(r for r in rows if r.port == closed_port).state is PortState.CLOSED
+    assert all(r.latency_ms is not None for r in rows if r.state is PortState.OPEN)
+    assert summary.peak_sockets <= 6

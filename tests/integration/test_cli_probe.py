@@ -1,0 +1,186 @@
+"""``tcpcli probe`` as a user runs it: loopback listeners with real greetings, one TLS."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import shutil
+import socket
+import ssl
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from tests.support.peers import serve
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def run_probe(*args: str, stdin: bytes = b"") -> subprocess.CompletedProcess[str]:
+    exe = shutil.which("tcpcli")
+    command = [exe] if exe else [sys.executable, "-m", "tcpcli"]
+    return subprocess.run([*command, "probe", *args], input=stdin.decode(), capture_output=True,
+                          text=True, timeout=60, env={**os.environ, "NO_COLOR": "1"})
+
+
+def greeter(greeting: bytes) -> object:
+    def handler(conn: socket.socket) -> None:
+        conn.sendall(greeting)
+        conn.recv(1024)
+    return handler
+
+
+def answering(expected: bytes, answer: bytes) -> object:
+    def handler(conn: socket.socket) -> None:
+        if conn.recv(1024) == expected:
+            conn.sendall(answer)
+        conn.recv(1024)
+    return handler
+
+
+def silent(conn: socket.socket) -> None:
+    conn.recv(1024)
+
+
+@pytest.fixture
+def closed_port() -> Iterator[int]:
+    """A port bound but not listening: connecting is refused."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    yield sock.getsockname()[1]
+    sock.close()
+
+
+@pytest.fixture
+def filtered_port() -> Iterator[int]:
+    """A listener whose accept queue is full: further SYNs are dropped, nothing answers."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    port = listener.getsockname()[1]
+    fillers = []
+    for _ in range(3):
+        filler = socket.socket()
+        filler.setblocking(False)
+        filler.connect_ex(("127.0.0.1", port))
+        fillers.append(filler)
+    time.sleep(0.05)
+    yield port
+    for sock in (*fillers, listener):
+        sock.close()
+
+
+def test_states_services_and_tls(server_ssl_context: ssl.SSLContext, closed_port: int,
+                                 filtered_port: int) -> None:
+    from tcpcli.protocols.banner import REDIS_PING, SSL_REQUEST
+
+    with serve(greeter(b"SSH-2.0-OpenSSH_9.6\r\n")) as ssh, \
+            serve(greeter(b"220 mail.test ESMTP Postfix\r\n")) as smtp, \
+            serve(silent) as quiet, \
+            serve(answering(REDIS_PING, b"+PONG\r\n")) as redis, \
+            serve(answering(SSL_REQUEST, b"N")) as postgres, \
+            serve(silent, ssl_context=server_ssl_context) as tls:
+        ports = [ssh.port, smtp.port, quiet.port, tls.port, closed_port, filtered_port]
+        proc = run_probe("127.0.0.1", "-p", ",".join(map(str, ports)), "--allow", "127.0.0.1",
+                         "--banner", "--banner-wait", "0.3", "--tls-detect", "--timeout", "0.5",
+                         "--json")
+        redis_proc = run_probe(f"127.0.0.1:{redis.port}", f"127.0.0.1:{postgres.port}",
+                               "--allow", "127.0.0.1", "--banner", "--banner-wait", "0.3",
+                               "--json", "-p", "1")
+    events = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert all(e["schema"] == "tcpcli/1" for e in events)
+    rows = {e["port"]: e for e in events if e["event"] == "probe_result"}
+    assert rows[ssh.port]["state"] == "open" and rows[ssh.port]["identified"] == "ssh"
+    assert rows[smtp.port]["identified"] == "smtp"
+    assert rows[quiet.port]["state"] == "open" and "identified" not in rows[quiet.port]
+    assert rows[tls.port]["tls"]["detected"] is True
+    assert rows[tls.port]["tls"]["version"].startswith("TLSv1")
+    assert "not_after" in rows[tls.port]["tls"]
+    assert rows[ssh.port]["tls"]["detected"] is False
+    assert rows[closed_port]["state"] == "closed" and rows[closed_port]["reason"] == "refused"
+    assert rows[filtered_port]["state"] == "filtered"
+    for row in rows.values():
+        assert row["workers_allowed"] is False and row["workers_rule"] == "loopback"
+        assert (row.get("latency_ms", 0) > 0) == (row["state"] == "open")
+    summary = events[-1]
+    assert summary["event"] == "summary" and summary["open"] == 4 and summary["closed"] == 1
+    assert summary["filtered"] == 1 and summary["exit_code"] == 9
+    assert proc.returncode == 9, proc.stderr
+    # Redis and PostgreSQL stay silent until asked; on unusual ports the first harmless
+    # probe is not theirs, so they are reported open (and named only on their usual ports).
+    assert redis_proc.returncode == 0, redis_proc.stderr
+    assert {e["state"] for e in map(json.loads, redis_proc.stdout.splitlines())
+            if e["event"] == "probe_result"} == {"open"}
+
+
+def test_plain_and_csv_parse_back_and_exit_codes(closed_port: int) -> None:
+    with serve(silent) as one, serve(silent) as two:
+        both = f"{one.port},{two.port}"
+        plain = run_probe("127.0.0.1", "-p", both, "--allow", "127.0.0.1")
+        mixed = run_probe("127.0.0.1", "-p", f"{both},{closed_port}", "--policy", "open",
+                          "--csv")
+        expect_closed = run_probe("127.0.0.1", "-p", str(closed_port), "--allow", "127.0.0.1",
+                                  "--expect", "closed")
+        blocked = run_probe("127.0.0.1", "-p", both)
+    assert plain.returncode == 0, plain.stderr
+    lines = plain.stdout.splitlines()
+    assert sorted(int(line.split()[1]) for line in lines) == sorted([one.port, two.port])
+    assert all(line.split()[0] == "127.0.0.1" and line.split()[2] == "open" for line in lines)
+    assert "workers=blocked:loopback" in lines[0]
+    assert "2 open" in plain.stderr
+
+    assert mixed.returncode == 9
+    rows = list(csv.DictReader(io.StringIO(mixed.stdout)))
+    states = {int(row["port"]): row["state"] for row in rows}
+    assert states == {one.port: "open", two.port: "open", closed_port: "closed"}
+
+    assert expect_closed.returncode == 0, expect_closed.stderr
+    assert blocked.returncode == 3
+    assert "rule=loopback" in blocked.stdout
+
+
+def test_usage_errors_are_one_line() -> None:
+    for args in (["127.0.0.1", "-p", "99999"], ["10.0.0.0/8", "-p", "1"], [],
+                 ["127.0.0.1", "--json", "--csv"]):
+        proc = run_probe(*args)
+        assert proc.returncode == 2, (args, proc.stderr)
+        assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert "--yes" in run_probe("10.0.0.0/8", "-p", "1").stderr
+
+
+def test_targets_from_stdin_and_dedupe() -> None:
+    with serve(silent) as server:
+        text = f"# loopback\n127.0.0.1:{server.port}   # the listener\n\n"
+        proc = run_probe("--targets", "-", "--allow", "127.0.0.1", stdin=text.encode())
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split()[:3] == ["127.0.0.1", str(server.port), "open"]
+    assert run_probe("127.0.0.1", "-p", "1,1,1-1", "--policy", "open",
+                     "--show", "all").stdout.count("\n") == 1
+
+
+def test_cap_is_respected_and_said_in_help() -> None:
+    help_text = run_probe("--help").stdout
+    assert "--max-sockets unlimited" in help_text
+    proc = run_probe("127.0.0.1", "-p", "1-2000", "--policy", "open", "--json", "--show", "open")
+    summary = json.loads(proc.stdout.splitlines()[-1])
+    assert summary["probes"] == 2000 and summary["peak_sockets"] <= 6
+
+
+@pytest.mark.skipif(shutil.which("unshare") is None, reason="needs unshare")
+def test_self_connect_is_never_open() -> None:
+    """In a private network namespace whose only ephemeral port is P, connecting to
+    127.0.0.1:P must use P as the source: a self-connect, which is not "open"."""
+    isolated = "/work/shared/tools/isolated"
+    script = ("sysctl -q -w net.ipv4.ip_local_port_range='40000 40000' && "
+              f"{sys.executable} -m tcpcli probe 127.0.0.1 -p 40000 --policy open --json")
+    proc = subprocess.run([isolated, "sh", "-c", script], capture_output=True, text=True,
+                          timeout=60, cwd=os.getcwd())
+    if proc.returncode not in (0, 9):
+        pytest.skip(f"cannot run in a network namespace here: {proc.stderr.strip()}")
+    row = json.loads(proc.stdout.splitlines()[0])
+    assert row["state"] == "closed" and row["reason"].startswith("self-connect")
