@@ -1,0 +1,122 @@
+"""``tcpcli completion SHELL``: print the bash, zsh or fish completion script.
+
+The scripts are Click's own (``click.shell_completion``): the text is exactly what
+``_TCPCLI_COMPLETE=bash_source tcpcli`` prints, and at completion time the script calls
+``tcpcli`` back with ``_TCPCLI_COMPLETE=bash_complete``, so completions always follow the
+installed click tree. ``completions/`` in the repository holds the generated scripts;
+regenerate them with ``python -m tcpcli.cli.completion --write`` (a test fails when they
+are stale).
+
+Dynamic completion callbacks for options whose values are not a ``click.Choice`` live
+here too (``complete_services`` for a ``--ports`` list of service names).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import click
+from click.shell_completion import CompletionItem, get_completion_class
+
+from tcpcli.cli.environment import Environment
+
+PROG_NAME = "tcpcli"
+#: The environment variable Click's scripts set when they call tcpcli back.
+COMPLETE_VAR = "_TCPCLI_COMPLETE"
+SHELLS = ("bash", "zsh", "fish")
+#: Shell -> file name under completions/.
+SCRIPT_FILES = {"bash": "tcpcli.bash", "zsh": "tcpcli.zsh", "fish": "tcpcli.fish"}
+#: The repository root (completions/ and man/ live there).
+REPOSITORY = Path(__file__).resolve().parents[2]
+
+EXAMPLES = """
+\b
+Examples:
+  eval "$(tcpcli completion bash)"          # this shell only; or put it in ~/.bashrc
+  tcpcli completion bash > ~/.local/share/bash-completion/completions/tcpcli
+  tcpcli completion zsh > ~/.zfunc/_tcpcli  # a directory on $fpath
+  tcpcli completion fish > ~/.config/fish/completions/tcpcli.fish
+"""
+
+
+def completion_script(shell: str) -> str:
+    """The completion script for ``shell``, as ``tcpcli completion SHELL`` prints it."""
+    from tcpcli.cli.main import cli
+
+    cls = get_completion_class(shell)
+    if cls is None:
+        raise ValueError(f"no completion support for {shell!r}; choose from {SHELLS}")
+    return cls(cli, {}, PROG_NAME, COMPLETE_VAR).source() + "\n"
+
+
+def scripts() -> dict[str, str]:
+    """Relative path under the repository -> content, for every shell."""
+    return {f"completions/{SCRIPT_FILES[shell]}": completion_script(shell) for shell in SHELLS}
+
+
+def complete_services(ctx: click.Context, param: click.Parameter,
+                      incomplete: str) -> list[CompletionItem]:
+    """Service names for a comma-separated port list (``--ports ssh,red<TAB>``).
+
+    Only the last item is completed; the ones before it are kept as typed.
+    """
+    try:
+        from tcpcli.data.services import SERVICES
+    except ImportError:  # pragma: no cover - the table ships with tcpcli
+        return []
+    head, comma, last = incomplete.rpartition(",")
+    prefix = head + comma
+    last = last.lower()
+    return [CompletionItem(prefix + name, help=f"port {port}")
+            for name, port in sorted(SERVICES.items()) if name.startswith(last)]
+
+
+@click.command("completion", epilog=EXAMPLES)
+@click.argument("shell", type=click.Choice(SHELLS), metavar="SHELL")
+@click.pass_obj
+def completion_command(env: Environment | None, /, shell: str) -> None:
+    """Print the completion script for SHELL (bash, zsh or fish) on stdout.
+
+    Source it, or install it where the shell looks for completions. It completes command
+    names, options, choices such as --policy, and file names, by asking tcpcli itself.
+    """
+    env = env or Environment()
+    env.stdout.write(completion_script(shell).encode("utf-8"))
+    env.stdout.flush()
+
+
+def write_files(root: Path, files: dict[str, str], *, check: bool, regenerate: str) -> int:
+    """Write (or with ``check``, compare) generated files; the exit status for ``main``."""
+    stale = [name for name, text in files.items()
+             if not (root / name).is_file()
+             or (root / name).read_text(encoding="utf-8") != text]
+    if check:
+        for name in stale:
+            print(f"stale: {name} (regenerate: {regenerate})", file=sys.stderr)
+        return 1 if stale else 0
+    for name in stale:
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text := files[name], encoding="utf-8")
+        print(f"wrote {name} ({len(text)} bytes)")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m tcpcli.cli.completion",
+        description="Regenerate completions/tcpcli.{bash,zsh,fish} from the click tree.")
+    action = parser.add_mutually_exclusive_group(required=True)
+    action.add_argument("--write", action="store_true", help="write the stale scripts")
+    action.add_argument("--check", action="store_true", help="exit 1 if a script is stale")
+    parser.add_argument("--root", type=Path, default=REPOSITORY,
+                        help="repository root (default: %(default)s)")
+    args = parser.parse_args(argv)
+    return write_files(args.root, scripts(), check=args.check,
+                       regenerate="python -m tcpcli.cli.completion --write")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
