@@ -25,6 +25,10 @@ from tcpcli.cli.exit_codes import ExitCode
 from tcpcli.cli.options import CommonOptions, common_options
 from tcpcli.cli.runner import run
 
+#: openssl s_client -starttls's list (the dialogues live in tcpcli.protocols).
+STARTTLS_PROTOCOLS = ("smtp", "lmtp", "pop3", "imap", "ftp", "xmpp", "xmpp-server", "telnet",
+                      "irc", "mysql", "postgres", "nntp", "sieve", "ldap")
+
 EXAMPLES = """
 \b
 Examples:
@@ -129,6 +133,9 @@ def target_address(target: str, port: int | None) -> str:
               help="Write a timestamped, direction-tagged transcript to this file.")
 @click.option("--transcript-format", type=click.Choice(["hex", "text"]), default="hex",
               show_default=True)
+@click.option("--starttls", "starttls", metavar="PROTO",
+              type=click.Choice(STARTTLS_PROTOCOLS),
+              help="Run PROTO's STARTTLS dialogue, upgrade, then pipe over TLS.")
 @click.option("--events", "events_file", type=click.Path(dir_okay=False, writable=True),
               help="Write JSON Lines events to this file instead of stderr.")
 @common_options
@@ -149,6 +156,8 @@ def connect_command(env: Environment | None, /, target: str, port: int | None,
                kwargs["send_file"] is not None]
     if sum(sources) > 1:
         raise click.UsageError("--no-stdin, --send and --send-file exclude each other")
+    if kwargs["starttls"] and common.tls:
+        raise click.UsageError("--tls and --starttls exclude each other")
     invocation = common.invocation()  # bad --allow/--resolver values are usage errors
     session = ConnectSession(env, common, address, **kwargs)
     invocation.observer = session.observe
@@ -161,12 +170,13 @@ class ConnectSession:
                  half_open: bool, idle_timeout: float | None, no_stdin: bool,
                  send_text: str | None, send_file: str | None, crlf: bool,
                  transcript: str | None, transcript_format: str,
-                 events_file: str | None) -> None:
+                 events_file: str | None, starttls: str | None) -> None:
         from tcpcli.render.events import EventWriter
 
         self.env, self.common, self.address = env, common, address
         self.half_open, self.idle_timeout = half_open, idle_timeout
         self.no_stdin, self.crlf = no_stdin, crlf
+        self.starttls = starttls
         self.payload = unescape(send_text) if send_text is not None else None
         self.send_file = send_file
         self.origin_ns = time.perf_counter_ns()
@@ -251,9 +261,15 @@ class ConnectSession:
         from tcpcli.core.socket import connect
 
         async with invocation:
-            sock = connect(self.address, secure_transport="on" if self.common.tls else "off",
+            mode = "on" if self.common.tls else "starttls" if self.starttls else "off"
+            sock = connect(self.address, secure_transport=mode,
                            allow_half_open=self.half_open)
             await sock.opened
+            if self.starttls:
+                from tcpcli.core.starttls import run_starttls
+                from tcpcli.protocols.registry import get_dialogue
+
+                sock = (await run_starttls(sock, get_dialogue(self.starttls))).socket
             self._show_connected(sock)
             try:
                 async with anyio.create_task_group() as tg:

@@ -18,6 +18,7 @@ COMMANDS = {
     "connect": "tcpcli.cli.connect:connect_command",
     "demo": "tcpcli.cli.demo:demo_command",
     "probe": "tcpcli.cli.probe:probe_command",
+    "starttls": "tcpcli.cli.starttls:starttls_command",
 }
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}

@@ -1,0 +1,208 @@
+"""``tcpcli starttls``: run a protocol's STARTTLS dialogue, upgrade, and report."""
+
+from __future__ import annotations
+
+import re
+import time
+from typing import Any
+
+import click
+
+from tcpcli.cli.connect import STARTTLS_PROTOCOLS
+from tcpcli.cli.environment import Environment
+from tcpcli.cli.exit_codes import ExitCode
+from tcpcli.cli.options import CommonOptions, common_options
+from tcpcli.cli.runner import run
+
+PROTOCOLS = ("auto", *STARTTLS_PROTOCOLS)
+#: How long --protocol auto listens for a greeting before deciding by port alone.
+GREETING_WAIT = 1.5
+
+EXAMPLES = """
+\b
+Examples:
+  tcpcli starttls mail.example.com:587
+  tcpcli starttls db.internal:5432 --protocol postgres --expect verified
+  tcpcli starttls imap.example.com:143 --expect 'tls>=1.2' --expect 'days-left>=21'
+"""
+
+_CHECK = re.compile(r"^(verified|tls\s*>=\s*1\.[0-3]|days-left\s*>=\s*\d+)$")
+
+
+def parse_check(text: str) -> str:
+    check = text.strip().lower()
+    if not _CHECK.match(check):
+        raise click.BadParameter(
+            f"{text!r}: use 'verified', 'tls>=1.2' or 'days-left>=N'", param_hint="--expect")
+    return re.sub(r"\s+", "", check)
+
+
+def evaluate(check: str, report: Any) -> tuple[bool, str]:
+    """One --expect check against a TLSReport: (passed, what was found)."""
+    if check == "verified":
+        v = report.verification
+        return v.verified, "verified" if v.verified else f"not verified ({v.reason})"
+    if check.startswith("tls>="):
+        want = float(check[5:])
+        have = float(report.version.removeprefix("TLSv"))
+        return have >= want, report.version
+    days = int(check.split(">=")[1])
+    left = report.chain[0].days_left if report.chain else -1
+    return left >= days, f"{left} days left"
+
+
+@click.command("starttls", epilog=EXAMPLES)
+@click.argument("target")
+@click.argument("port", required=False, type=int)
+@click.option("--protocol", "-P", type=click.Choice(PROTOCOLS), default="auto",
+              show_default=True, metavar="PROTO",
+              help="The dialogue to run: " + ", ".join(PROTOCOLS)
+              + ". auto picks by port and confirms by the greeting.")
+@click.option("--ehlo-name", default="tcpcli.invalid", show_default=True,
+              help="smtp/lmtp: the name sent with EHLO/LHLO.")
+@click.option("--xmpp-to", metavar="DOMAIN", help="xmpp: the stream's to= (default: host).")
+@click.option("--expect", "checks", multiple=True, metavar="CHECK",
+              help="verified, tls>=1.2 or days-left>=N; exit 9 when one fails (repeatable).")
+@common_options
+@click.pass_obj
+def starttls_command(env: Environment | None, /, target: str, port: int | None,
+                     **kwargs: Any) -> None:
+    """Run the STARTTLS dialogue with TARGET, upgrade to TLS, and show the TLS report.
+
+    A refused or missing STARTTLS, or bytes injected after the server's go-ahead, end
+    the run with the protocol-error exit code (8): tcpcli never continues in plaintext.
+    """
+    from tcpcli.cli.connect import target_address
+
+    env = env or Environment()
+    protocol, ehlo, xmpp_to = kwargs.pop("protocol"), kwargs.pop("ehlo_name"), \
+        kwargs.pop("xmpp_to")
+    checks = [parse_check(c) for c in kwargs.pop("checks")]
+    common = CommonOptions.from_kwargs(kwargs)
+    address = target_address(target, port)
+    invocation = common.invocation()
+    session = StartTlsSession(env, common, address, protocol, ehlo, xmpp_to, checks)
+    invocation.observer = session.observe
+    run(lambda: session.main(invocation), env, traceback=common.traceback,
+        on_error=session.report_error)
+
+
+class StartTlsSession:
+    def __init__(self, env: Environment, common: CommonOptions, address: str, protocol: str,
+                 ehlo: str, xmpp_to: str | None, checks: list[str]) -> None:
+        from tcpcli.render.events import EventWriter
+
+        self.env, self.common, self.address = env, common, address
+        self.protocol, self.ehlo, self.xmpp_to, self.checks = protocol, ehlo, xmpp_to, checks
+        self.origin_ns = time.perf_counter_ns()
+        self.events = EventWriter(env.stderr, origin_ns=self.origin_ns) if common.json \
+            else None
+
+    def observe(self, stage: str, phase: Any) -> None:
+        if stage == "end" and self.events is not None:
+            self.events.phase(phase, self.address)
+
+    def report_error(self, error: Any, code: ExitCode) -> None:
+        if self.events is not None:
+            self.events.emit("error", self.address, kind=error.kind, message=str(error),
+                             exit_code=int(code))
+        else:
+            self.env.note(str(error))
+
+    def _dialogue(self, name: str, host: str) -> Any:
+        from tcpcli.protocols.registry import get_dialogue
+
+        if name in ("smtp", "lmtp"):
+            return get_dialogue(name, ehlo_name=self.ehlo)
+        if name in ("xmpp", "xmpp-server"):
+            return get_dialogue(name, to=self.xmpp_to or host)
+        return get_dialogue(name)
+
+    async def main(self, invocation: Any) -> int:
+        import anyio
+
+        from tcpcli.core.errors import LocalProtocolError
+        from tcpcli.core.socket import connect
+        from tcpcli.core.starttls import run_starttls
+        from tcpcli.protocols.registry import auto_detect
+
+        async with invocation:
+            sock = connect(self.address, secure_transport="starttls")
+            await sock.opened
+            host = sock.address.hostname
+            first = b""
+            name = self.protocol
+            note = f"--protocol {name}"
+            if name == "auto":
+                with anyio.move_on_after(GREETING_WAIT):
+                    try:
+                        first = await sock.readable.receive(4096)
+                    except anyio.EndOfStream:
+                        first = b""
+                detection = auto_detect(sock.address.port, first)
+                if detection.protocol is None:
+                    raise LocalProtocolError(
+                        f"cannot tell which protocol {self.address} speaks "
+                        f"({detection.note}); name it with --protocol")
+                name, note = detection.protocol, f"detected {detection.protocol} by " \
+                    f"{detection.note}"
+            dialogue = self._dialogue(name, host)
+            if first:
+                dialogue.receive_data(first)
+            result = await run_starttls(sock, dialogue)
+            tls_report = result.socket.tls_report
+            await result.socket.close()
+        assert tls_report is not None
+        return self._show(note, result, tls_report, sock)
+
+    def _show(self, note: str, result: Any, tls_report: Any, sock: Any) -> int:
+        from tcpcli.render.report import (
+            render_tls,
+            render_waterfall,
+            tls_lines,
+            waterfall_lines,
+        )
+
+        report = result.report
+        outcomes = [(check, *evaluate(check, tls_report)) for check in self.checks]
+        if self.events is not None:
+            self.events.emit("starttls_report", self.address, protocol=report.protocol, how=note,
+                             greeting=report.greeting, starttls_offered=report.starttls_offered,
+                             capabilities_before=report.capabilities_before,
+                             capabilities_after=report.capabilities_after,
+                             plaintext_login_offered=report.plaintext_login_offered,
+                             upgrade_reply=report.upgrade_reply, details=dict(report.details),
+                             steps=result.steps)
+            self.events.emit("tls_report", self.address, **tls_report.to_dict())
+            for check, passed, found in outcomes:
+                self.events.emit("check", self.address, check=check, passed=passed,
+                                 found=found)
+        elif not self.common.quiet:
+            lines = [
+                f"protocol: {report.protocol} ({note})",
+                f"greeting: {report.greeting or '-'}",
+                f"starttls offered: {_yes(report.starttls_offered)}",
+                f"capabilities before tls: {', '.join(report.capabilities_before or ()) or '-'}",
+                f"capabilities after tls: {', '.join(report.capabilities_after or ()) or '-'}",
+                f"plaintext login before tls: {_yes(report.plaintext_login_offered)}",
+                f"upgrade reply: {report.upgrade_reply or '-'}",
+                *(f"{key}: {value}" for key, value in report.details.items()),
+            ]
+            for line in lines:
+                self.env.note(line)
+            phases = [p for p in sock.clock.phases if p.name != "first-byte"]
+            if self.env.rich:
+                render_waterfall(self.env.console, phases, self.origin_ns)
+                render_tls(self.env.console, tls_report)
+            else:
+                for line in waterfall_lines(phases, self.origin_ns) + tls_lines(tls_report):
+                    self.env.note(line)
+            for check, passed, found in outcomes:
+                self.env.note(f"check {check}: {'ok' if passed else 'FAILED'} ({found})")
+        if not all(passed for _, passed, _ in outcomes):
+            return ExitCode.CHECK_FAILED
+        return ExitCode.OK
+
+
+def _yes(value: bool | None) -> str:
+    return "unknown" if value is None else "yes" if value else "no"

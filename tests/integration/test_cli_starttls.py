@@ -1,0 +1,103 @@
+"""STARTTLS through the CLI against a loopback SMTP-style server: upgrade, refusal,
+absence and response injection, each with its exit code and one clear line."""
+
+from __future__ import annotations
+
+import json
+import socket
+import ssl
+from collections.abc import Callable
+
+import pytest
+
+from tests.integration.test_cli_connect import run_cli
+from tests.support.peers import serve
+
+ALLOW = ("--allow", "127.0.0.1")
+
+
+def smtp_server(context: ssl.SSLContext, *, offer: bool = True, refuse: bool = False,
+                inject: bool = False) -> Callable[[socket.socket], None]:
+    def handler(conn: socket.socket) -> None:
+        reader = conn.makefile("rb")
+        conn.sendall(b"220 mail.test ESMTP Postfix\r\n")
+        assert reader.readline().startswith(b"EHLO ")
+        conn.sendall(b"250-mail.test\r\n250-PIPELINING\r\n" + (b"250-STARTTLS\r\n" if offer
+                     else b"") + b"250-AUTH PLAIN LOGIN\r\n250 8BITMIME\r\n")
+        if not offer:
+            reader.readline()
+            return
+        assert reader.readline() == b"STARTTLS\r\n"
+        if refuse:
+            conn.sendall(b"454 4.7.0 TLS not available due to local problem\r\n")
+            return
+        conn.sendall(b"220 2.0.0 Ready to start TLS\r\n" + (b"250 injected\r\n" if inject
+                                                             else b""))
+        tls = context.wrap_socket(conn, server_side=True)
+        tls_reader = tls.makefile("rb")
+        assert tls_reader.readline().startswith(b"EHLO ")
+        tls.sendall(b"250-mail.test\r\n250-AUTH PLAIN LOGIN\r\n250 8BITMIME\r\n")
+        while line := tls_reader.readline():  # then an echo of the user's lines
+            tls.sendall(b"echo " + line)
+            if line.strip() == b"QUIT":
+                break
+        tls.unwrap()
+    return handler
+
+
+def test_starttls_report(server_ssl_context: ssl.SSLContext, ca_file: str) -> None:
+    with serve(smtp_server(server_ssl_context)) as server:
+        proc = run_cli("starttls", server.address, "--protocol", "smtp", "--ca-file", ca_file,
+                       *ALLOW, "--expect", "verified", "--expect", "tls>=1.2")
+    err = proc.stderr.decode()
+    assert proc.returncode == 0, err
+    for expected in ("protocol: smtp", "greeting: mail.test ESMTP Postfix",
+                     "starttls offered: yes", "plaintext login before tls: yes",
+                     "upgrade reply: 220 2.0.0 Ready to start TLS", "starttls",
+                     "tls verify: ok", "check verified: ok"):
+        assert expected in err, (expected, err)
+
+
+def test_auto_detects_smtp_by_greeting(server_ssl_context: ssl.SSLContext,
+                                       ca_file: str) -> None:
+    with serve(smtp_server(server_ssl_context)) as server:
+        proc = run_cli("starttls", server.address, "--ca-file", ca_file, *ALLOW, "--json")
+    assert proc.returncode == 0, proc.stderr
+    events = [json.loads(line) for line in proc.stderr.decode().splitlines()]
+    starttls = next(e for e in events if e["event"] == "starttls_report")
+    assert starttls["protocol"] == "smtp" and "greeting" in starttls["how"]
+    assert "STARTTLS" in " ".join(starttls["capabilities_before"])
+    assert any(e["event"] == "tls_report" and e["verification"]["verified"] for e in events)
+
+
+def test_failed_expectation_exits_9(server_ssl_context: ssl.SSLContext, ca_file: str) -> None:
+    with serve(smtp_server(server_ssl_context)) as server:
+        proc = run_cli("starttls", server.address, "-P", "smtp", "--ca-file", ca_file, *ALLOW,
+                       "--expect", "days-left>=1000000")
+    assert proc.returncode == 9
+    assert "check days-left>=1000000: FAILED" in proc.stderr.decode()
+
+
+@pytest.mark.parametrize(("variant", "text"), [
+    ({"offer": False}, "STARTTLS"),
+    ({"refuse": True}, "454"),
+    ({"inject": True}, "injection"),
+])
+def test_refusal_absence_and_injection_exit_8(server_ssl_context: ssl.SSLContext,
+                                              ca_file: str, variant: dict[str, bool],
+                                              text: str) -> None:
+    with serve(smtp_server(server_ssl_context, **variant)) as server:
+        proc = run_cli("starttls", server.address, "-P", "smtp", "--ca-file", ca_file, *ALLOW)
+    err = proc.stderr.decode()
+    assert proc.returncode == 8, err
+    assert text in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_connect_starttls_lets_the_user_talk_over_tls(server_ssl_context: ssl.SSLContext,
+                                                      ca_file: str) -> None:
+    with serve(smtp_server(server_ssl_context)) as server:
+        proc = run_cli("connect", server.address, "--starttls", "smtp", "--ca-file", ca_file,
+                       *ALLOW, stdin=b"NOOP\r\nQUIT\r\n")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == b"echo NOOP\r\necho QUIT\r\n"
