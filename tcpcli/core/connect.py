@@ -23,7 +23,7 @@ from tcpcli.core.errors import (
     translate,
 )
 from tcpcli.core.timing import PhaseClock
-from tcpcli.core.tls import TLSOptions
+from tcpcli.core.tlsoptions import TLSOptions
 
 if TYPE_CHECKING:
     from tcpcli.core.socket import Socket

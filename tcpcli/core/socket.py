@@ -30,7 +30,7 @@ import time
 from collections.abc import Callable, Coroutine, Generator
 from dataclasses import dataclass, replace
 from types import TracebackType
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import anyio
 import anyio.abc
@@ -67,7 +67,10 @@ from tcpcli.core.invocation import Invocation, current_invocation
 from tcpcli.core.policy import raise_for
 from tcpcli.core.resolve import Resolution
 from tcpcli.core.timing import Phase, PhaseClock
-from tcpcli.core.tls import TLSOptions, TLSReport, TLSStream
+from tcpcli.core.tlsoptions import TLSOptions
+
+if TYPE_CHECKING:
+    from tcpcli.core.tls import TLSReport, TLSStream
 
 T = TypeVar("T")
 
@@ -394,6 +397,8 @@ class Socket:
         return str(host.literal) if host.literal is not None else host.name
 
     async def _handshake(self, transport: anyio.abc.ByteStream) -> TLSStream:
+        from tcpcli.core.tls import TLSStream  # cryptography and certifi: only for TLS
+
         target, port = self.address.address_str, self.address.port
         try:
             with self.clock.phase("tls", server_name=self._tls_hostname()):

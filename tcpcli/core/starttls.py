@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import anyio
 
 from tcpcli.core.socket import Socket
-from tcpcli.core.tls import TLSOptions
+from tcpcli.core.tlsoptions import TLSOptions
 from tcpcli.protocols.base import (
     NEED_DATA,
     Capabilities,

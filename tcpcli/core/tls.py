@@ -37,7 +37,6 @@ shows the chain sent in the full handshake that established it (remembered by le
 from __future__ import annotations
 
 import base64
-import binascii
 import contextlib
 import functools
 import hashlib
@@ -49,7 +48,7 @@ import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, fields, is_dataclass, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal, cast, get_args
+from typing import Any, cast
 
 import anyio
 import anyio.abc
@@ -67,6 +66,13 @@ from tcpcli.core.errors import (
     SocketOptionError,
     map_exceptions,
 )
+from tcpcli.core.tlsoptions import (
+    _VERSIONS,
+    TLSOptions,
+    TLSVersionName,
+    _parse_pins,
+    parse_pin,
+)
 
 __all__ = [
     "CLOSE_NOTIFY_TIMEOUT",
@@ -80,15 +86,6 @@ __all__ = [
     "parse_pin",
     "summarize_certificate",
 ]
-
-TLSVersionName = Literal["1.0", "1.1", "1.2", "1.3"]
-
-_VERSIONS: dict[str, ssl.TLSVersion] = {
-    "1.0": ssl.TLSVersion.TLSv1,
-    "1.1": ssl.TLSVersion.TLSv1_1,
-    "1.2": ssl.TLSVersion.TLSv1_2,
-    "1.3": ssl.TLSVersion.TLSv1_3,
-}
 
 #: Bytes asked of the transport per read: big reads keep per-call overhead off the hot path.
 TRANSPORT_READ_SIZE = 256 * 1024
@@ -120,93 +117,6 @@ _VERIFY_MESSAGES: dict[int, str] = {
     X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY: "unable to get local issuer certificate",
     X509_V_ERR_INVALID_CA: "invalid CA certificate",
 }
-
-
-# --------------------------------------------------------------------------- options
-
-
-@dataclass(frozen=True)
-class TLSOptions:
-    """How to speak TLS to one destination. Frozen and hashable: contexts are cached by it.
-
-    ``server_name`` overrides the name used for SNI and verification; ``insecure`` still
-    verifies and reports the verdict but continues; ``pins`` are SPKI SHA-256 pins
-    (``sha256/<base64>``, ``sha256//<base64>``, bare base64 or hex) and are enforced;
-    ``keylog_file`` defaults to ``$SSLKEYLOGFILE``.
-    """
-
-    server_name: str | None = None
-    send_sni: bool = True
-    alpn: tuple[str, ...] = ()
-    min_version: TLSVersionName | None = None
-    max_version: TLSVersionName | None = None
-    ca_file: str | None = None
-    system_store: bool = False
-    cert_file: str | None = None
-    key_file: str | None = None
-    insecure: bool = False
-    pins: tuple[str, ...] = ()
-    keylog_file: str | None = None
-
-    def __post_init__(self) -> None:
-        for label, version in (("minimum", self.min_version), ("maximum", self.max_version)):
-            if version is not None and version not in _VERSIONS:
-                raise SocketOptionError(
-                    f"unknown {label} TLS version {version!r}; use one of "
-                    + ", ".join(get_args(TLSVersionName))
-                )
-        if (self.min_version is not None and self.max_version is not None
-                and _VERSIONS[self.min_version] > _VERSIONS[self.max_version]):
-            raise SocketOptionError(
-                f"the minimum TLS version {self.min_version} is above the maximum "
-                f"{self.max_version}"
-            )
-        for protocol in self.alpn:
-            if not 0 < len(protocol.encode()) < 256:
-                raise SocketOptionError(f"invalid ALPN protocol name {protocol!r}")
-        if self.key_file is not None and self.cert_file is None:
-            raise SocketOptionError("a client key file needs a client certificate file")
-        _parse_pins(self.pins)
-
-
-def parse_pin(pin: str) -> bytes:
-    """The 32-byte SPKI SHA-256 digest of a pin in any accepted spelling."""
-    text = pin.strip()
-    lowered = text.lower()
-    candidates = [text]
-    if lowered.startswith("pin-sha256="):
-        candidates = [text[len("pin-sha256="):].strip('"')]
-    elif lowered.startswith("sha256/"):
-        # Ours is "sha256/<b64>", curl's "sha256//<b64>", and base64 may itself start
-        # with "/": try both readings.
-        rest = text[len("sha256/"):]
-        candidates = [rest, rest[1:]] if rest.startswith("/") else [rest]
-    for candidate in candidates:
-        compact = candidate.replace(":", "")
-        if re.fullmatch(r"[0-9a-fA-F]{64}", compact):
-            return bytes.fromhex(compact)
-        try:
-            digest = base64.b64decode(candidate, validate=True)
-        except (binascii.Error, ValueError):
-            continue
-        if len(digest) == 32:
-            return digest
-    raise SocketOptionError(
-        f"invalid public key pin {pin!r}: expected sha256/<base64 of 32 bytes> "
-        "or 64 hex digits"
-    )
-
-
-@functools.lru_cache(maxsize=64)
-def _parse_pins(pins: tuple[str, ...]) -> frozenset[bytes]:
-    digests: set[bytes] = set()
-    for pin in pins:
-        # curl accepts several pins in one argument separated by ";".
-        parts = [part for part in pin.split(";") if part.strip()]
-        if not parts:
-            raise SocketOptionError("empty public key pin")
-        digests.update(parse_pin(part) for part in parts)
-    return frozenset(digests)
 
 
 # --------------------------------------------------------------------------- contexts
