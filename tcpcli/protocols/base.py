@@ -34,9 +34,12 @@ from tcpcli.core.errors import LocalProtocolError, ProtocolError, RemoteProtocol
 
 #: A line longer than this (without its line ending) is a remote protocol error.
 DEFAULT_MAX_LINE: Final = 8192
-#: A reply (all lines of a multi-line reply, one packet, one XML element) larger than this,
-#: or more unanswered bytes than this in the buffer, is a remote protocol error.
+#: A reply (all lines of a multi-line reply, one packet, one XML element) larger than this
+#: is a remote protocol error.
 DEFAULT_MAX_REPLY: Final = 65536
+#: A dialogue may receive at most this many times ``max_reply`` bytes before TLS (and again
+#: after it). It bounds the buffer however the bytes are chunked, and a flood of NOTICEs.
+TOTAL_REPLIES: Final = 4
 #: Server text shown in events, reports and error messages is cut to this many characters.
 MAX_TEXT: Final = 300
 
@@ -246,11 +249,14 @@ class Dialogue(ABC):
             raise LocalProtocolError("need 16 <= max_line <= max_reply")
         self.max_line = max_line
         self.max_reply = max_reply
+        self.max_total = TOTAL_REPLIES * max_reply
+        self._received = 0
         self._buffer = bytearray()
         self._eof = False
         self._events: deque[Event] = deque()
         self._state = State.PLAINTEXT
         self._error: ProtocolError | None = None
+        self._pending_error: ProtocolError | None = None  # raised once _events are drained
         self._report = DialogueReport(protocol=self.name)
 
     # Public API --------------------------------------------------------------------------
@@ -260,12 +266,17 @@ class Dialogue(ABC):
         return self._state
 
     @property
+    def step(self) -> str:
+        """The protocol's own step name (finer than :attr:`state`)."""
+        return self._state.value
+
+    @property
     def report(self) -> DialogueReport:
         return self._report
 
     def receive_data(self, data: bytes) -> None:
         """Add bytes from the server; ``b""`` means the server closed its side (EOF)."""
-        if self._state is State.FAILED:
+        if self._state is State.FAILED or self._pending_error is not None:
             raise LocalProtocolError(f"{self.name}: the dialogue has already failed")
         if self._state is State.DONE:
             if data:
@@ -287,15 +298,25 @@ class Dialogue(ABC):
         if not data:
             self._eof = True
             return
-        if len(self._buffer) + len(data) > self.max_reply:
+        self._received += len(data)
+        if self._received > self.max_total:
             self._fail(LimitExceededError(
-                f"{self.name}: the server sent more than {self.max_reply} bytes"
-                " without completing a reply"
+                f"{self.name}: the server sent more than {self.max_total} bytes"
+                f" {'after' if self._state is State.AFTER_TLS else 'before'} TLS"
             ))
         self._buffer += data
 
     def next_event(self) -> Event | NeedData:
-        """The next event, or :data:`NEED_DATA`. Errors are raised here (h11 style)."""
+        """The next event, or :data:`NEED_DATA`. Errors are raised here (h11 style).
+
+        A :class:`Greeting` or :class:`Capabilities` that came with a failure (the
+        listing that lacks STARTTLS) is returned first and the error raised by the call
+        after it; a :class:`Send` queued with a failure is dropped.
+        """
+        if self._events:
+            return self._events.popleft()
+        if self._pending_error is not None:
+            self._fail(self._pending_error)
         if self._error is not None:
             raise LocalProtocolError(
                 f"{self.name}: the dialogue has already failed: {self._error}"
@@ -310,7 +331,15 @@ class Dialogue(ABC):
             try:
                 progressed = self._advance()
             except ProtocolError as exc:
-                self._fail(exc)
+                # Report what the server said (greeting, capabilities), but send nothing
+                # more once the dialogue is known to have failed.
+                self._events = deque(
+                    e for e in self._events if isinstance(e, Greeting | Capabilities)
+                )
+                if not self._events:
+                    self._fail(exc)
+                self._pending_error = exc
+                break
             if not progressed:
                 return NEED_DATA
         return self._events.popleft()
@@ -321,12 +350,13 @@ class Dialogue(ABC):
         Further events (:class:`Send` over TLS, :class:`Capabilities` with
         ``after_tls=True``, finally :class:`Done`) come from :meth:`next_event`.
         """
-        if self._state is not State.UPGRADE:
+        if self._state is not State.UPGRADE or self._pending_error is not None:
             raise LocalProtocolError(
                 f"{self.name}: tls_established() without a go-ahead (state {self._state.value})"
             )
         self._state = State.AFTER_TLS
         self._eof = False
+        self._received = 0
         try:
             self._after_tls()
         except ProtocolError as exc:
@@ -345,6 +375,7 @@ class Dialogue(ABC):
     def _fail(self, exc: ProtocolError) -> NoReturn:
         if self._error is None:
             self._error = exc
+        self._pending_error = None
         self._state = State.FAILED
         raise exc
 

@@ -10,7 +10,7 @@
 
 NOTICE lines, other numerics and PINGs (answered with PONG) may come at any time. IRCv3
 deprecated the ``tls`` capability, so its absence is not taken as "not offered"; a 421
-(unknown command) answer to STARTTLS is.
+(unknown command) or 451 (not registered) answer to STARTTLS is.
 """
 
 from __future__ import annotations
@@ -77,7 +77,8 @@ class IrcDialogue(TableDialogue[Message]):
         (Step.CAP_LS, Outcome.UNKNOWN): Step.STARTTLS,
         (Step.CAP_LS, Outcome.CLOSING): Goal.SESSION_REFUSED,
         # Rule 2 — STARTTLS: 670 → upgrade (the buffer must be empty); 691 → refused;
-        # 421 (unknown command) → not offered; ERROR → refused.
+        # 421/451 naming STARTTLS (unknown, or not before registration) → not offered;
+        # ERROR → refused. (Some ircds say nothing at all: the driver's timeout decides.)
         (Step.STARTTLS, Outcome.OK): Goal.UPGRADE,
         (Step.STARTTLS, Outcome.NO): Goal.REFUSED,
         (Step.STARTTLS, Outcome.ABSENT): Goal.NOT_OFFERED,
@@ -138,11 +139,12 @@ class IrcDialogue(TableDialogue[Message]):
             return Outcome.OK
         if command == "691":
             return Outcome.NO
-        if command == "421":
-            self._why = "STARTTLS is an unknown command here"
+        if command in ("421", "451") and "STARTTLS" in (p.upper() for p in params):
+            # 421 unknown command; 451 "You have not registered": no STARTTLS before
+            # registration. openssl reads both as "not supported".
+            self._why = ("STARTTLS is an unknown command here" if command == "421" else
+                         "the server accepts STARTTLS only after registration")
             return Outcome.ABSENT
-        if command == "451":
-            return Outcome.NO
         return Outcome.WAIT
 
     def _listed(self) -> None:

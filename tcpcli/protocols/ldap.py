@@ -187,7 +187,10 @@ class LdapDialogue(TableDialogue[LdapMessage]):
         result = "" if reply.result_code is None else RESULT_NAMES.get(
             reply.result_code, str(reply.result_code)
         )
-        self._last_text = printable(f"{result} {reply.diagnostic}".strip())
+        self._last_text = printable(
+            f"{result}: {reply.diagnostic}" if result and reply.diagnostic else
+            result or reply.diagnostic
+        )
         if reply.message_id == 0:
             if reply.op == EXTENDED_RESPONSE and reply.response_name == (
                 NOTICE_OF_DISCONNECTION_OID

@@ -84,16 +84,12 @@ def detect_by_greeting(first_bytes: bytes) -> str | None:
         return "imap"
     if line.startswith('"'):
         return "sieve"
-    if upper[:4] in ("220 ", "220-") or upper == "220":
-        if "LMTP" in upper:
-            return "lmtp"
-        if "FTP" in upper:
-            return "ftp"
-        if "SMTP" in upper:
-            return "smtp"
-        return None
-    if upper[:4] in ("200 ", "201 "):
-        return "nntp"
+    if upper[:3].isdigit() and upper[3:4] in ("", " ", "-"):
+        # A coded reply: 220 (or a 554/421 refusal) names its protocol, if at all, in words.
+        for word, name in (("LMTP", "lmtp"), ("FTP", "ftp"), ("SMTP", "smtp")):
+            if word in upper:
+                return name
+        return "nntp" if upper[:4] in ("200 ", "201 ") else None
     if " NOTICE " in upper or upper.startswith("NOTICE "):
         return "irc"
     return None

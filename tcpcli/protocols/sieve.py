@@ -132,12 +132,13 @@ class SieveDialogue(TableDialogue[SieveReply]):
             return Outcome.NO
         if step is Step.STARTTLS:
             return Outcome.OK
-        items = [" ".join(line) for line in reply.capabilities]
-        self._capabilities(items)
+        items = [" ".join(value for value in line if value) for line in reply.capabilities]
         if step is Step.TLS_CAPABILITIES:
+            self._capabilities(items)
             return Outcome.OK
         if reply.text:
             self._greeting(reply.text)
+        self._capabilities(items)
         names = {line[0].upper(): line[1:] for line in reply.capabilities}
         for key in ("IMPLEMENTATION", "VERSION"):
             if names.get(key):

@@ -120,6 +120,10 @@ class XmlStreamParser:
                 self._text(bytes(buffer[:end]))
                 del buffer[:end]
                 continue
+            if buffer[1:2] == b"!":
+                raise RemoteProtocolError(
+                    f"{self.name}: comments, CDATA and DTDs are not allowed in XMPP"
+                )
             tag_end = self._find_tag_end(buffer)
             if tag_end is None:
                 return None
