@@ -266,10 +266,12 @@ class ConnectSession:
                            allow_half_open=self.half_open)
             await sock.opened
             if self.starttls:
-                from tcpcli.core.starttls import run_starttls
+                from tcpcli.core.starttls import REPLY_TIMEOUT, run_starttls
                 from tcpcli.protocols.registry import get_dialogue
 
-                sock = (await run_starttls(sock, get_dialogue(self.starttls))).socket
+                reply_timeout = self.common.timeout or REPLY_TIMEOUT
+                sock = (await run_starttls(sock, get_dialogue(self.starttls),
+                                           reply_timeout=reply_timeout)).socket
             self._show_connected(sock)
             try:
                 async with anyio.create_task_group() as tg:

@@ -146,7 +146,8 @@ def common_options(func: F) -> F:
                      help="Simultaneous sockets (the Workers limit is 6; 'unlimited' lifts it)."),
         click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=None,
                      envvar="TCPCLI_TIMEOUT", metavar="SECONDS",
-                     help="Give up connecting (resolve, queue, dial, TLS) after this long."),
+                     help="Give up connecting (resolve, queue, dial, TLS), or waiting for "
+                          "a STARTTLS reply, after this long."),
         click.option("-4", "ipv4", is_flag=True, help="IPv4 only."),
         click.option("-6", "ipv6", is_flag=True, help="IPv6 only."),
         click.option("--resolver", envvar="TCPCLI_RESOLVER", metavar="IP[:PORT]",

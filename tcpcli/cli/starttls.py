@@ -123,7 +123,7 @@ class StartTlsSession:
 
         from tcpcli.core.errors import LocalProtocolError
         from tcpcli.core.socket import connect
-        from tcpcli.core.starttls import run_starttls
+        from tcpcli.core.starttls import REPLY_TIMEOUT, run_starttls
         from tcpcli.protocols.registry import auto_detect
 
         async with invocation:
@@ -149,7 +149,8 @@ class StartTlsSession:
             dialogue = self._dialogue(name, host)
             if first:
                 dialogue.receive_data(first)
-            result = await run_starttls(sock, dialogue)
+            result = await run_starttls(sock, dialogue,
+                                        reply_timeout=self.common.timeout or REPLY_TIMEOUT)
             tls_report = result.socket.tls_report
             await result.socket.close()
         assert tls_report is not None

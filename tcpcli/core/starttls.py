@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 import anyio
 
+from tcpcli.core.errors import IdleTimeoutError
 from tcpcli.core.socket import Socket
 from tcpcli.core.tlsoptions import TLSOptions
 from tcpcli.protocols.base import (
@@ -26,6 +27,9 @@ from tcpcli.protocols.base import (
 
 #: Reads during a dialogue are small: a reply, never the TLS data behind it.
 DIALOGUE_READ = 4096
+#: How long to wait for each server reply (the dialogues have no clock of their own;
+#: some servers never answer a STARTTLS they do not know).
+REPLY_TIMEOUT = 10.0
 
 
 @dataclass
@@ -35,16 +39,23 @@ class StartTlsResult:
     steps: list[str] = field(default_factory=list)  # what was sent, in order
 
 
-async def _feed(sock: Socket, dialogue: Dialogue) -> None:
+async def _feed(sock: Socket, dialogue: Dialogue, timeout: float) -> None:
     try:
-        data = await sock.readable.receive(DIALOGUE_READ)
+        with anyio.fail_after(timeout):
+            data = await sock.readable.receive(DIALOGUE_READ)
     except anyio.EndOfStream:
         data = b""
+    except TimeoutError:
+        raise IdleTimeoutError(
+            f"{dialogue.name}: no reply from {sock.address} within {timeout:g} s "
+            f"(at step {getattr(dialogue, 'step', '?')})",
+            target=str(sock.address), port=sock.address.port) from None
     dialogue.receive_data(data)
 
 
 async def run_starttls(sock: Socket, dialogue: Dialogue, *,
-                       tls: TLSOptions | None = None) -> StartTlsResult:
+                       tls: TLSOptions | None = None,
+                       reply_timeout: float = REPLY_TIMEOUT) -> StartTlsResult:
     """Run ``dialogue`` on a ``secure_transport="starttls"`` socket and upgrade it.
 
     Protocol errors (refused or absent STARTTLS, injected bytes, oversized replies) are
@@ -57,7 +68,7 @@ async def run_starttls(sock: Socket, dialogue: Dialogue, *,
         while True:
             event = dialogue.next_event()
             if event is NEED_DATA:
-                await _feed(current, dialogue)
+                await _feed(current, dialogue, reply_timeout)
             elif isinstance(event, Send):
                 steps.append(event.step)
                 await current.writable.send(event.data)
@@ -74,7 +85,7 @@ async def run_starttls(sock: Socket, dialogue: Dialogue, *,
     while True:
         event = dialogue.next_event()
         if event is NEED_DATA:
-            await _feed(upgraded, dialogue)
+            await _feed(upgraded, dialogue, reply_timeout)
         elif isinstance(event, Send):
             steps.append(event.step)
             await upgraded.writable.send(event.data)

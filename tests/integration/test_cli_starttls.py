@@ -101,3 +101,16 @@ def test_connect_starttls_lets_the_user_talk_over_tls(server_ssl_context: ssl.SS
                        *ALLOW, stdin=b"NOOP\r\nQUIT\r\n")
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == b"echo NOOP\r\necho QUIT\r\n"
+
+
+def test_a_server_that_never_answers_times_out() -> None:
+    import time
+
+    def mute(conn: socket.socket) -> None:
+        conn.sendall(b"220 mail.test ESMTP\r\n")
+        time.sleep(5)  # never answers EHLO
+
+    with serve(mute) as server:
+        proc = run_cli("starttls", server.address, "-P", "smtp", *ALLOW, "--timeout", "0.5")
+    assert proc.returncode == 6, proc.stderr
+    assert b"no reply" in proc.stderr
