@@ -49,7 +49,13 @@ def installed_version() -> str | None:
 
 
 def check_installed() -> Path:
-    """The workerd binary, or a clear reason why the suite cannot run."""
+    """The workerd binary, or a clear reason why the suite cannot run.
+
+    On a fresh machine the README's test command alone must work, so a missing or
+    mismatched workerd is installed here first (npm, from the pinned lock file).
+    """
+    if installed_version() != pinned_version() or not BINARY.exists():
+        subprocess.run(["bash", str(INSTALLER)], check=False, stdout=subprocess.DEVNULL)
     version = installed_version()
     if version is None or not BINARY.exists():
         hint = (
