@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -175,7 +176,8 @@ def test_cap_is_respected_and_said_in_help() -> None:
 def test_self_connect_is_never_open() -> None:
     """In a private network namespace whose only ephemeral port is P, connecting to
     127.0.0.1:P must use P as the source: a self-connect, which is not "open"."""
-    isolated = "/work/shared/tools/isolated"
+    # shared/ sits beside the repository (as in CI's checkout).
+    isolated = str(Path(__file__).resolve().parents[3] / "shared" / "tools" / "isolated")
     script = ("sysctl -q -w net.ipv4.ip_local_port_range='40000 40000' && "
               f"{sys.executable} -m tcpcli probe 127.0.0.1 -p 40000 --policy open --json")
     proc = subprocess.run([isolated, "sh", "-c", script], capture_output=True, text=True,
