@@ -17,6 +17,7 @@ COMMANDS = {
     "completion": "tcpcli.cli.completion:completion_command",
     "connect": "tcpcli.cli.connect:connect_command",
     "demo": "tcpcli.cli.demo:demo_command",
+    "listen": "tcpcli.cli.listen:listen_command",
     "probe": "tcpcli.cli.probe:probe_command",
     "starttls": "tcpcli.cli.starttls:starttls_command",
 }
