@@ -93,7 +93,7 @@ def to_crlf(data: bytes, previous_cr: bool) -> bytes:
 
 def target_address(target: str, port: int | None) -> str:
     """The command line's target -> the core's address string (IDNA, brackets for IPv6)."""
-    from tcpcli.core.address import normalize_host, split_target
+    from tcpcli.core.address import join_host_port, normalize_host, split_target
 
     if "%" in target:
         # Workers addresses cannot carry an IPv6 zone id, and a scoped address would leave
@@ -108,12 +108,9 @@ def target_address(target: str, port: int | None) -> str:
         normalized = normalize_host(host)
     except (ValueError, TypeError) as exc:
         raise click.BadParameter(str(exc), param_hint="TARGET") from exc
+    # A legacy IPv4 spelling such as 127.1 is passed as the address the OS would dial.
     name = str(normalized.literal) if normalized.literal is not None else normalized.name
-    if normalized.literal is not None and normalized.literal.version == 6:
-        return f"[{name}]:{port}"
-    # Keep the user's spelling of a name (the policy judges the normalized one); a legacy
-    # IPv4 spelling such as 127.1 is passed as the address the OS would dial.
-    return f"{name}:{port}"
+    return join_host_port(name, port)
 
 
 @click.command("connect", epilog=EXAMPLES)
@@ -218,7 +215,8 @@ class ConnectSession:
 
         if self.events is not None:
             self.events.emit("connected", self.address,
-                             peer=_join(sock.peer_address), local=_join(sock.local_sockname),
+                             peer=_join(sock.peer_address),
+                             local=_join(sock.local_sockname),
                              secure_transport=sock.secure_transport)
             if sock.tls_report is not None:
                 self.events.emit("tls_report", self.address, **sock.tls_report.to_dict())
@@ -390,7 +388,6 @@ class ConnectSession:
 
 
 def _join(address: tuple[str, int] | None) -> str | None:
-    if address is None:
-        return None
-    host, port = address[0], address[1]
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    from tcpcli.core.address import join_host_port
+
+    return None if address is None else join_host_port(*address)

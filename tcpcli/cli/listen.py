@@ -135,12 +135,13 @@ class Listener:
         import anyio
         from anyio.streams.tls import TLSStream
 
+        from tcpcli.core.address import join_host_port
+
         context = self._context() if self.tls else None
         listener = await anyio.create_tcp_listener(local_host=self.host, local_port=self.port,
                                                    reuse_port=False)
         sockname = listener.extra(anyio.abc.SocketAttribute.local_address)
-        where = f"[{sockname[0]}]:{sockname[1]}" if ":" in sockname[0] else \
-            f"{sockname[0]}:{sockname[1]}"
+        where = join_host_port(sockname[0], sockname[1])
         scope = "loopback only" if sockname[0] in ("127.0.0.1", "::1") else "all interfaces" \
             if sockname[0] in ("0.0.0.0", "::") else "this address"
         self.say("listening", f"listening on {where} ({scope}), mode {self.mode}"

@@ -503,6 +503,12 @@ def split_target(text: str, default_port: int | None = None) -> tuple[str, int]:
     return host, parse_port(port_text)
 
 
+def join_host_port(host: object, port: object) -> str:
+    """``host:port`` for showing or dialing, with IPv6 literals in brackets."""
+    text = str(host)
+    return f"[{text}]:{port}" if ":" in text else f"{text}:{port}"
+
+
 def _default_port(text: str, default_port: int | None) -> int:
     if default_port is None:
         raise ValueError(f"target {text!r} has no port: give HOST:PORT")
@@ -516,6 +522,7 @@ __all__ = [
     "SocketAddress",
     "inet_aton",
     "ipv6_literal",
+    "join_host_port",
     "normalize_host",
     "parse_address",
     "parse_port",

@@ -37,7 +37,7 @@ import anyio
 import anyio.abc
 import anyio.lowlevel
 
-from tcpcli.core.address import normalize_host, parse_address
+from tcpcli.core.address import join_host_port, normalize_host, parse_address
 from tcpcli.core.connect import SocketSlot, interleave
 from tcpcli.core.errors import (
     ConnectError,
@@ -235,8 +235,7 @@ class Bench:
                                target=self._target, port=port)
         self._address, self._port, self._hostname = candidates[0], port, hostname
         address = candidates[0]
-        shown = f"[{address}]" if address.version == 6 else str(address)
-        self.result.peer = f"{shown}:{port}"
+        self.result.peer = join_host_port(address, port)
         return address, port
 
     # ------------------------------------------------------------------ running

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Protocol
 import anyio
 import anyio.abc
 
+from tcpcli.core.address import join_host_port
 from tcpcli.core.errors import (
     ConnectError,
     ConnectTimeoutError,
@@ -230,7 +231,7 @@ async def dial(
                         address, port, local_address=options.local_address
                     )
                 except BaseException as exc:
-                    raise translate(exc, target=f"{_join(address, port)}", port=port,
+                    raise translate(exc, target=join_host_port(address, port), port=port,
                                     phase="connect") from exc
         except Exception as exc:
             errors.append(exc)
@@ -267,10 +268,6 @@ async def dial(
     if winner is not None:
         return winner
     raise _best_error(errors, target, port)
-
-
-def _join(address: IPAddress, port: int) -> str:
-    return f"[{address}]:{port}" if address.version == 6 else f"{address}:{port}"
 
 
 def _best_error(errors: list[BaseException], target: str, port: int) -> BaseException:

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Protocol
 
 import anyio
 
+from tcpcli.core.address import join_host_port
 from tcpcli.core.errors import (
     NameNotFoundError,
     NoAddressError,
@@ -121,10 +122,6 @@ def _wanted(ip: IPAddress, family: int) -> bool:
 
 def _elapsed_ms(start_ns: int) -> float:
     return (time.perf_counter_ns() - start_ns) / 1e6
-
-
-def _hostport(ip: str, port: int) -> str:
-    return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
 
 
 def _check_timeout(timeout: float) -> float:
@@ -261,7 +258,7 @@ class DnsResolver:
         if self._labels:
             return ", ".join(dict.fromkeys(self._labels.values()))
         if self.servers is not None:
-            return ", ".join(_hostport(ip, port) for ip, port in self.servers)
+            return ", ".join(join_host_port(ip, port) for ip, port in self.servers)
         return "the system resolver"
 
     def _dns(self, name: str) -> dns.asyncresolver.Resolver:
@@ -300,7 +297,7 @@ class DnsResolver:
         resolver.nameservers = nameservers
         for ns in nameservers:
             if isinstance(ns, dns.nameserver.Do53Nameserver):
-                self._labels[str(ns)] = _hostport(ns.address, ns.port)
+                self._labels[str(ns)] = join_host_port(ns.address, ns.port)
             else:
                 self._labels[str(ns)] = str(ns)
         resolver.lifetime = self.timeout
@@ -357,7 +354,7 @@ class DnsResolver:
                 answer = await resolver.resolve(qname, qtype, lifetime=lifetime, search=False,
                                                 backend=_backend())
                 if answer.nameserver is not None and answer.port is not None:
-                    server = _hostport(answer.nameserver, answer.port)
+                    server = join_host_port(answer.nameserver, answer.port)
                 for rrset in answer.chaining_result.cnames:
                     for rdata in rrset:
                         chain.append(_text(rdata.target))

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from tcpcli.core.address import join_host_port
 from tcpcli.core.timing import Phase
 
 if TYPE_CHECKING:
@@ -32,9 +33,7 @@ def _what(phase: Phase) -> str:
     if phase.name == "resolve":
         return str(d.get("name", ""))
     if phase.name in ("connect", "proxy"):
-        address = str(d.get("address", ""))
-        host = f"[{address}]" if ":" in address else address
-        return f"{host}:{d.get('port', '')}"
+        return join_host_port(d.get("address", ""), d.get("port", ""))
     if phase.name == "tls":
         return str(d.get("server_name", ""))
     if phase.name == "slot-wait":
