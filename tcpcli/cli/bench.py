@@ -15,7 +15,7 @@ import shutil
 import time
 from bisect import bisect_right
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -189,11 +189,8 @@ class BenchSession:
         self.save_file, self.baseline = save_file, baseline
         self.threshold, self.percentile = threshold, percentile
         self.origin_ns = time.perf_counter_ns()
-        self.events: EventWriter | None = None
-        if common.json or events_file:
-            stream: IO[str] = Path(events_file).open("a", encoding="utf-8") if events_file \
-                else env.stderr  # noqa: SIM115
-            self.events = EventWriter(stream, origin_ns=self.origin_ns)
+        self.events = EventWriter.for_command(common.json, events_file, env.stderr,
+                                              self.origin_ns)
         self.emit_samples = emit_samples and self.events is not None
         self.reported = False
 

@@ -177,11 +177,8 @@ class ConnectSession:
         self.payload = unescape(send_text) if send_text is not None else None
         self.send_file = send_file
         self.origin_ns = time.perf_counter_ns()
-        self.events: EventWriter | None = None
-        if common.json or events_file:
-            stream: IO[str] = Path(events_file).open("a", encoding="utf-8") if events_file \
-                else env.stderr  # noqa: SIM115
-            self.events = EventWriter(stream, origin_ns=self.origin_ns)
+        self.events = EventWriter.for_command(common.json, events_file, env.stderr,
+                                              self.origin_ns)
         self.transcript = Transcript(transcript, transcript_format, self.origin_ns) \
             if transcript else None
         self.outcome = Outcome()

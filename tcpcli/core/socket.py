@@ -27,7 +27,8 @@ Where Python differs, on purpose:
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Coroutine, Generator
+from collections.abc import Callable, Coroutine, Generator, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
@@ -443,6 +444,20 @@ class Socket:
             self._write_lock = anyio.Lock()
         return self._write_lock
 
+    @contextmanager
+    def _in_io(self) -> Iterator[None]:
+        """A read or write in progress: counted for the cap's deadlock rule, errors
+        translated, and the socket's last use stamped for its LRU choice."""
+        self.io_in_progress += 1
+        try:
+            with map_exceptions(target=self.address.address_str, port=self.address.port,
+                                phase="stream"):
+                yield
+        finally:
+            self.io_in_progress -= 1
+            self.last_used_ns = time.perf_counter_ns()
+            self.invocation.slots.notify_idle()
+
     def _write_busy(self) -> bool:
         return self._write_lock is not None and self._write_lock.locked()
 
@@ -461,10 +476,8 @@ class Socket:
             raise anyio.EndOfStream if not self._closing else anyio.ClosedResourceError
         stream = self._stream
         assert stream is not None
-        self.io_in_progress += 1
         try:
-            with map_exceptions(target=self.address.address_str, port=self.address.port,
-                                phase="stream"):
+            with self._in_io():
                 data = await stream.receive(max_bytes)
         except anyio.EndOfStream:
             await self._on_peer_eof()
@@ -477,10 +490,6 @@ class Socket:
         except TcpcliError as exc:
             await self._abort(exc)
             raise
-        finally:
-            self.io_in_progress -= 1
-            self.last_used_ns = time.perf_counter_ns()
-            self.invocation.slots.notify_idle()
         if self._first_byte is not None:
             self.clock.end(self._first_byte, bytes=len(data))
             self._first_byte = None
@@ -506,18 +515,12 @@ class Socket:
                     raise StreamClosedError()
                 stream = self._stream
                 assert stream is not None
-                self.io_in_progress += 1
                 try:
-                    with map_exceptions(target=self.address.address_str,
-                                        port=self.address.port, phase="stream"):
+                    with self._in_io():
                         await stream.send(item)
                 except TcpcliError as exc:
                     await self._abort(exc)
                     raise
-                finally:
-                    self.io_in_progress -= 1
-                    self.last_used_ns = time.perf_counter_ns()
-                    self.invocation.slots.notify_idle()
         finally:
             self._pending_writes -= 1
         self.bytes_sent += len(item)
