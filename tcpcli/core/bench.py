@@ -50,7 +50,7 @@ from tcpcli.core.histogram import Histogram
 from tcpcli.core.invocation import Invocation
 from tcpcli.core.policy import raise_for
 from tcpcli.core.rawsocket import RawSocketStream, open_tcp
-from tcpcli.core.tls import TLSOptions, TLSStream
+from tcpcli.core.tlsoptions import TLSOptions
 
 Mode = Literal["connect", "rr"]
 IPAddress = IPv4Address | IPv6Address
@@ -325,6 +325,8 @@ class Bench:
         connected = self._now()
         if not self.config.tls:
             return stream, connected - start_ns, None
+        from tcpcli.core.tls import TLSStream  # cryptography: only when benchmarking TLS
+
         try:
             stream = await TLSStream.wrap(stream, hostname=self._hostname,
                                           options=self.config.tls_options,
