@@ -10,6 +10,7 @@ works on both backends.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import socket
 from collections.abc import Callable
@@ -20,14 +21,28 @@ import anyio
 import anyio.abc
 import anyio.lowlevel
 
+# SO_ERROR values after a non-blocking connect that mean the handshake completed and the
+# connection died afterwards (the peer accepted and reset before we looked). The connect
+# succeeded; the loss belongs to the first read or write, as it would had we looked sooner.
+_LOST_AFTER_ESTABLISHED = frozenset({errno.ECONNRESET, errno.EPIPE, errno.ECONNABORTED})
+
 
 class RawSocketStream(anyio.abc.SocketStream):
-    def __init__(self, sock: socket.socket) -> None:
+    def __init__(self, sock: socket.socket, *, peer: tuple[str, int] | None = None,
+                 lost: OSError | None = None) -> None:
         self._socket = sock
+        self._peer = peer
         self._closed = False
+        # Reading SO_ERROR cleared the kernel's copy of the error, so it is kept here.
+        self._lost = lost
+
+    def _raise_if_lost(self) -> None:
+        if self._lost is not None:
+            raise anyio.BrokenResourceError from self._lost
 
     async def receive(self, max_bytes: int = 65536) -> bytes:
         sock = self._socket
+        self._raise_if_lost()
         while True:
             if self._closed:
                 raise anyio.ClosedResourceError
@@ -44,6 +59,7 @@ class RawSocketStream(anyio.abc.SocketStream):
 
     async def send(self, item: bytes) -> None:
         sock = self._socket
+        self._raise_if_lost()
         view = memoryview(item)
         while view:
             if self._closed:
@@ -59,6 +75,7 @@ class RawSocketStream(anyio.abc.SocketStream):
         await anyio.lowlevel.checkpoint()
 
     async def send_eof(self) -> None:
+        self._raise_if_lost()
         try:
             self._socket.shutdown(socket.SHUT_WR)
         except OSError as exc:
@@ -72,6 +89,15 @@ class RawSocketStream(anyio.abc.SocketStream):
             self._socket.close()
         await anyio.lowlevel.checkpoint()
 
+    def _peer_name(self) -> Any:
+        # A reset connection forgets its peer (ENOTCONN); the dialed address is still true.
+        try:
+            return self._socket.getpeername()
+        except OSError:
+            if self._peer is None:
+                raise
+            return self._peer
+
     @property
     def _raw_socket(self) -> socket.socket:
         return self._socket
@@ -84,8 +110,8 @@ class RawSocketStream(anyio.abc.SocketStream):
             anyio.abc.SocketAttribute.local_address: sock.getsockname,
             anyio.abc.SocketAttribute.local_port: lambda: sock.getsockname()[1],
             anyio.abc.SocketAttribute.raw_socket: lambda: sock,
-            anyio.abc.SocketAttribute.remote_address: sock.getpeername,
-            anyio.abc.SocketAttribute.remote_port: lambda: sock.getpeername()[1],
+            anyio.abc.SocketAttribute.remote_address: self._peer_name,
+            anyio.abc.SocketAttribute.remote_port: lambda: self._peer_name()[1],
         }
 
 
@@ -104,6 +130,9 @@ async def open_tcp(host: IPv4Address | IPv6Address, port: int,
         except BlockingIOError:
             await anyio.wait_writable(sock)
             error = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+            if error in _LOST_AFTER_ESTABLISHED:
+                return RawSocketStream(sock, peer=(str(host), port),
+                                       lost=OSError(error, os.strerror(error)))
             if error:
                 raise OSError(error, os.strerror(error)) from None
         else:
@@ -111,4 +140,4 @@ async def open_tcp(host: IPv4Address | IPv6Address, port: int,
     except BaseException:
         sock.close()
         raise
-    return RawSocketStream(sock)
+    return RawSocketStream(sock, peer=(str(host), port))

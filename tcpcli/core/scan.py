@@ -376,12 +376,13 @@ def errno_name(code: int) -> str:
     return errno.errorcode.get(code, str(code))
 
 
+_LOST_AFTER_HANDSHAKE = frozenset({errno.ECONNRESET, errno.ECONNABORTED})
+
+
 def classify_errno(code: int) -> tuple[PortState, str]:
     """A failed connect's errno -> (state, reason)."""
     if code == errno.ECONNREFUSED:
         return PortState.CLOSED, "refused"
-    if code == errno.ECONNRESET:
-        return PortState.CLOSED, "reset"
     if code == errno.ETIMEDOUT:
         return PortState.FILTERED, "timeout (kernel)"
     if code in _UNREACHABLE_ERRNOS:
@@ -692,6 +693,16 @@ class Scanner:
     def _failed(self, item: _Pending, code: int) -> None:
         item.sock.close()
         self._release(item.slot)
+        if code in _LOST_AFTER_HANDSHAKE:
+            # A refused SYN is ECONNREFUSED; these errors exist only once the handshake
+            # completed, so something listens there and hung up at once (tcpwrappers,
+            # a full accept queue's abort, a service rejecting our address).
+            latency = (time.monotonic() - item.started) * 1000
+            result = self._open_result(item.plan, item.port, latency, item.attempt,
+                                       reason=f"accepted, then {errno_name(code)}")
+            if result is not None:
+                self._finish_open(result)
+            return
         state, reason = classify_errno(code)
         if state is PortState.FILTERED and item.attempt <= self.options.retries:
             self._retry.append((item.plan, item.port, item.attempt + 1))
@@ -703,8 +714,8 @@ class Scanner:
         sock = item.sock
         try:
             local, remote = sock.getsockname(), sock.getpeername()
-        except OSError as exc:  # reset between connect and now
-            self._failed(item, exc.errno or errno.ECONNRESET)
+        except OSError:  # reset between the handshake and now; errno is ENOTCONN
+            self._failed(item, errno.ECONNRESET)
             return
         if is_self_connect(local, remote):
             sock.close()
@@ -725,15 +736,15 @@ class Scanner:
         assert self._tg is not None
         self._tg.start_soon(self._inspect, RawSocketStream(sock), item.slot, item.plan, result)
 
-    def _open_result(self, plan: HostPlan, port: int, latency: float,
-                     attempt: int) -> ProbeResult | None:
+    def _open_result(self, plan: HostPlan, port: int, latency: float, attempt: int,
+                     reason: str = "connected") -> ProbeResult | None:
         """Count an open port; build its row unless it is to be counted only."""
         if PortState.OPEN not in self.report:
             self.summary.probes += 1
             self.summary.counts[PortState.OPEN] += 1
             return None
         workers = plan.workers(port)
-        return ProbeResult(plan.host, plan.address_text, port, PortState.OPEN, "connected",
+        return ProbeResult(plan.host, plan.address_text, port, PortState.OPEN, reason,
                            latency_ms=round(latency, 3), attempts=attempt,
                            service=port_name(port), workers_allowed=workers.allowed,
                            workers_rule=workers.rule, workers_reason=workers.reason)
@@ -802,6 +813,13 @@ class Scanner:
                     stream = await connector.connect_tcp(
                         plan.address, port, local_address=self.options.local_address)
                 except OSError as exc:
+                    if exc.errno in _LOST_AFTER_HANDSHAKE:
+                        result = self._open_result(
+                            plan, port, (time.monotonic() - started) * 1000, attempt,
+                            reason=f"accepted, then {errno_name(exc.errno)}")
+                        if result is not None:
+                            self._finish_open(result)
+                        return True
                     state, reason = classify_errno(exc.errno or errno.EIO)
                     if state is PortState.FILTERED and attempt <= self.options.retries:
                         return False

@@ -96,24 +96,28 @@ async def test_states_through_the_connector_seam() -> None:
         net.serve("198.51.100.7", 80, _silent)
         net.hang("198.51.100.7", 81)
         net.fail("198.51.100.7", 82, OSError(errno.ENETUNREACH, "Network is unreachable"))
+        # Reset is only possible after the handshake (a refused SYN is ECONNREFUSED).
+        net.fail("198.51.100.7", 84, OSError(errno.ECONNRESET, "Connection reset by peer"))
         invocation = Invocation(policy="open", connector=net, max_sockets=6)
         rows: list[ProbeResult] = []
         scanner = Scanner(invocation, ScanOptions(timeout=0.2, retries=1, banner=True,
                                                   banner_wait=0.2), rows.append)
         async with invocation:
-            summary = await scanner.run([parse_target("198.51.100.7")], [22, 25, 80, 81, 82, 83])
+            summary = await scanner.run([parse_target("198.51.100.7")], [22, 25, 80, 81, 82, 83, 84])
     by_port = {row.port: row for row in rows}
     assert by_port[22].state is PortState.OPEN and by_port[22].identified == "ssh"
     assert by_port[80].state is PortState.OPEN and by_port[80].banner is None
     assert by_port[81].state is PortState.FILTERED and by_port[81].attempts == 2
     assert by_port[82].state is PortState.UNREACHABLE and by_port[82].errno == errno.ENETUNREACH
     assert by_port[83].state is PortState.CLOSED and by_port[83].reason == "refused"
+    assert by_port[84].state is PortState.OPEN
+    assert by_port[84].reason == "accepted, then ECONNRESET"
     assert by_port[25].state is PortState.OPEN or by_port[25].state is PortState.CLOSED
     # The Worker's view is computed with the workers profile whatever --policy says.
     assert not by_port[25].workers_allowed and by_port[25].workers_rule == "port-25"
     assert by_port[22].workers_allowed
     assert summary.peak_sockets <= 6
-    assert summary.counts[PortState.OPEN] == 2
+    assert summary.counts[PortState.OPEN] == 3
 
 
 @pytest.mark.anyio

@@ -6,6 +6,7 @@ import hashlib
 import os
 import socket
 import ssl
+import threading
 
 import anyio
 import pytest
@@ -114,6 +115,36 @@ async def test_peer_reset_is_connection_lost() -> None:
             with pytest.raises(ConnectionLostError):
                 while True:
                     await sock.readable.receive()
+
+
+async def test_reset_before_connect_is_noticed_is_still_opened_then_lost(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The peer accepts and resets before our non-blocking connect looks at SO_ERROR (a race
+    # that loopback under load wins often). The handshake did complete: `opened` resolves
+    # and the loss is reported by the read, never as a failed connect.
+    handler_done = threading.Event()
+
+    def accept_then_reset(conn: socket.socket) -> None:
+        reset(conn)
+        handler_done.set()
+
+    real_wait_writable = anyio.wait_writable
+
+    async def wait_writable_after_reset(sock: socket.socket) -> None:
+        await anyio.to_thread.run_sync(handler_done.wait, 5)
+        await real_wait_writable(sock)
+
+    with serve(accept_then_reset) as server:
+        async with loopback_invocation():
+            monkeypatch.setattr(anyio, "wait_writable", wait_writable_after_reset)
+            sock = tcpcli.connect(server.address)
+            info = await sock.opened
+            monkeypatch.undo()
+            assert handler_done.is_set()
+            assert info.remote_address == server.address
+            with pytest.raises(ConnectionLostError, match="reset"):
+                await sock.readable.receive()
 
 
 async def test_tls_on_verifies_against_the_name(
