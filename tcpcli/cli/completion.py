@@ -26,8 +26,9 @@ PROG_NAME = "tcpcli"
 #: The environment variable Click's scripts set when they call tcpcli back.
 COMPLETE_VAR = "_TCPCLI_COMPLETE"
 SHELLS = ("bash", "zsh", "fish")
-#: Shell -> file name under completions/.
-SCRIPT_FILES = {"bash": "tcpcli.bash", "zsh": "tcpcli.zsh", "fish": "tcpcli.fish"}
+#: Shell -> file name under completions/: the name each shell looks for once installed
+#: (bash-completion >= 2.9 loads NAME.bash; zsh wants _NAME on $fpath).
+SCRIPT_FILES = {"bash": "tcpcli.bash", "zsh": "_tcpcli", "fish": "tcpcli.fish"}
 #: The repository root (completions/ and man/ live there).
 REPOSITORY = Path(__file__).resolve().parents[2]
 
