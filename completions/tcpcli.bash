@@ -26,4 +26,3 @@ _tcpcli_completion_setup() {
 }
 
 _tcpcli_completion_setup;
-

@@ -15,4 +15,3 @@ function _tcpcli_completion;
 end;
 
 complete --no-files --command tcpcli --arguments "(_tcpcli_completion)";
-

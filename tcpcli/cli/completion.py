@@ -49,7 +49,8 @@ def completion_script(shell: str) -> str:
     cls = get_completion_class(shell)
     if cls is None:
         raise ValueError(f"no completion support for {shell!r}; choose from {SHELLS}")
-    return cls(cli, {}, PROG_NAME, COMPLETE_VAR).source() + "\n"
+    source = cls(cli, {}, PROG_NAME, COMPLETE_VAR).source()
+    return source if source.endswith("\n") else source + "\n"  # click < 8.5 omits it
 
 
 def scripts() -> dict[str, str]:
