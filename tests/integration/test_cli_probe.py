@@ -22,11 +22,13 @@ from tests.support.peers import serve
 pytestmark = pytest.mark.timeout(60)
 
 
-def run_probe(*args: str, stdin: bytes = b"") -> subprocess.CompletedProcess[str]:
+def run_probe(*args: str, stdin: bytes = b"",
+              environ: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     exe = shutil.which("tcpcli")
     command = [exe] if exe else [sys.executable, "-m", "tcpcli"]
+    env = {**os.environ, "NO_COLOR": "1", **(environ or {})}
     return subprocess.run([*command, "probe", *args], input=stdin.decode(), capture_output=True,
-                          text=True, timeout=60, env={**os.environ, "NO_COLOR": "1"})
+                          text=True, timeout=60, env=env)
 
 
 def greeter(greeting: bytes) -> object:
@@ -186,3 +188,16 @@ def test_self_connect_is_never_open() -> None:
         pytest.skip(f"cannot run in a network namespace here: {proc.stderr.strip()}")
     row = json.loads(proc.stdout.splitlines()[0])
     assert row["state"] == "closed" and row["reason"].startswith("self-connect")
+
+
+def test_long_scans_show_live_progress_only_at_a_terminal(filtered_port: int,
+                                                          closed_port: int) -> None:
+    # The filtered port holds the scan open past the point where the live line appears.
+    args = ("127.0.0.1", "-p", f"{closed_port},{filtered_port}", "--allow", "127.0.0.1",
+            "--timeout", "1.2")
+    rich = run_probe(*args, environ={"FORCE_COLOR": "1"})
+    piped = run_probe(*args)
+    assert rich.returncode == piped.returncode == 9
+    assert "1/2 probes (50%)" in rich.stderr and "/s" in rich.stderr
+    assert "probes (" not in piped.stderr
+    assert "probed 2 port(s)" in piped.stderr
