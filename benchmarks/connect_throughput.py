@@ -60,9 +60,10 @@ class Sink:
                 if self.mode == "discard":
                     # Read exactly `size` bytes, then close: openssl s_client (with
                     # -quiet, i.e. -ign_eof) only exits when the server closes.
-                    total = 0
-                    while total < self.size and (data := conn.recv(4 * CHUNK)):
-                        total += len(data)
+                    # recv_into one buffer: the sink must outrun every client it measures.
+                    total, buffer = 0, bytearray(4 * CHUNK)
+                    while total < self.size and (got := conn.recv_into(buffer)):
+                        total += got
                     self.received = total
                     if self.context is not None:
                         with contextlib.suppress(OSError, ssl.SSLError):

@@ -82,7 +82,7 @@ class CommonOptions:
         return cls(family=family, **values)
 
     def tls_options(self) -> Any:
-        from tcpcli.core.tls import TLSOptions
+        from tcpcli.core.tlsoptions import TLSOptions  # no cryptography: start-up time
 
         if self.key and not self.cert:
             raise click.UsageError("--key needs --cert")
