@@ -2,13 +2,25 @@
 
 from __future__ import annotations
 
+import os
 import ssl
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 import pytest
 
 if TYPE_CHECKING:
     import trustme
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_user_configuration() -> Iterator[None]:
+    """A developer's ~/.config/tcpcli/config.toml must not change what any test sees: every
+    tcpcli started here (in-process or as a subprocess, which inherits os.environ) reads an
+    empty configuration. tests/integration/test_cli_config.py sets its own."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("TCPCLI_CONFIG", os.devnull)
+        yield
 
 
 @pytest.fixture(params=["asyncio", "trio"])

@@ -15,6 +15,7 @@ from tcpcli import __version__
 COMMANDS = {
     "bench": "tcpcli.cli.bench:bench_command",
     "completion": "tcpcli.cli.completion:completion_command",
+    "config": "tcpcli.cli.config:config_command",
     "connect": "tcpcli.cli.connect:connect_command",
     "demo": "tcpcli.cli.demo:demo_command",
     "listen": "tcpcli.cli.listen:listen_command",
@@ -62,6 +63,8 @@ def main(argv: list[str] | None = None, obj: Any = None) -> None:
     except click.ClickException as exc:
         command = exc.ctx.command_path if getattr(exc, "ctx", None) else "tcpcli"  # type: ignore[attr-defined]
         message = " ".join(exc.format_message().split())
-        env.stderr.write(f"{command}: error: {message} (see '{command} --help')\n")
+        # A configuration error names the file and line to fix; --help would not help.
+        see_help = f" (see '{command} --help')" if getattr(exc, "see_help", True) else ""
+        env.stderr.write(f"{command}: error: {message}{see_help}\n")
         sys.exit(exc.exit_code)
     sys.exit(0)

@@ -41,6 +41,22 @@ EXTRA_ENVIRONMENT = {
                         "completions (see tcpcli-completion(1)); not for interactive use.",
 }
 
+#: The configuration file (tcpcli.cli.config), for the pages of the commands that read it.
+CONFIG_FILES = {
+    "$TCPCLI_CONFIG": "The configuration file, when set (--config FILE wins over it; "
+                      "--no-config reads none). It must exist.",
+    "$XDG_CONFIG_HOME/tcpcli/config.toml": "The configuration file otherwise, if "
+                                           "XDG_CONFIG_HOME is set; it need not exist.",
+    "~/.config/tcpcli/config.toml": "The configuration file otherwise; it need not exist. "
+                                    "Its format: tcpcli-config(1).",
+}
+
+#: Environment variables that choose the configuration file.
+CONFIG_ENVIRONMENT = {
+    "TCPCLI_CONFIG": "The configuration file to read (see FILES).",
+    "XDG_CONFIG_HOME": "Where the configuration file is looked for (default: ~/.config).",
+}
+
 #: Files every networking command reads.
 NETWORK_FILES = {
     "/etc/hosts": "Read before DNS, as getaddrinfo(3) would.",
@@ -59,6 +75,9 @@ COMPLETION_FILES = {
     "~/.config/fish/completions/tcpcli.fish":
         "The fish script (tcpcli completion fish).",
 }
+
+#: Pages whose --json is a report of its own, not the event stream.
+JSON_NOT_EVENTS = {"tcpcli-config"}
 
 #: JSON events besides the core phases (tcpcli.render.events.PHASE_EVENTS).
 OTHER_EVENTS = {
@@ -319,6 +338,10 @@ def json_output(page: Roff) -> None:
         page.item(bold(name), escape(fields[:1].upper() + fields[1:] + "."))
 
 
+def reads_config(ctx: click.Context) -> bool:
+    return any("--config" in o.opts for o in options(ctx))
+
+
 def environment(page: Roff, contexts: list[click.Context]) -> None:
     entries: dict[str, list[str]] = {}
     for ctx in contexts:
@@ -331,12 +354,15 @@ def environment(page: Roff, contexts: list[click.Context]) -> None:
                 entries.setdefault(name, [])
                 if text not in entries[name]:
                     entries[name].append(text)
+    configured = any(reads_config(ctx) for ctx in contexts)
     page.section("ENVIRONMENT")
-    page.paragraph("An option given on the command line wins over its environment "
-                   "variable, which wins over the default.")
+    page.paragraph("An option given on the command line wins over its environment variable, "
+                   + ("which wins over the configuration file, " if configured else "")
+                   + "which wins over the default.")
+    extra = {**EXTRA_ENVIRONMENT, **(CONFIG_ENVIRONMENT if configured else {})}
     for name in sorted(entries):
         page.item(bold(name), " ".join(entries[name]))
-    for name, text in EXTRA_ENVIRONMENT.items():
+    for name, text in extra.items():
         page.item(bold(name), escape(text))
 
 
@@ -383,13 +409,15 @@ def render_page(ctx: click.Context, tree: list[click.Context]) -> str:
     for option in options(ctx):
         page.item(option_tag(option, ctx), option_body(option))
     exit_status(page)
-    has_json = any("--json" in o.opts for o in options(ctx))
+    has_json = any("--json" in o.opts for o in options(ctx)) and name not in JSON_NOT_EVENTS
     if root or has_json:
         json_output(page)
     environment(page, tree if root else [ctx])
     has_network = any("--resolver" in o.opts for o in options(ctx))
     if root or has_network:
-        files(page, NETWORK_FILES)
+        files(page, {**CONFIG_FILES, **NETWORK_FILES})
+    elif reads_config(ctx):
+        files(page, CONFIG_FILES)
     elif name == "tcpcli-completion":
         files(page, COMPLETION_FILES)
     lines = [line for sub in tree for line in examples(sub.command)[:2]] if root \

@@ -1,8 +1,9 @@
 """Options shared by every command, and how they become an Invocation and TLS options.
 
-Each option has its ``TCPCLI_*`` environment variable; precedence is flag > environment >
+Many options have a ``TCPCLI_*`` environment variable, and every option can be set in the
+configuration file (:mod:`tcpcli.cli.configfile`); precedence is flag > environment > config >
 default. One decorator (``common_options``) applies them so every command spells them the
-same way.
+same way. Booleans the file can switch on have a ``--no-...`` form to switch them off.
 """
 
 from __future__ import annotations
@@ -72,13 +73,28 @@ class CommonOptions:
 
     @classmethod
     def from_kwargs(cls, kwargs: dict[str, Any]) -> CommonOptions:
-        """Pop the common options out of a command's kwargs."""
+        """Pop the common options out of a command's kwargs.
+
+        Also where the configuration file meets the command line beyond click's default
+        map: its allow/deny entries come first and the flags' are added, and a -4/-6
+        from the file yields to the other one given as a flag.
+        """
+        from tcpcli.cli.configfile import check_port, policy_list
+
+        ctx = click.get_current_context(silent=True)
         ipv4, ipv6 = kwargs.pop("ipv4"), kwargs.pop("ipv6")
+        if ipv4 and ipv6 and ctx is not None:
+            from_file = click.core.ParameterSource.DEFAULT_MAP
+            ipv4 = ctx.get_parameter_source("ipv4") is not from_file
+            ipv6 = ctx.get_parameter_source("ipv6") is not from_file
         if ipv4 and ipv6:
             raise click.UsageError("-4 and -6 exclude each other")
+        check_port(ctx)
         family = socket.AF_INET if ipv4 else socket.AF_INET6 if ipv6 else socket.AF_UNSPEC
         names = [f for f in cls.__dataclass_fields__ if f != "family"]
         values = {name: kwargs.pop(name) for name in names}
+        for name in ("allow", "deny"):
+            values[name] = tuple(entry for entry, _, _ in policy_list(ctx, name, values[name]))
         return cls(family=family, **values)
 
     def tls_options(self) -> Any:
@@ -132,7 +148,10 @@ class CommonOptions:
 
 
 def common_options(func: F) -> F:
-    """Attach the shared options (policy, limits, network, TLS, output) to a command."""
+    """Attach the shared options (policy, limits, network, TLS, output, configuration file)
+    to a command."""
+    from tcpcli.cli.configfile import config_options
+
     options = [
         click.option("--policy", type=click.Choice(POLICIES), default="workers",
                      envvar="TCPCLI_POLICY", show_default=True,
@@ -156,7 +175,7 @@ def common_options(func: F) -> F:
                      help="Go through a socks5://, socks4:// or http:// (CONNECT) proxy."),
         click.option("--source", envvar="TCPCLI_SOURCE", metavar="ADDRESS",
                      help="Local address to connect from."),
-        click.option("--tls", is_flag=True, help="Speak TLS from the first byte."),
+        click.option("--tls/--no-tls", default=False, help="Speak TLS from the first byte."),
         click.option("--sni", metavar="NAME",
                      help="Server name for SNI and verification (default: the target host)."),
         click.option("--no-sni", is_flag=True, help="Send no SNI."),
@@ -170,17 +189,29 @@ def common_options(func: F) -> F:
                      help="Client certificate (PEM)."),
         click.option("--key", type=click.Path(exists=True, dir_okay=False),
                      help="Client certificate key (PEM), if not in --cert."),
-        click.option("--insecure", "-k", is_flag=True,
+        click.option("--insecure/--no-insecure", "-k", default=False,
                      help="Report a failed certificate verification but continue."),
         click.option("--pin", "pins", multiple=True, metavar="sha256/BASE64",
                      help="Require this SPKI pin somewhere in the chain."),
         click.option("-v", "--verbose", count=True,
                      help="Show the timing waterfall and TLS report on stderr."),
-        click.option("-q", "--quiet", is_flag=True, help="Print no diagnostics, only errors."),
-        click.option("--json", is_flag=True, help="JSON Lines events on stderr (schema tcpcli/1)."),
+        click.option("-q", "--quiet/--no-quiet", default=False,
+                     help="Print no diagnostics, only errors."),
+        click.option("--json/--no-json", default=False,
+                     help="JSON Lines events on stderr (schema tcpcli/1)."),
         click.option("--traceback", is_flag=True, hidden=False,
                      help="Show the Python traceback on errors."),
     ]
+    func = config_options()(func)  # last in --help; the file is read first anyway (eager)
     for option in reversed(options):
         func = option(func)
     return func
+
+
+def target_argument(name: str = "target", **kwargs: Any) -> Callable[[F], F]:
+    """The TARGET argument of a command that dials: ``@NAME`` stands for a target from the
+    configuration file (its address, and its options as defaults), and completes as one."""
+    from tcpcli.cli.configfile import complete_target, expand_target
+
+    return click.argument(name, callback=expand_target, shell_complete=complete_target,
+                          **kwargs)
