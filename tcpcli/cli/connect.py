@@ -22,7 +22,7 @@ import click
 
 from tcpcli.cli.environment import Environment
 from tcpcli.cli.exit_codes import ExitCode
-from tcpcli.cli.options import CommonOptions, common_options
+from tcpcli.cli.options import CommonOptions, common_options, target_argument
 from tcpcli.cli.runner import run
 
 #: openssl s_client -starttls's list (the dialogues live in tcpcli.protocols).
@@ -114,7 +114,7 @@ def target_address(target: str, port: int | None) -> str:
 
 
 @click.command("connect", epilog=EXAMPLES)
-@click.argument("target")
+@target_argument()
 @click.argument("port", required=False, type=int)
 @click.option("--half-open", is_flag=True,
               help="Keep sending after the peer's EOF (Workers allowHalfOpen: true).")
@@ -241,7 +241,8 @@ class ConnectSession:
             self.events.emit("close", self.address, first=self.outcome.first_closer,
                              how=self.outcome.how, bytes_sent=sock.bytes_sent,
                              bytes_received=sock.bytes_received,
-                             duration_ms=round(duration * 1000, 3))
+                             duration_ms=round(duration * 1000, 3),
+                             **({"truncated": True} if sock.truncated else {}))
         if self.common.verbose and not self.common.quiet:
             who = "the peer" if self.outcome.first_closer == "peer" else "we"
             self.env.note(f"closed: {who} closed first ({self.outcome.how}); "
@@ -364,6 +365,10 @@ class ConnectSession:
             writer.restore()
         if not self.outcome.first_closer:
             self.outcome.first_closer, self.outcome.how = "peer", "FIN"
+        events_on_stderr = self.events is not None and self.events.stream is self.env.stderr
+        if sock.truncated and not self.common.quiet and not events_on_stderr:  # else: the event
+            self.env.note("warning: the peer closed the TLS connection without close_notify; "
+                          "what arrived may be truncated")
         if self.outcome.stdin_open and not self.no_stdin and not self.common.quiet:
             self.env.note("peer closed the connection")
         if not self.half_open or not self.outcome.stdin_open or self.no_stdin:

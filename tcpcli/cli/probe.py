@@ -17,7 +17,7 @@ import click
 
 from tcpcli.cli.environment import Environment
 from tcpcli.cli.exit_codes import ExitCode, exit_code_for
-from tcpcli.cli.options import CommonOptions, common_options
+from tcpcli.cli.options import CommonOptions, common_options, target_argument
 from tcpcli.cli.runner import run
 
 if TYPE_CHECKING:
@@ -51,7 +51,7 @@ STATE_STYLES = {"open": "green", "closed": "red", "filtered": "yellow",
 
 
 @click.command("probe", epilog=EXAMPLES)
-@click.argument("targets", nargs=-1)
+@target_argument("targets", nargs=-1)
 @click.option("-p", "--ports", "port_specs", multiple=True, metavar="LIST",
               help="Ports: 22,80-90,ssh,redis; '-' for all 65535 (so -p- works). Repeatable.")
 @click.option("--top", type=click.IntRange(1, 65535), metavar="N",
@@ -304,7 +304,10 @@ class ProbeSession:
         if self.events is not None:
             self.events.emit("summary", None, probes=summary.probes, hosts=summary.hosts,
                              elapsed_ms=round(summary.elapsed_ms, 3),
-                             peak_sockets=summary.peak_sockets, exit_code=int(code), **counts)
+                             peak_sockets=summary.peak_sockets, exit_code=int(code), **counts,
+                             # Out of file descriptors (EMFILE...): waited and retried.
+                             **({"socket_backoffs": summary.socket_backoffs}
+                                if summary.socket_backoffs else {}))
         if not common.quiet:
             shown = ", ".join(f"{n} {state}" for state, n in counts.items() if n)
             self._note(f"probed {summary.probes} port(s) in {summary.elapsed_ms / 1000:.2f} s: "

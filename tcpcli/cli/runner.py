@@ -50,8 +50,17 @@ def run(
 
     backend = env.environ.get("TCPCLI_BACKEND", "asyncio")
 
+    terminated = False
+
     def on_sigterm(signum: int, frame: object) -> None:
-        raise Terminated
+        nonlocal terminated
+        terminated = True
+        if signal.getsignal(signal.SIGINT) in (signal.SIG_IGN, signal.SIG_DFL, None):
+            raise Terminated
+        # Unwind exactly as Ctrl-C does: each backend's SIGINT handler delivers the
+        # KeyboardInterrupt at a safe point. Raising here instead can land inside trio's
+        # run loop and leave "Exception ignored in <coroutine ...>" tracebacks behind.
+        signal.raise_signal(signal.SIGINT)
 
     previous = signal.signal(signal.SIGTERM, on_sigterm)
     code: int
@@ -61,6 +70,8 @@ def run(
         code = _exit_code(exc, env, traceback=traceback, on_error=on_error)
     finally:
         signal.signal(signal.SIGTERM, previous)
+    if terminated and code == ExitCode.INTERRUPTED:
+        code = ExitCode.TERMINATED
     try:
         sys.stdout.flush()
     except BrokenPipeError:

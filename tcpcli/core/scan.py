@@ -48,7 +48,7 @@ import anyio.abc
 import anyio.lowlevel
 
 from tcpcli.core.address import normalize_host, parse_port, split_target
-from tcpcli.core.connect import Connector, SocketSlot, SystemConnector, interleave
+from tcpcli.core.connect import SocketSlot, SystemConnector, interleave
 from tcpcli.core.errors import AddressError, ResolveError, TcpcliError
 from tcpcli.core.invocation import Invocation
 from tcpcli.core.policy import Decision, Policy, Profile
@@ -75,6 +75,12 @@ _UNREACHABLE_ERRNOS = frozenset({
     errno.ENETUNREACH, errno.EHOSTUNREACH, errno.ENETDOWN, errno.EHOSTDOWN,
     errno.EADDRNOTAVAIL, errno.EAFNOSUPPORT, errno.EACCES, errno.EPERM,
 })
+#: socket() failing for want of a descriptor or buffer: says nothing about the port.
+_OUT_OF_SOCKETS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
+#: How long a probe may go without being able to open any socket before giving up.
+OUT_OF_SOCKETS_PATIENCE: Final = 10.0
+#: File descriptors a scan leaves free for everything else the run opens.
+FD_RESERVE: Final = 16
 
 
 class PortState(StrEnum):
@@ -255,6 +261,8 @@ class ScanSummary:
     errors: list[TcpcliError] = field(default_factory=list)
     elapsed_ms: float = 0.0
     peak_sockets: int = 0
+    #: socket() failed for want of descriptors (EMFILE...) and the probe waited and retried.
+    socket_backoffs: int = 0
 
 
 ResultSink = Callable[[ProbeResult], None]
@@ -363,6 +371,11 @@ def select_epoll() -> Any:
     return factory() if factory is not None else None
 
 
+def _new_socket(family: int) -> socket.socket:
+    """A non-blocking TCP socket for one probe (a seam: tests make it run out)."""
+    return socket.socket(family, socket.SOCK_STREAM | _NONBLOCK)
+
+
 class _Pending:
     __slots__ = ("attempt", "deadline", "plan", "port", "slot", "sock", "started")
 
@@ -430,6 +443,8 @@ class Scanner:
         self._next_start = 0.0
         self._tg: anyio.abc.TaskGroup | None = None
         self._inspect_limiter = anyio.CapacityLimiter(max(1, min(self.limit, 64)))
+        self._inspecting = 0  # open ports whose socket is kept for a banner or TLS check
+        self._room = anyio.Event()  # set when an inspection gives its socket back
 
     # ------------------------------------------------------------------ plans
 
@@ -560,32 +575,66 @@ class Scanner:
             if self._pending or self._fresh:
                 await self._wait()
 
-    async def _start_when_allowed(self, plan: HostPlan, port: int, attempt: int) -> None:
-        while len(self._pending) + len(self._fresh) >= self.limit:
+    @property
+    def _in_flight(self) -> int:
+        """Sockets this scan holds open: connects under way and ports being inspected."""
+        return len(self._pending) + len(self._fresh) + self._inspecting
+
+    async def _wait_for_room(self) -> None:
+        """Wait until a socket of ours may have closed (a connect ended, an inspection)."""
+        if self._pending or self._fresh:
             await self._wait()
+            return
+        self._room = anyio.Event()
+        with anyio.move_on_after(0.05):  # also the back-off when nothing of ours is open
+            await self._room.wait()
+
+    async def _start_when_allowed(self, plan: HostPlan, port: int, attempt: int) -> None:
         if self.options.rate:
             while (now := time.monotonic()) < self._next_start:
                 await self._wait(until=self._next_start)
             self._next_start = max(now, self._next_start) + 1 / self.options.rate
-        slot: SocketSlot | None = None
-        if self.slots.limit is not None:
-            slot = self.slots.try_acquire()
-            while slot is None:
-                if self._pending or self._fresh:
-                    await self._wait()
-                    slot = self.slots.try_acquire()
-                else:
-                    slot = await self.slots.acquire()
-        self._start(plan, port, attempt, slot)
+        starved_since: float | None = None
+        while True:
+            while self._in_flight >= self.limit:
+                await self._wait_for_room()
+            slot: SocketSlot | None = None
+            if self.slots.limit is not None:
+                slot = self.slots.try_acquire()
+                while slot is None:
+                    if self._pending or self._fresh:
+                        await self._wait()
+                        slot = self.slots.try_acquire()
+                    else:
+                        slot = await self.slots.acquire()
+            failure = self._start(plan, port, attempt, slot)
+            if failure is None:
+                return
+            # Out of descriptors: nothing is known about this port. What we hold now is
+            # what this process can hold, so that becomes the limit; retry once one closes.
+            self.summary.socket_backoffs += 1
+            self.limit = max(1, self._in_flight)
+            now = time.monotonic()
+            if self._in_flight:
+                starved_since = None
+            elif starved_since is None:
+                starved_since = now
+            elif now - starved_since > OUT_OF_SOCKETS_PATIENCE:
+                raise failure
+            await self._wait_for_room()
 
-    def _start(self, plan: HostPlan, port: int, attempt: int, slot: SocketSlot | None) -> None:
+    def _start(self, plan: HostPlan, port: int, attempt: int,
+               slot: SocketSlot | None) -> OSError | None:
+        """Issue one connect; an OSError back means no socket could be made (EMFILE...)."""
         address = plan.address
         assert address is not None
         family = socket.AF_INET6 if address.version == 6 else socket.AF_INET
         try:
-            sock = socket.socket(family, socket.SOCK_STREAM | _NONBLOCK)
-        except OSError:
+            sock = _new_socket(family)
+        except OSError as exc:
             self._release(slot)
+            if exc.errno in _OUT_OF_SOCKETS:
+                return exc
             raise
         if not _NONBLOCK:
             sock.setblocking(False)
@@ -601,12 +650,13 @@ class Scanner:
             # by the next harvest, which checks the whole batch with one poll() call.
             self._fresh.append(_Pending(sock, plan, port, started,
                                         started + self.options.timeout, attempt, slot))
-            return
+            return None
         pending = _Pending(sock, plan, port, started, started, attempt, slot)
         if code == 0:
             self._connected(pending)
         else:
             self._failed(pending, code)
+        return None
 
     def _harvest(self) -> None:
         poller = self._poller
@@ -734,7 +784,16 @@ class Scanner:
         from tcpcli.core.rawsocket import RawSocketStream
 
         assert self._tg is not None
-        self._tg.start_soon(self._inspect, RawSocketStream(sock), item.slot, item.plan, result)
+        self._inspecting += 1
+        self._tg.start_soon(self._inspect_counted, RawSocketStream(sock), item.slot, item.plan,
+                            result)
+
+    async def _inspect_counted(self, stream: anyio.abc.ByteStream, slot: SocketSlot | None,
+                               plan: HostPlan, result: ProbeResult) -> None:
+        try:
+            await self._inspect(stream, slot, plan, result)
+        finally:
+            self._inspecting -= 1
 
     def _open_result(self, plan: HostPlan, port: int, latency: float, attempt: int,
                      reason: str = "connected") -> ProbeResult | None:
@@ -801,30 +860,28 @@ class Scanner:
 
     async def _attempt(self, plan: HostPlan, port: int, attempt: int) -> bool:
         """One connect through the connector; False means "filtered, retry"."""
-        connector: Connector = self.invocation.connector
         assert plan.address is not None
         slot = await self.slots.acquire() if self.slots.limit is not None else None
         handed_over = False
         try:
             started = time.monotonic()
-            stream: anyio.abc.ByteStream | None = None
-            with anyio.move_on_after(self.options.timeout):
-                try:
-                    stream = await connector.connect_tcp(
-                        plan.address, port, local_address=self.options.local_address)
-                except OSError as exc:
-                    if exc.errno in _LOST_AFTER_HANDSHAKE:
-                        result = self._open_result(
-                            plan, port, (time.monotonic() - started) * 1000, attempt,
-                            reason=f"accepted, then {errno_name(exc.errno)}")
-                        if result is not None:
-                            self._finish_open(result)
-                        return True
-                    state, reason = classify_errno(exc.errno or errno.EIO)
-                    if state is PortState.FILTERED and attempt <= self.options.retries:
-                        return False
-                    self._emit(plan, port, state, reason, errno=exc.errno, attempts=attempt)
+            try:
+                stream, started = await self._connect(plan.address, port)
+            except OSError as exc:
+                if exc.errno in _OUT_OF_SOCKETS:
+                    raise
+                if exc.errno in _LOST_AFTER_HANDSHAKE:
+                    result = self._open_result(
+                        plan, port, (time.monotonic() - started) * 1000, attempt,
+                        reason=f"accepted, then {errno_name(exc.errno)}")
+                    if result is not None:
+                        self._finish_open(result)
                     return True
+                state, reason = classify_errno(exc.errno or errno.EIO)
+                if state is PortState.FILTERED and attempt <= self.options.retries:
+                    return False
+                self._emit(plan, port, state, reason, errno=exc.errno, attempts=attempt)
+                return True
             if stream is None:
                 if attempt <= self.options.retries:
                     return False
@@ -852,6 +909,37 @@ class Scanner:
         finally:
             if not handed_over:
                 self._release(slot)
+                self._room.set()
+
+    async def _connect(self, address: IPAddress,
+                       port: int) -> tuple[anyio.abc.ByteStream | None, float]:
+        """The connector's connect within the per-port timeout, and when that attempt
+        started (the stream is None: no answer in time).
+
+        Running out of descriptors (EMFILE...) says nothing about the port: wait for one
+        of ours to close and try again, so the timeout only counts the real attempt.
+        """
+        starved_since = time.monotonic()
+        while True:
+            out_of_sockets: OSError | None = None
+            started = time.monotonic()
+            with anyio.move_on_after(self.options.timeout):
+                try:
+                    stream = await self.invocation.connector.connect_tcp(
+                        address, port, local_address=self.options.local_address)
+                    return stream, started
+                except OSError as exc:
+                    if exc.errno not in _OUT_OF_SOCKETS:
+                        raise
+                    out_of_sockets = exc
+            if out_of_sockets is None:
+                return None, started
+            self.summary.socket_backoffs += 1
+            if time.monotonic() - starved_since > OUT_OF_SOCKETS_PATIENCE:
+                raise out_of_sockets
+            self._room = anyio.Event()
+            with anyio.move_on_after(0.05):
+                await self._room.wait()
 
     # ------------------------------------------------------------------ banners and TLS
 
@@ -869,6 +957,7 @@ class Scanner:
             with anyio.CancelScope(shield=True):
                 await anyio.aclose_forcefully(stream)
             self._release(slot)
+            self._room.set()
             self._finish_open(result)
 
     async def _read_banner(self, stream: anyio.abc.ByteStream, result: ProbeResult) -> None:
@@ -906,9 +995,10 @@ class Scanner:
         slot = await self.slots.acquire() if self.slots.limit is not None else None
         stream: anyio.abc.ByteStream | None = None
         try:
+            stream, _ = await self._connect(plan.address, result.port)
+            if stream is None:
+                raise TimeoutError
             with anyio.fail_after(self.options.timeout + self.options.banner_wait):
-                stream = await self.invocation.connector.connect_tcp(
-                    plan.address, result.port, local_address=self.options.local_address)
                 tls = await TLSStream.wrap(stream, hostname=hostname,
                                            options=TLSOptions(insecure=True),
                                            target=f"{plan.host}:{result.port}",
@@ -961,6 +1051,8 @@ def _printable(data: bytes) -> str:
 
 
 def _fd_budget() -> float:
+    """Sockets a scan may hold at once: the soft RLIMIT_NOFILE, less the descriptors open
+    already and ``FD_RESERVE`` (lazy imports, CA files and the like must still open)."""
     try:
         import resource
 
@@ -969,5 +1061,12 @@ def _fd_budget() -> float:
         return 256
     if soft == resource.RLIM_INFINITY:
         return math.inf
-    return max(16, soft - 64)
+    return max(1, soft - _open_fds() - FD_RESERVE)
+
+
+def _open_fds() -> int:
+    for listing in ("/proc/self/fd", "/dev/fd"):
+        with contextlib.suppress(OSError):
+            return len(os.listdir(listing))
+    return 64 - FD_RESERVE  # unknown: assume a few dozen, as a generous margin
 
