@@ -4,15 +4,21 @@ from __future__ import annotations
 
 import re
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from tcpcli.cli.connect import STARTTLS_PROTOCOLS
 from tcpcli.cli.environment import Environment
 from tcpcli.cli.exit_codes import ExitCode
-from tcpcli.cli.options import CommonOptions, common_options
+from tcpcli.cli.options import CommonOptions, common_options, target_argument
 from tcpcli.cli.runner import run
+
+if TYPE_CHECKING:
+    import ssl
+
+    from tcpcli.core.socket import Socket
+    from tcpcli.core.tls import TLSReport
 
 PROTOCOLS = ("auto", *STARTTLS_PROTOCOLS)
 #: How long --protocol auto listens for a greeting before deciding by port alone.
@@ -24,6 +30,7 @@ Examples:
   tcpcli starttls mail.example.com:587
   tcpcli starttls db.internal:5432 --protocol postgres --expect verified
   tcpcli starttls imap.example.com:143 --expect 'tls>=1.2' --expect 'days-left>=21'
+  tcpcli starttls mail.example.com:25 --resume     # full vs resumed TLS handshake
 """
 
 _CHECK = re.compile(r"^(verified|tls\s*>=\s*1\.[0-3]|days-left\s*>=\s*\d+)$")
@@ -52,7 +59,7 @@ def evaluate(check: str, report: Any) -> tuple[bool, str]:
 
 
 @click.command("starttls", epilog=EXAMPLES)
-@click.argument("target")
+@target_argument()
 @click.argument("port", required=False, type=int)
 @click.option("--protocol", "-P", type=click.Choice(PROTOCOLS), default="auto",
               show_default=True, metavar="PROTO",
@@ -63,6 +70,10 @@ def evaluate(check: str, report: Any) -> tuple[bool, str]:
 @click.option("--xmpp-to", metavar="DOMAIN", help="xmpp: the stream's to= (default: host).")
 @click.option("--expect", "checks", multiple=True, metavar="CHECK",
               help="verified, tls>=1.2 or days-left>=N; exit 9 when one fails (repeatable).")
+@click.option("--resume", is_flag=True,
+              help="Then connect again, run the dialogue and offer the TLS session (TLS 1.3 "
+                   "tickets too): shows full vs resumed handshake time and whether the "
+                   "server resumed.")
 @common_options
 @click.pass_obj
 def starttls_command(env: Environment | None, /, target: str, port: int | None,
@@ -78,10 +89,12 @@ def starttls_command(env: Environment | None, /, target: str, port: int | None,
     protocol, ehlo, xmpp_to = kwargs.pop("protocol"), kwargs.pop("ehlo_name"), \
         kwargs.pop("xmpp_to")
     checks = [parse_check(c) for c in kwargs.pop("checks")]
+    resume = kwargs.pop("resume")
     common = CommonOptions.from_kwargs(kwargs)
     address = target_address(target, port)
     invocation = common.invocation()
-    session = StartTlsSession(env, common, address, protocol, ehlo, xmpp_to, checks)
+    session = StartTlsSession(env, common, address, protocol, ehlo, xmpp_to, checks,
+                              resume=resume)
     invocation.observer = session.observe
     run(lambda: session.main(invocation), env, traceback=common.traceback,
         on_error=session.report_error)
@@ -89,11 +102,13 @@ def starttls_command(env: Environment | None, /, target: str, port: int | None,
 
 class StartTlsSession:
     def __init__(self, env: Environment, common: CommonOptions, address: str, protocol: str,
-                 ehlo: str, xmpp_to: str | None, checks: list[str]) -> None:
+                 ehlo: str, xmpp_to: str | None, checks: list[str], *,
+                 resume: bool = False) -> None:
         from tcpcli.render.events import EventWriter
 
         self.env, self.common, self.address = env, common, address
         self.protocol, self.ehlo, self.xmpp_to, self.checks = protocol, ehlo, xmpp_to, checks
+        self.resume = resume
         self.origin_ns = time.perf_counter_ns()
         self.events = EventWriter(env.stderr, origin_ns=self.origin_ns) if common.json \
             else None
@@ -152,9 +167,64 @@ class StartTlsSession:
             result = await run_starttls(sock, dialogue,
                                         reply_timeout=self.common.timeout or REPLY_TIMEOUT)
             tls_report = result.socket.tls_report
+            # Taken before close: a TLS 1.3 ticket arrives after the handshake.
+            tls_session = await result.socket.resumable_tls_session() if self.resume \
+                else None
             await result.socket.close()
-        assert tls_report is not None
-        return self._show(note, result, tls_report, sock)
+            assert tls_report is not None
+            code = self._show(note, result, tls_report, sock)
+            if self.resume:
+                await self._resume(name, host, tls_session, tls_report, sock)
+        return code
+
+    async def _resume(self, name: str, host: str, tls_session: ssl.SSLSession | None,
+                      first_report: TLSReport, first_sock: Socket) -> None:
+        """A second connection, same dialogue, offering the first one's TLS session.
+
+        The same options give the same (cached) SSLContext, which resumption needs. A
+        server that declines is reported, not an error: the exit code stays as it was.
+        """
+        from tcpcli.core.socket import connect
+        from tcpcli.core.starttls import REPLY_TIMEOUT, run_starttls
+        from tcpcli.render.report import (
+            render_waterfall,
+            resumption_lines,
+            session_line,
+            waterfall_lines,
+        )
+
+        lifetime = tls_session.ticket_lifetime_hint \
+            if tls_session is not None and tls_session.has_ticket else None
+        if self.events is not None:
+            self.events.emit("tls_resume_offer", self.address,
+                             session=tls_session is not None, ticket=lifetime is not None,
+                             ticket_lifetime_s=lifetime)
+        elif not self.common.quiet:
+            self.env.note(session_line(tls_session, first_report.version))
+            self.env.note("second connection, offering the session:")
+        sock = connect(self.address, secure_transport="starttls", tls_session=tls_session)
+        await sock.opened
+        result = await run_starttls(sock, self._dialogue(name, host),
+                                    reply_timeout=self.common.timeout or REPLY_TIMEOUT)
+        second = result.socket.tls_report
+        await result.socket.close()
+        assert second is not None
+        full_ms, second_ms = _handshake_ms(first_sock), _handshake_ms(sock)
+        if self.events is not None:
+            self.events.emit("tls_resume", self.address, resumed=second.session_reused,
+                             offered=second.session_offered, version=second.version,
+                             full_handshake_ms=round(full_ms, 3),
+                             second_handshake_ms=round(second_ms, 3))
+        elif not self.common.quiet:
+            phases = [p for p in sock.clock.phases if p.name != "first-byte"]
+            started = min(p.start_ns for p in phases)  # this connection's own time line
+            if self.env.rich:
+                render_waterfall(self.env.console, phases, started)
+            else:
+                for line in waterfall_lines(phases, started):
+                    self.env.note(line)
+            for line in resumption_lines(full_ms, second_ms, second):
+                self.env.note(line)
 
     def _show(self, note: str, result: Any, tls_report: Any, sock: Any) -> int:
         from tcpcli.render.report import (
@@ -203,6 +273,12 @@ class StartTlsSession:
         if not all(passed for _, passed, _ in outcomes):
             return ExitCode.CHECK_FAILED
         return ExitCode.OK
+
+
+def _handshake_ms(sock: Socket) -> float:
+    """The TLS handshake time of a (STARTTLS-upgraded) socket's last handshake."""
+    phase = sock.clock.find("tls")[-1]
+    return float(phase.duration_ms or 0.0)
 
 
 def _yes(value: bool | None) -> str:

@@ -3,7 +3,10 @@
 Modes:
 
 * ``connect`` — a new TCP connection per sample (``connect``), plus the TLS handshake as its
-  own distribution (``tls``) with ``tls=True``.
+  own distribution (``tls``) with ``tls=True``. With ``resume=True`` each worker alternates
+  a full handshake with one offering its last session, so full (``tls``) and resumed
+  (``tls-resumed``) handshakes are measured side by side under the same load; an offer
+  the server declined is a full handshake, counted in ``resume_misses``.
 * ``rr`` — request/response: send ``payload``, read until ``expect`` appears or
   ``expect_bytes`` arrived (default: the first bytes of any reply), on one persistent
   connection per worker or (``fresh=True``) a new connection per sample.
@@ -26,12 +29,13 @@ No click and no rich here: the CLI renders :class:`BenchResult`.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv6Address
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 import anyio
 import anyio.abc
@@ -51,6 +55,11 @@ from tcpcli.core.invocation import Invocation
 from tcpcli.core.policy import raise_for
 from tcpcli.core.rawsocket import RawSocketStream, open_tcp
 from tcpcli.core.tlsoptions import TLSOptions
+
+if TYPE_CHECKING:
+    import ssl
+
+    from tcpcli.core.tls import TLSStream
 
 Mode = Literal["connect", "rr"]
 IPAddress = IPv4Address | IPv6Address
@@ -87,6 +96,7 @@ class BenchConfig:
     expect: bytes | None = None
     expect_bytes: int | None = None
     fresh: bool = False
+    resume: bool = False  # every other handshake offers the last session (see above)
 
     def __post_init__(self) -> None:
         if self.count is not None and self.count < 1:
@@ -99,6 +109,8 @@ class BenchConfig:
             raise ValueError("rate must be positive")
         if self.mode == "rr" and not self.payload:
             raise ValueError("rr mode needs a request to send")
+        if self.resume and not (self.tls and (self.mode == "connect" or self.fresh)):
+            raise ValueError("resume needs tls and a new connection per sample")
 
     @property
     def bounded_count(self) -> int | None:
@@ -116,6 +128,8 @@ class BenchConfig:
             names.append("connect")
             if self.tls:
                 names.append("tls")
+            if self.resume:
+                names.append("tls-resumed")
         return tuple(names)
 
 
@@ -134,6 +148,7 @@ class BenchResult:
     finished_ns: int = 0
     peak_sockets: int = 0
     interrupted: bool = False
+    resume_misses: int = 0  # sessions offered that the server declined (full handshakes)
 
     @property
     def primary(self) -> str:
@@ -210,6 +225,9 @@ class Bench:
         self._interval_ns: float | None = None
         self._recording = False
         self._watches: list[_Watch] = []
+        # --resume: how long to wait for a TLS 1.3 ticket (tls.TICKET_WAIT, set by run());
+        # 0 once the server sent none in time, so that it is waited for only once.
+        self._ticket_wait = 0.0
 
     # ------------------------------------------------------------------ target
 
@@ -245,6 +263,14 @@ class Bench:
         if self._address is None:
             await self.check_target()
         config = self.config
+        if config.tls:
+            from tcpcli.core.tls import TICKET_WAIT, client_context
+
+            self._ticket_wait = TICKET_WAIT
+            # Loading the trust store (~20 ms for certifi) is not a handshake: do it before
+            # the first sample. An error here is counted per sample, as before.
+            with contextlib.suppress(TcpcliError):
+                client_context(config.tls_options, hostname=self._hostname)
         if config.warmup:
             await self._phase(limit=config.warmup, duration=None, rate=None, recording=False)
         result = self.result
@@ -312,9 +338,12 @@ class Bench:
         slot = slots.try_acquire()
         return slot if slot is not None else await slots.acquire()
 
-    async def _open(self, start_ns: int) -> tuple[anyio.abc.ByteStream, int, int | None]:
-        """Dial (and handshake): the stream, the connect time from ``start_ns`` and the TLS
-        handshake time. Failures raise :class:`_Failed` with a tcpcli error."""
+    async def _open(self, start_ns: int, session: ssl.SSLSession | None = None) -> (
+        tuple[anyio.abc.ByteStream, int, int | None]
+    ):
+        """Dial (and handshake, offering ``session``): the stream, the connect time from
+        ``start_ns`` and the TLS handshake time. Failures raise :class:`_Failed` with a
+        tcpcli error."""
         assert self._address is not None
         try:
             stream: anyio.abc.ByteStream = await open_tcp(
@@ -329,7 +358,7 @@ class Bench:
 
         try:
             stream = await TLSStream.wrap(stream, hostname=self._hostname,
-                                          options=self.config.tls_options,
+                                          options=self.config.tls_options, session=session,
                                           target=self._target, port=self._port)
         except Exception as exc:
             await anyio.aclose_forcefully(stream)
@@ -385,6 +414,9 @@ class Bench:
         """A new connection per sample (``connect`` mode, and ``rr --fresh``)."""
         slots = self.invocation.slots
         rr = self.config.mode == "rr"
+        resume = self.config.resume
+        session: ssl.SSLSession | None = None  # kept while the server resumes it
+        offer = False  # --resume: alternate full handshakes and offers of the session
         open_loop = self._interval_ns is not None
         while True:
             due = self._ticket()
@@ -398,13 +430,20 @@ class Bench:
             # Open loop: the primary distribution counts from the intended start.
             origin = due if open_loop else start
             reply_ns = 0
+            resumed = False
             try:
-                stream, connect_ns, tls_ns = await self._open(origin if not rr else start)
+                stream, connect_ns, tls_ns = await self._open(origin if not rr else start,
+                                                              session if offer else None)
                 if rr:
                     sent = self._now() if not open_loop else origin
                     await self._exchange(stream, bytearray())
                     reply_ns = self._now() - sent
+                if resume:
+                    resumed, session = await self._next_session(cast("TLSStream", stream),
+                                                                session)
+                    offer = not offer
             except _Failed as failed:
+                session = None
                 self._fail(failed.error)
                 # A loopback refusal can fail without ever blocking: let others run.
                 await anyio.lowlevel.checkpoint()
@@ -413,13 +452,35 @@ class Bench:
                     self._record("rr", reply_ns)
                 self._record("connect", connect_ns)
                 if tls_ns is not None:
-                    self._record("tls", tls_ns)
+                    self._record("tls-resumed" if resumed else "tls", tls_ns)
                 self._succeeded()
             finally:
                 watch.since = 0
                 if stream is not None:
                     await self._close(stream)
                 slots.release(slot)
+
+    async def _next_session(self, stream: TLSStream, kept: ssl.SSLSession | None) -> (
+        tuple[bool, ssl.SSLSession | None]
+    ):
+        """Whether this handshake resumed, and the session to offer next: the kept one
+        while the server resumes it (as ``openssl s_time -reuse``: no ticket wait on the
+        hot path), else this connection's, once its TLS 1.3 ticket has arrived."""
+        report = stream.report
+        if report.session_reused:
+            return True, kept
+        if report.session_offered:
+            if self._recording:
+                self.result.resume_misses += 1
+        elif kept is not None:
+            return False, kept  # a full handshake on purpose: the kept session still serves
+        try:
+            session = await stream.resumable_session(self._ticket_wait)
+        except TcpcliError:
+            return False, None  # no ticket; the sample itself (the handshake) succeeded
+        if session is not None and not session.has_ticket and report.version == "TLSv1.3":
+            self._ticket_wait = 0  # the server sends none: do not wait on every sample
+        return False, session
 
     def _succeeded(self) -> None:
         if self._recording:
@@ -515,6 +576,8 @@ def summary(result: BenchResult) -> dict[str, Any]:
         "mode": config.mode,
         "peer": result.peer,
         "tls": config.tls,
+        "resume": config.resume,
+        "resume_misses": result.resume_misses,
         "concurrency": config.concurrency,
         "rate_target": config.rate,
         "samples": result.samples,

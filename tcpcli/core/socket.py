@@ -57,6 +57,7 @@ from tcpcli.core.errors import (
     ConnectError,
     ConnectionLostError,
     ConnectTimeoutError,
+    ResolveTimeoutError,
     SocketCanceledError,
     StartTlsError,
     StreamCancelledError,
@@ -71,6 +72,8 @@ from tcpcli.core.timing import Phase, PhaseClock
 from tcpcli.core.tlsoptions import TLSOptions
 
 if TYPE_CHECKING:
+    import ssl
+
     from tcpcli.core.tls import TLSReport, TLSStream
 
 T = TypeVar("T")
@@ -192,6 +195,7 @@ class Socket:
         invocation: Invocation,
         *,
         upgrade_from: Socket | None = None,
+        tls_session: ssl.SSLSession | None = None,
     ) -> None:
         self.address = address
         self._secure_transport: SecureTransport = secure_transport
@@ -211,11 +215,13 @@ class Socket:
         self.io_in_progress = 0
         self.last_used_ns = time.perf_counter_ns()
         self._upgrade_from = upgrade_from
+        self._tls_session = tls_session  # offered for resumption in our TLS handshake
         self._opened_state: Deferred[SocketInfo] = Deferred()
         self._closed_state: Deferred[None] = Deferred()
         self._started = False
         self._transport: anyio.abc.ByteStream | None = None  # the TCP (or proxy) stream
         self._stream: anyio.abc.ByteStream | None = None  # what we read/write: TCP or TLS
+        self._truncated = False  # kept past close: the TLS stream said so before it went
         self._slot: SocketSlot | None = None
         self._write_lock: anyio.Lock | None = None
         self._pending_writes = 0  # sends issued and not finished: close() flushes them
@@ -240,6 +246,12 @@ class Socket:
     @property
     def upgraded(self) -> bool:
         return self._upgraded
+
+    @property
+    def truncated(self) -> bool:
+        """Over TLS: the peer closed the connection without close_notify, so what arrived
+        may have been cut short by anyone on the path (plain TCP: always False)."""
+        return self._truncated or bool(getattr(self._stream, "truncated", False))
 
     @property
     def secure_transport(self) -> SecureTransport:
@@ -293,7 +305,7 @@ class Socket:
         options = self.options if tls is None else replace(self.options, tls=tls)
         upgraded = Socket(
             self.address, "on", self.allow_half_open, options, self.invocation,
-            upgrade_from=self,
+            upgrade_from=self, tls_session=self._tls_session,
         )
         upgraded.clock = self.clock  # one waterfall across the upgrade
         if self._opened_state.settled and not self._write_busy():
@@ -345,6 +357,13 @@ class Socket:
                 if self._secure_transport == "on":
                     stream = await self._handshake(transport)
         except TimeoutError:
+            resolving = [p for p in self.clock.find("resolve") if p.outcome == "cancelled"]
+            if resolving:  # the DNS server never answered: a DNS failure (exit 4), said so
+                raise ResolveTimeoutError(
+                    f"cannot resolve {resolving[-1].detail.get('name', self.address.hostname)}: "
+                    f"no answer within the {timeout:g} s connect timeout",
+                    target=str(self.address), port=self.address.port,
+                ) from None
             raise ConnectTimeoutError(
                 f"timed out after {timeout:g} s connecting to {self.address}",
                 target=str(self.address), port=self.address.port,
@@ -398,18 +417,44 @@ class Socket:
         return str(host.literal) if host.literal is not None else host.name
 
     async def _handshake(self, transport: anyio.abc.ByteStream) -> TLSStream:
-        from tcpcli.core.tls import TLSStream  # cryptography and certifi: only for TLS
+        from tcpcli.core.tls import TLSStream, client_context  # cryptography and certifi
 
         target, port = self.address.address_str, self.address.port
+        hostname = self._tls_hostname()
         try:
-            with self.clock.phase("tls", server_name=self._tls_hostname()):
-                tls = await TLSStream.wrap(transport, hostname=self._tls_hostname(),
-                                           options=self.options.tls, target=target, port=port)
+            # Built (once, cached) before the clock starts: loading the trust store is not
+            # handshake time, and full vs resumed handshakes must compare like with like.
+            client_context(self.options.tls, hostname=hostname)
+            with self.clock.phase("tls", server_name=hostname) as phase:
+                tls = await TLSStream.wrap(transport, hostname=hostname,
+                                           options=self.options.tls,
+                                           session=self._tls_session, target=target,
+                                           port=port)
+                phase.detail["resumed"] = tls.report.session_reused
         except BaseException:
             await anyio.aclose_forcefully(transport)
             raise
         self.tls_report = tls.report
         return tls
+
+    async def resumable_tls_session(self, wait: float | None = None) -> ssl.SSLSession | None:
+        """This connection's TLS session, for another socket's ``connect(tls_session=...)``.
+
+        TLS 1.3 servers send their session tickets *after* the handshake, so this reads
+        for up to ``wait`` seconds (default ``tls.TICKET_WAIT``, 0.5 s) until one has
+        arrived (data read meanwhile stays for the next ``readable.receive()``); TLS 1.2
+        sessions are ready at once. None without TLS.
+        The session may still not resume (``session.has_ticket`` False: the server sent no
+        ticket). Do not call it while another task is reading.
+        """
+        from tcpcli.core.tls import TICKET_WAIT, TLSStream
+
+        await self._ensure_open()
+        stream = self._stream
+        if not isinstance(stream, TLSStream):
+            return None
+        with self._in_io():
+            return await stream.resumable_session(TICKET_WAIT if wait is None else wait)
 
     async def _take_over(self, old: Socket) -> anyio.abc.ByteStream:
         """start_tls(): wait for the plaintext socket to open and flush, then adopt it."""
@@ -595,6 +640,7 @@ class Socket:
             return
         self._finished = True
         stream, self._stream = self._stream, None
+        self._truncated = self._truncated or bool(getattr(stream, "truncated", False))
         transport, self._transport = self._transport, None
         if stream is not None:
             with anyio.CancelScope(shield=True), self.clock.phase("close", graceful=graceful):
@@ -642,6 +688,7 @@ def connect(
     local_address: str | None = None,
     proxy: str | None = None,
     invocation: Invocation | None = None,
+    tls_session: ssl.SSLSession | None = None,
 ) -> Socket:
     """Open a TCP socket the way a Worker's ``connect()`` does.
 
@@ -653,7 +700,10 @@ def connect(
     Beyond Workers (opt-in): ``tls`` options (SNI, ALPN, CA, client cert, pins, ...),
     ``connect_timeout`` (seconds, covering resolve + queueing + dial + TLS), ``family``
     (``socket.AF_INET``/``AF_INET6``), ``local_address``, ``proxy`` (socks5://, socks4://,
-    http://) and an explicit ``invocation`` (default: the current one).
+    http://), an explicit ``invocation`` (default: the current one) and ``tls_session``
+    (from another socket's :meth:`Socket.resumable_tls_session`, offered for resumption in
+    this socket's handshake — at once with ``"on"``, at ``start_tls()`` with
+    ``"starttls"``; ``tls_report.session_reused`` says whether the server took it).
     """
     parsed = parse_address(address)
     mode = validate_secure_transport(secure_transport)
@@ -668,4 +718,5 @@ def connect(
         proxy=proxy if proxy is not None else base.proxy,
         happy_eyeballs_delay=base.happy_eyeballs_delay,
     )
-    return Socket(parsed, mode, bool(allow_half_open), options, invocation)
+    return Socket(parsed, mode, bool(allow_half_open), options, invocation,
+                  tls_session=tls_session)

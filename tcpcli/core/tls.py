@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import encodings.idna  # noqa: F401 - see _WARM below
 import functools
 import hashlib
 import ipaddress
@@ -76,6 +77,7 @@ from tcpcli.core.tlsoptions import (
 
 __all__ = [
     "CLOSE_NOTIFY_TIMEOUT",
+    "TICKET_WAIT",
     "CertificateSummary",
     "TLSOptions",
     "TLSReport",
@@ -87,12 +89,20 @@ __all__ = [
     "summarize_certificate",
 ]
 
+# Imported now, not inside the first timed handshake (~7 ms): ssl encodes every server
+# name with the idna codec, and ECDSA() imports cryptography's OpenSSL backend on first use
+# (verifying an EC-signed certificate).
+_WARM = ec.ECDSA(hashes.SHA256())
+
 #: Bytes asked of the transport per read: big reads keep per-call overhead off the hot path.
 TRANSPORT_READ_SIZE = 256 * 1024
 #: Plaintext encrypted per flush: bounds the ciphertext buffered for one transport send.
 WRITE_CHUNK = 256 * 1024
 #: How long aclose() tries to deliver close_notify before closing the transport anyway.
 CLOSE_NOTIFY_TIMEOUT = 0.5
+#: How long resumable_session() waits for a TLS 1.3 ticket by default: servers send it
+#: half a round trip after the handshake, so this covers slow links too.
+TICKET_WAIT = 0.5
 
 # OpenSSL X509_V_ERR_* codes we produce ourselves in insecure mode, with OpenSSL's texts.
 X509_V_ERR_UNSPECIFIED = 1
@@ -122,15 +132,35 @@ _VERIFY_MESSAGES: dict[int, str] = {
 # --------------------------------------------------------------------------- contexts
 
 
-def client_context(options: TLSOptions) -> ssl.SSLContext:
+def client_context(options: TLSOptions, *, hostname: str | None = None) -> ssl.SSLContext:
     """The client SSLContext for ``options``, built once per distinct options value.
 
     Verification is on (CERT_REQUIRED + check_hostname) unless ``options.insecure``. With
     ``send_sni=False`` OpenSSL cannot check the name without also sending it, so that
     context verifies the chain only and :class:`TLSStream` checks the name itself.
+    With ``hostname`` it is exactly the context ``TLSStream.wrap()`` uses for that name:
+    build it before timing a handshake (loading a trust store takes ~20 ms), and know that
+    sessions resume only between handshakes that share it.
     """
-    return _context(options, not options.insecure and options.send_sni,
-                    os.environ.get("SSLKEYLOGFILE"))
+    if hostname is None:
+        return _context(options, not options.insecure and options.send_sni,
+                        os.environ.get("SSLKEYLOGFILE"))
+    return _handshake_context(options, _normalize_name(options.server_name or hostname))[0]
+
+
+def _handshake_context(options: TLSOptions, name: str | None) -> (
+    tuple[ssl.SSLContext, str | None]
+):
+    """The context for a handshake with ``name``, and the name handed to OpenSSL.
+
+    Python sends no SNI for IP literals; with ``send_sni=False`` we pass no name at all and
+    check it ourselves after the handshake.
+    """
+    is_ip = name is not None and _ip(name) is not None
+    server_hostname = name if (options.send_sni or is_ip) else None
+    context = _context(options, not options.insecure and server_hostname is not None,
+                       os.environ.get("SSLKEYLOGFILE"))
+    return context, server_hostname
 
 
 @functools.lru_cache(maxsize=32)
@@ -347,6 +377,9 @@ class TLSReport:
     chain: tuple[CertificateSummary, ...]  # as sent by the server, leaf first
     verified_chain: tuple[CertificateSummary, ...]  # leaf to trust anchor, when verified
     verification: Verification
+    #: A previous session was offered for resumption; with ``session_reused`` False the
+    #: server declined it (a full handshake).
+    session_offered: bool = False
 
     def to_dict(self) -> dict[str, object]:
         """JSON-safe: numbers stay numbers, datetimes become ISO 8601 UTC strings."""
@@ -697,23 +730,22 @@ class TLSStream(anyio.abc.ByteStream):
                 "a server name is required to verify the certificate (or use insecure)"
             )
         is_ip = name is not None and _ip(name) is not None
-        # Python sends no SNI for IP literals; with send_sni=False we pass no name at all
-        # and check it ourselves after the handshake.
-        server_hostname = name if (options.send_sni or is_ip) else None
-        context = _context(options, not options.insecure and server_hostname is not None,
-                           os.environ.get("SSLKEYLOGFILE"))
+        context, server_hostname = _handshake_context(options, name)
         incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
         ssl_object = context.wrap_bio(incoming, outgoing, server_hostname=server_hostname)
+        offered = False
         if session is not None:
-            # Another context's session cannot resume; the report then says session_reused=False.
+            # Another context's session cannot resume (ValueError): not offered, a full
+            # handshake follows.
             with contextlib.suppress(ValueError, TypeError):
                 ssl_object.session = session
+                offered = True
         stream = cls(transport, ssl_object, incoming, outgoing, target=target, port=port)
         with map_exceptions(target=target, port=port, phase="tls"):
             await stream._handshake()
         stream.report = stream._build_report(
             name, sni=server_hostname if server_hostname and not is_ip else None,
-            pins=_parse_pins(options.pins), options=options)
+            pins=_parse_pins(options.pins), options=options, session_offered=offered)
         return stream
 
     async def _handshake(self) -> None:
@@ -733,7 +765,7 @@ class TLSStream(anyio.abc.ByteStream):
         await self._flush()  # our Finished (and, in TLS 1.3, the end of our flight)
 
     def _build_report(self, name: str | None, *, sni: str | None, pins: frozenset[bytes],
-                      options: TLSOptions) -> TLSReport:
+                      options: TLSOptions, session_offered: bool) -> TLSReport:
         ssl_object = self._ssl
         sent_der = _peer_chain(ssl_object, verified=False)
         openssl_verified = [] if options.insecure else _peer_chain(ssl_object, verified=True)
@@ -785,6 +817,7 @@ class TLSStream(anyio.abc.ByteStream):
             chain=sent,
             verified_chain=tuple(summarize_certificate(der) for der in verified_der),
             verification=verdict,
+            session_offered=session_offered,
         )
 
     def _verify_error(self, code: int, reason: str) -> CertificateVerifyError:
@@ -810,7 +843,7 @@ class TLSStream(anyio.abc.ByteStream):
         """
         return self._ssl.session
 
-    async def resumable_session(self, wait: float = 0.1) -> ssl.SSLSession | None:
+    async def resumable_session(self, wait: float = TICKET_WAIT) -> ssl.SSLSession | None:
         """The session, after waiting up to ``wait`` seconds for a TLS 1.3 ticket.
 
         Application data read meanwhile is kept for the next ``receive()``. Do not call

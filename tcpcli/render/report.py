@@ -13,6 +13,8 @@ from tcpcli.core.address import join_host_port
 from tcpcli.core.timing import Phase
 
 if TYPE_CHECKING:
+    import ssl
+
     from rich.console import Console
 
     from tcpcli.core.tls import TLSReport
@@ -82,6 +84,12 @@ def render_waterfall(console: Console, phases: Sequence[Phase], origin_ns: int) 
     console.print(table)
 
 
+def _resumed(report: TLSReport) -> str:
+    if report.session_reused:
+        return "yes"
+    return "no (session offered, server declined)" if report.session_offered else "no"
+
+
 def tls_lines(report: TLSReport) -> list[str]:
     """The TLS report as ``key: value`` lines (the plain rendering)."""
     v = report.verification
@@ -91,7 +99,7 @@ def tls_lines(report: TLSReport) -> list[str]:
                                           if report.cipher_bits else ""),
         f"tls alpn: {report.alpn or '-'}",
         f"tls sni: {report.sni or '-'}",
-        f"tls resumed: {'yes' if report.session_reused else 'no'}",
+        f"tls resumed: {_resumed(report)}",
         "tls verify: " + ("ok" if v.verified else f"FAILED ({v.verify_code}: {v.reason})"),
     ]
     if v.hostname_matched is not None:
@@ -114,6 +122,35 @@ def tls_lines(report: TLSReport) -> list[str]:
     return lines
 
 
+def session_line(session: ssl.SSLSession | None, version: str) -> str:
+    """What the first connection left to resume with (``--resume``)."""
+    if session is None:
+        return "tls session: none"
+    if session.has_ticket:
+        return f"tls session: {version} ticket (lifetime {session.ticket_lifetime_hint} s)"
+    if version == "TLSv1.3":
+        return "tls session: no ticket (the server sent no TLS 1.3 session ticket)"
+    return f"tls session: {version} session id (no ticket)"
+
+
+def resumption_lines(full_ms: float, second_ms: float, second: TLSReport) -> list[str]:
+    """Full vs second handshake of a resumption test (``--resume``), and the verdict."""
+    lines = [f"tls handshake full: {full_ms:.3f} ms"]
+    if second.session_reused:
+        ratio = ""
+        if full_ms >= second_ms > 0:
+            ratio = f" ({full_ms / second_ms:.1f}x faster)"
+        elif second_ms > full_ms > 0:  # one sample each: noise can win
+            ratio = f" ({second_ms / full_ms:.1f}x slower)"
+        lines += [f"tls handshake resumed: {second_ms:.3f} ms{ratio}",
+                  f"server resumed the session ({second.version})"]
+    else:
+        why = "" if second.session_offered else " (no session to offer)"
+        lines += [f"tls handshake second: {second_ms:.3f} ms",
+                  f"server did not resume: full handshake{why}"]
+    return lines
+
+
 def _expiry_style(days_left: int) -> str:
     return "red" if days_left < 7 else "yellow" if days_left < 30 else "green"
 
@@ -131,7 +168,7 @@ def render_tls(console: Console, report: TLSReport) -> None:
         ("TLS", f"{report.version}  {report.cipher}"),
         ("ALPN", report.alpn or "-"),
         ("SNI", report.sni or "-"),
-        ("resumed", "yes" if report.session_reused else "no"),
+        ("resumed", _resumed(report)),
         ("verification", verdict),
     ]
     if v.pin_matched is not None:

@@ -14,7 +14,7 @@ import socket
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import anyio
@@ -567,6 +567,32 @@ async def test_resumable_session_keeps_data_that_arrived_with_the_ticket(pki: PK
 
 
 @pytest.mark.anyio
+async def test_a_declined_or_foreign_session_means_a_full_handshake(pki: PKI) -> None:
+    options = TLSOptions(ca_file=pki.ca_file)
+    no_tickets = pki.server_context(pki.valid)
+    no_tickets.num_tickets = 0  # TLS 1.3 without tickets: nothing can resume
+    async with serve(no_tickets, echo) as server:
+        first = await dial(server, options)
+        session = await first.resumable_session(wait=0.2)
+        assert session is not None and not session.has_ticket
+        await first.aclose()
+        declined = await dial(server, options, session=session)
+        await declined.aclose()
+    assert (declined.report.session_offered, declined.report.session_reused) == (True, False)
+    assert declined.report.to_dict()["session_offered"] is True
+
+    async with serve(pki.server_context(pki.valid), echo) as server:
+        first = await dial(server, options)
+        session = await first.resumable_session()
+        await first.aclose()
+        # Sessions belong to their SSLContext: another options value cannot offer it.
+        foreign = await dial(server, TLSOptions(ca_file=pki.ca_file, alpn=("x",)),
+                             session=session)
+        await foreign.aclose()
+    assert (foreign.report.session_offered, foreign.report.session_reused) == (False, False)
+
+
+@pytest.mark.anyio
 async def test_handshake_failures_are_tls_handshake_errors(pki: PKI) -> None:
     async def hang_up(stream: anyio.abc.SocketStream) -> None:
         await stream.aclose()
@@ -609,6 +635,21 @@ def test_client_context_is_built_once_per_options(pki: PKI) -> None:
     default = client_context(TLSOptions())
     assert default is client_context(TLSOptions())
     assert default.cert_store_stats()["x509_ca"] > 50
+
+
+@pytest.mark.anyio
+async def test_client_context_for_a_hostname_is_the_handshakes_context(pki: PKI) -> None:
+    options = TLSOptions(ca_file=pki.ca_file)
+    no_sni = replace(options, send_sni=False)
+    async with serve(pki.server_context(pki.valid), echo) as server:
+        for tls_options, name in ((options, "localhost"), (no_sni, "127.0.0.1"),
+                                  (no_sni, "localhost")):
+            tls = await dial(server, tls_options, hostname=name)
+            assert tls.ssl_object.context is client_context(tls_options, hostname=name)
+            await tls.aclose()
+    # An IP literal is checked by OpenSSL even without SNI; a name is not (we check it).
+    assert client_context(no_sni, hostname="127.0.0.1").check_hostname
+    assert not client_context(no_sni, hostname="localhost").check_hostname
 
 
 def test_keylog_file_defaults_to_sslkeylogfile(tmp_path: Path,
