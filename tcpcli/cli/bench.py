@@ -1,4 +1,5 @@
-"""``tcpcli bench``: connect, TLS-handshake and request/response latency distributions.
+"""``tcpcli bench``: connect, TLS-handshake and request/response latency distributions, and
+bulk throughput (``--mode throughput``, in :mod:`tcpcli.cli.throughput`).
 
 The results go to stdout (a Rich table and histogram on a terminal, one ``key value`` line
 per fact when piped); live progress and notes go to stderr; ``--json`` events go to stderr
@@ -22,8 +23,9 @@ import click
 from tcpcli.cli.connect import target_address, unescape
 from tcpcli.cli.environment import Environment
 from tcpcli.cli.exit_codes import ExitCode, exit_code_for
-from tcpcli.cli.options import CommonOptions, common_options
+from tcpcli.cli.options import CommonOptions, common_options, target_argument
 from tcpcli.cli.runner import Terminated, run
+from tcpcli.cli.throughput import THROUGHPUT_ONLY, ByteSize, bench_throughput
 
 if TYPE_CHECKING:
     from rich.console import RenderableType
@@ -36,9 +38,12 @@ EXAMPLES = """
 Examples:
   tcpcli bench db.internal:5432 -n 2000            # TCP connect latency, 6 at a time
   tcpcli bench example.com:443 --tls --duration 10 # connect + TLS handshake
+  tcpcli bench example.com:443 --tls --resume -n 500 # full vs resumed handshakes
   tcpcli bench cache:6379 --mode rr --send 'PING\\r\\n' --expect '+PONG' -n 10000
   tcpcli bench cache:6379 --mode rr --send 'PING\\r\\n' --rate 500 --duration 30
   tcpcli bench db:5432 -n 1000 --save base.json; tcpcli bench db:5432 --compare base.json
+  tcpcli bench host:5201 --mode throughput -c 4 -d 10 -v # bytes/s up, per-second series
+  tcpcli bench host:19 --mode throughput --direction down --bytes 1G
 """
 
 #: Baseline file kind (``--save``/``--compare``).
@@ -57,11 +62,12 @@ def _threshold(value: str) -> float:
 
 
 @click.command("bench", epilog=EXAMPLES)
-@click.argument("target")
+@target_argument()
 @click.argument("port", required=False, type=int)
-@click.option("--mode", "-m", type=click.Choice(["connect", "rr"]), default="connect",
-              show_default=True,
-              help="connect: a new connection per sample; rr: request/response round trips.")
+@click.option("--mode", "-m", type=click.Choice(["connect", "rr", "throughput"]),
+              default="connect", show_default=True,
+              help="connect: a new connection per sample; rr: request/response round trips; "
+                   "throughput: bytes/s over -c connections.")
 @click.option("-n", "--count", type=click.IntRange(min=1), metavar="COUNT",
               help="Measure this many samples (default 100 unless --duration).")
 @click.option("-d", "--duration", type=click.FloatRange(min=0, min_open=True),
@@ -72,7 +78,19 @@ def _threshold(value: str) -> float:
               help="Open loop: start samples at this rate; latency counts from the "
                    "intended start (coordinated-omission correction).")
 @click.option("--warmup", type=click.IntRange(min=0), default=0, metavar="COUNT",
-              help="Run this many samples first and discard them.")
+              help="Run this many samples first and discard them (throughput: seconds "
+                   "moved but not counted).")
+@click.option("--direction", type=click.Choice(["up", "down", "both"]),
+              help="throughput: up sends (peer discards), down receives (peer sends), both "
+                   "does both on each connection (peer echoes). Default: up.")
+@click.option("--bytes", "bytes_per_connection", type=ByteSize(), metavar="SIZE",
+              help="throughput: stop after SIZE bytes per connection and direction "
+                   "(K/M/G = 1024s, KB/MB/GB = 1000s); default: --duration 10.")
+@click.option("--chunk", type=ByteSize(), metavar="SIZE",
+              help="throughput: bytes per send/receive call (default 128K).")
+@click.option("--interval", type=click.FloatRange(min=0, min_open=True), metavar="SECONDS",
+              help="throughput: seconds per entry of the interval series shown with -v and "
+                   "in --json (default 1).")
 @click.option("--send", "send_text", metavar="TEXT",
               help=r"rr: the request (escapes like \r\n allowed).")
 @click.option("--send-file", type=click.Path(exists=True, dir_okay=False),
@@ -82,6 +100,10 @@ def _threshold(value: str) -> float:
 @click.option("--expect-bytes", type=click.IntRange(min=1), metavar="N",
               help="rr: the reply is complete after N bytes (default: the first bytes).")
 @click.option("--fresh", is_flag=True, help="rr: a new connection for every request.")
+@click.option("--resume", is_flag=True,
+              help="With --tls: alternate full handshakes with ones offering the worker's "
+                   "last TLS session; resumed ones get their own distribution (tls-resumed), "
+                   "offers the server declined are counted.")
 @click.option("--samples", "emit_samples", is_flag=True,
               help="With --json/--events: one bench_sample event per sample.")
 @click.option("--events", "events_file", type=click.Path(dir_okay=False, writable=True),
@@ -98,10 +120,12 @@ def _threshold(value: str) -> float:
 @click.pass_obj
 def bench_command(env: Environment | None, /, target: str, port: int | None,
                   **kwargs: Any) -> None:
-    """Measure connect, TLS handshake or request/response latency to TARGET.
+    """Measure connect, TLS handshake or request/response latency, or throughput, to TARGET.
 
     Reports min, mean, stdev, p50, p90, p99, p99.9 and max per distribution, and the
-    connection or request rate. Errors are counted by kind (refused, reset, timeout, tls).
+    connection or request rate; throughput mode reports bytes/s and bits/s each way, the
+    per-connection spread and a per-interval series. Errors are counted by kind (refused,
+    reset, timeout, tls).
     """
     from tcpcli.core.bench import BenchConfig
 
@@ -132,11 +156,22 @@ def bench_command(env: Environment | None, /, target: str, port: int | None,
                                "needs --mode rr")
     if mode == "rr" and not payload:
         raise click.UsageError("--mode rr needs --send TEXT or --send-file FILE")
+    if kwargs["resume"] and not common.tls:
+        raise click.UsageError("--resume needs --tls")
+    if kwargs["resume"] and not (mode == "connect" or (mode == "rr" and kwargs["fresh"])):
+        raise click.UsageError("--resume needs a new connection per sample: --mode connect "
+                               "or --mode rr --fresh")
     if kwargs["expect_text"] is not None and kwargs["expect_bytes"] is not None:
         raise click.UsageError("--expect and --expect-bytes exclude each other")
     expect = unescape(kwargs["expect_text"]) if kwargs["expect_text"] is not None else None
     if expect == b"":
         raise click.BadParameter("must not be empty", param_hint="--expect")
+    if mode != "throughput" and (
+            used := [flag for name, flag in THROUGHPUT_ONLY.items() if kwargs[name]]):
+        raise click.UsageError(f"{used[0]} needs --mode throughput")
+    if mode == "throughput":
+        bench_throughput(env, common, address, kwargs)
+        return
     threshold = _threshold(kwargs["threshold"])
     baseline = _load_baseline(kwargs["compare_file"]) if kwargs["compare_file"] else None
     config = BenchConfig(
@@ -144,7 +179,7 @@ def bench_command(env: Environment | None, /, target: str, port: int | None,
         concurrency=concurrency, rate=kwargs["rate"], warmup=kwargs["warmup"],
         timeout=common.timeout or 10.0, tls=common.tls, tls_options=common.tls_options(),
         payload=payload, expect=expect, expect_bytes=kwargs["expect_bytes"],
-        fresh=kwargs["fresh"],
+        fresh=kwargs["fresh"], resume=kwargs["resume"],
     )
     invocation = common.invocation()
     session = BenchSession(env, common, config, emit_samples=kwargs["emit_samples"],
@@ -379,7 +414,8 @@ def plain_lines(result: BenchResult, comparison: dict[str, Any] | None) -> list[
     lines = [
         f"target      {config.address} ({result.peer})",
         f"mode        {config.mode}{' tls' if config.tls else ''}"
-        f"{' fresh' if config.fresh else ''}, concurrency {config.concurrency}"
+        f"{' fresh' if config.fresh else ''}{' resume' if config.resume else ''}, "
+        f"concurrency {config.concurrency}"
         + (f", rate {config.rate:g}/s" if config.rate else ""),
         f"samples     {result.samples} ok, {result.error_count} errors in "
         f"{result.elapsed:.3f} s{' (interrupted)' if result.interrupted else ''}",
@@ -390,11 +426,19 @@ def plain_lines(result: BenchResult, comparison: dict[str, Any] | None) -> list[
         stats += [f"p{p:g}={_ms(h.percentile(p))}" for p in PERCENTILES]
         stats.append(f"max={_ms(h.max)}")
         lines.append(f"{name:<11} {' '.join(stats)} ms (n={h.count})")
+    if config.resume:
+        lines.append(_resumption_line(result))
     for kind, n in sorted(result.errors.items()):
         lines.append(f"errors      {kind}={n} ({result.error_examples.get(kind, '')})")
     if comparison is not None:
         lines.extend(_compare_lines(comparison))
     return lines
+
+
+def _resumption_line(result: BenchResult) -> str:
+    resumed = result.histograms["tls-resumed"].count
+    return (f"resumption  {resumed} resumed, {result.resume_misses} declined by the server "
+            f"(full handshake)")
 
 
 def _compare_lines(comparison: dict[str, Any]) -> list[str]:
@@ -441,7 +485,8 @@ def rich_report(result: BenchResult, comparison: dict[str, Any] | None) -> list[
     unit = "req/s" if config.mode == "rr" else "conn/s"
     head = Text()
     head.append(f"{config.address}", style="bold")
-    head.append(f" ({result.peer})  {config.mode}{' tls' if config.tls else ''}  "
+    head.append(f" ({result.peer})  {config.mode}{' tls' if config.tls else ''}"
+                f"{' resume' if config.resume else ''}  "
                 f"-c {config.concurrency}  {result.samples} ok  ")
     head.append(f"{result.error_count} errors", style="red" if result.errors else "green")
     head.append(f"  {result.elapsed:.3f} s  ")
@@ -469,6 +514,9 @@ def rich_report(result: BenchResult, comparison: dict[str, Any] | None) -> list[
             bars.append(f"{bar:<40}", style="cyan")
             bars.append(f" {n}\n")
         out.append(bars)
+    if config.resume:
+        out.append(Text(_resumption_line(result),
+                        style="yellow" if result.resume_misses else ""))
     for kind, n in sorted(result.errors.items()):
         out.append(Text(f"errors {kind}: {n} ({result.error_examples.get(kind, '')})",
                         style="red"))
