@@ -28,6 +28,7 @@ import os
 import select
 import selectors
 import socket
+import sys
 import time
 from collections import Counter, deque
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
@@ -76,6 +77,9 @@ _UNREACHABLE_ERRNOS = frozenset({
     errno.EADDRNOTAVAIL, errno.EAFNOSUPPORT, errno.EACCES, errno.EPERM,
 })
 #: socket() failing for want of a descriptor or buffer: says nothing about the port.
+#: What a first connect() on a non-blocking socket may answer.
+_FIRST_CONNECT_ANSWERS = frozenset({0, errno.EINPROGRESS, errno.EWOULDBLOCK, errno.ECONNREFUSED,
+                                    errno.ENETUNREACH, errno.EHOSTUNREACH, errno.ETIMEDOUT})
 _OUT_OF_SOCKETS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 #: How long a probe may go without being able to open any socket before giving up.
 OUT_OF_SOCKETS_PATIENCE: Final = 10.0
@@ -371,6 +375,13 @@ def select_epoll() -> Any:
     return factory() if factory is not None else None
 
 
+#: Linux lets a TCP socket whose connect failed connect again, once a second connect()
+#: has collected the error and reset it. On loopback and near hosts, where the answer is
+#: there before the next harvest, reusing the socket saves a socket() and a close() per
+#: closed port, about a third of the kernel's work in a full scan.
+RECYCLE_SOCKETS = sys.platform == "linux"
+
+
 def _new_socket(family: int) -> socket.socket:
     """A non-blocking TCP socket for one probe (a seam: tests make it run out)."""
     return socket.socket(family, socket.SOCK_STREAM | _NONBLOCK)
@@ -444,6 +455,9 @@ class Scanner:
         self._tg: anyio.abc.TaskGroup | None = None
         self._inspect_limiter = anyio.CapacityLimiter(max(1, min(self.limit, 64)))
         self._inspecting = 0  # open ports whose socket is kept for a banner or TLS check
+        # Refused sockets, reset and ready for their next connect (see _recycle).
+        self._spares: dict[int, list[socket.socket]] = {socket.AF_INET: [], socket.AF_INET6: []}
+        self._recycling = RECYCLE_SOCKETS and not options.local_address
         self._room = anyio.Event()  # set when an inspection gives its socket back
 
     # ------------------------------------------------------------------ plans
@@ -629,22 +643,34 @@ class Scanner:
         address = plan.address
         assert address is not None
         family = socket.AF_INET6 if address.version == 6 else socket.AF_INET
-        try:
-            sock = _new_socket(family)
-        except OSError as exc:
-            self._release(slot)
-            if exc.errno in _OUT_OF_SOCKETS:
-                return exc
-            raise
-        if not _NONBLOCK:
-            sock.setblocking(False)
-        started = time.monotonic()
-        try:
-            if self.options.local_address:
-                sock.bind((self.options.local_address, 0))
+        spares = self._spares[family]
+        if spares:
+            sock = spares.pop()
+            started = time.monotonic()
             code = sock.connect_ex((plan.address_text, port))
-        except OSError as exc:
-            code = exc.errno or errno.EINVAL
+            if code not in _FIRST_CONNECT_ANSWERS:
+                # This kernel does not reconnect a failed socket after all: stop trying.
+                sock.close()
+                self._recycling = False
+                self._close_spares()
+                return self._start(plan, port, attempt, slot)
+        else:
+            try:
+                sock = _new_socket(family)
+            except OSError as exc:
+                self._release(slot)
+                if exc.errno in _OUT_OF_SOCKETS:
+                    return exc
+                raise
+            if not _NONBLOCK:
+                sock.setblocking(False)
+            started = time.monotonic()
+            try:
+                if self.options.local_address:
+                    sock.bind((self.options.local_address, 0))
+                code = sock.connect_ex((plan.address_text, port))
+            except OSError as exc:
+                code = exc.errno or errno.EINVAL
         if code == errno.EINPROGRESS or code == errno.EWOULDBLOCK:
             # Not registered with the poller yet: on loopback the answer is usually there
             # by the next harvest, which checks the whole batch with one poll() call.
@@ -671,6 +697,7 @@ class Scanner:
             ready = {fd for fd, _ in batch.poll(0)}
             refused, report_closed = errno.ECONNREFUSED, PortState.CLOSED in self.report
             counts = self.summary.counts
+            recycling = self._recycling
             for item in fresh:
                 sock = item.sock
                 fd = sock.fileno()
@@ -678,9 +705,19 @@ class Scanner:
                     poller.register(fd)
                     pending[fd] = item
                     continue
-                code = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+                if recycling:
+                    # connect() again both reads the outcome (0 once connected) and, after
+                    # a failure, resets the socket so it can connect anew.
+                    code = sock.connect_ex((item.plan.address_text, item.port))
+                    if code == errno.EISCONN:
+                        code = 0
+                else:
+                    code = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
                 if code == refused and not report_closed:  # the common case, kept cheap
-                    sock.close()
+                    if recycling:
+                        self._spares[sock.family].append(sock)
+                    else:
+                        sock.close()
                     if item.slot is not None:
                         self.slots.release(item.slot)
                     self.summary.probes += 1
@@ -817,7 +854,14 @@ class Scanner:
         if slot is not None:
             self.slots.release(slot)
 
+    def _close_spares(self) -> None:
+        for spares in self._spares.values():
+            for sock in spares:
+                sock.close()
+            spares.clear()
+
     def _close_pending(self) -> None:
+        self._close_spares()
         for item in [*self._pending.values(), *self._fresh]:
             item.sock.close()
             self._release(item.slot)

@@ -10,6 +10,7 @@ from ipaddress import IPv4Address, IPv4Network
 import anyio
 import pytest
 
+from tcpcli.core import scan
 from tcpcli.core.errors import AddressError
 from tcpcli.core.invocation import Invocation
 from tcpcli.core.memory import MemoryByteStream, MemoryConnector
@@ -161,3 +162,66 @@ async def test_fast_path_on_loopback_respects_the_cap() -> None:
     assert next(r for r in rows if r.port == closed_port).state is PortState.CLOSED
     assert all(r.latency_ms is not None for r in rows if r.state is PortState.OPEN)
     assert summary.peak_sockets <= 6
+
+
+def _listeners(count: int) -> list[socket.socket]:
+    listeners = []
+    for _ in range(count):
+        listener = socket.socket()
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(16)
+        listeners.append(listener)
+    return listeners
+
+
+async def _scan_loopback(ports: list[int]) -> list[ProbeResult]:
+    invocation = Invocation(policy="open", max_sockets=None)
+    rows: list[ProbeResult] = []
+    scanner = Scanner(invocation, ScanOptions(timeout=1.0), rows.append,
+                      report=frozenset({PortState.OPEN}))
+    async with invocation:
+        summary = await scanner.run([parse_target("127.0.0.1")], ports)
+    assert summary.probes == len(ports)
+    return rows
+
+
+@pytest.mark.anyio
+@pytest.mark.skipif(not scan.RECYCLE_SOCKETS, reason="socket reuse is Linux-only")
+async def test_refused_sockets_are_reused_and_results_stay_exact(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    created = 0
+    real_new_socket = scan._new_socket
+
+    def counting(family: int) -> socket.socket:
+        nonlocal created
+        created += 1
+        return real_new_socket(family)
+
+    monkeypatch.setattr(scan, "_new_socket", counting)
+    listeners = _listeners(5)
+    open_ports = sorted(listener.getsockname()[1] for listener in listeners)
+    try:
+        # Mostly closed ports around the listeners: refused sockets go round again.
+        ports = sorted({*open_ports, *range(20000, 22000)})
+        rows = await _scan_loopback(ports)
+    finally:
+        for listener in listeners:
+            listener.close()
+    assert sorted(row.port for row in rows) == open_ports
+    assert created < len(ports) / 4, f"{created} sockets for {len(ports)} ports"
+
+
+@pytest.mark.anyio
+async def test_a_kernel_that_will_not_reconnect_falls_back_to_fresh_sockets(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # Pretend every reconnect answers something unexpected (as EINVAL would elsewhere).
+    monkeypatch.setattr(scan, "RECYCLE_SOCKETS", True)
+    monkeypatch.setattr(scan, "_FIRST_CONNECT_ANSWERS", frozenset())
+    listeners = _listeners(3)
+    open_ports = sorted(listener.getsockname()[1] for listener in listeners)
+    try:
+        rows = await _scan_loopback(sorted({*open_ports, *range(22000, 22500)}))
+    finally:
+        for listener in listeners:
+            listener.close()
+    assert sorted(row.port for row in rows) == open_ports
