@@ -29,6 +29,9 @@ Examples:
 
 #: RFC 864 character generator: 72-character lines rotating through printable ASCII.
 _PRINTABLE = bytes(range(32, 127))
+#: How long a finished connection may take to say goodbye (TLS close_notify) before we cut it.
+CLOSE_GRACE_S = 1.0
+
 CHARGEN_BLOCK = b"".join(
     (_PRINTABLE * 2)[i % 95:i % 95 + 72] + b"\r\n" for i in range(95)
 )
@@ -160,17 +163,25 @@ class Listener:
             counts = {"in": 0, "out": 0}
             self.say("accepted", f"connection {number} from {peer_text}", peer=peer_text,
                      connection=number)
+            graceful = False
             try:
                 if context is not None:
+                    # standard_compatible: close_notify on our close, as TLS clients expect
+                    # (tcpcli connect warns about a TLS close without it).
                     stream = await TLSStream.wrap(stream, server_side=True, ssl_context=context,
-                                                  standard_compatible=False)
+                                                  standard_compatible=True)
                 await self._serve(stream, counts)
+                graceful = True
             except (OSError, anyio.BrokenResourceError, anyio.EndOfStream,
                     anyio.ClosedResourceError) as exc:
                 self.say("error", f"connection {number}: {exc or type(exc).__name__}",
                          peer=peer_text, message=str(exc))
             finally:
                 with anyio.CancelScope(shield=True):
+                    if graceful:
+                        with anyio.move_on_after(CLOSE_GRACE_S), \
+                                contextlib.suppress(OSError, anyio.BrokenResourceError):
+                            await stream.aclose()
                     await anyio.aclose_forcefully(stream)
                 seconds = time.perf_counter() - started
                 self.say("closed", f"connection {number} from {peer_text} closed: received "

@@ -76,6 +76,7 @@ def test_tls_echo_round_trip_64_mib(payload: tuple[Path, str], tmp_path: Path) -
         proc = round_trip(port, path, "--tls", "--ca-file", str(ca_file))
     assert proc.returncode == 0, proc.stderr
     assert hashlib.sha256(proc.stdout).hexdigest() == digest
+    assert b"close_notify" not in proc.stderr  # listen says goodbye properly over TLS
 
 
 def test_throwaway_certificate_is_announced_and_reported_unverified() -> None:
@@ -87,6 +88,7 @@ def test_throwaway_certificate_is_announced_and_reported_unverified() -> None:
     assert client.returncode == 0, client.stderr
     assert client.stdout == b"hi\n"
     assert b"NOT verified" in client.stderr
+    assert b"close_notify" not in client.stderr
     assert len(fingerprint.split(":")) == 32
 
 
