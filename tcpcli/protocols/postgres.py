@@ -58,6 +58,8 @@ class PostgresDialogue(TableDialogue[bytes]):
     def _classify(self, step: enum.Enum, reply: bytes) -> Outcome:
         self._last_text = printable(reply)
         if reply == b"S":
+            # The go-ahead is the only offer PostgreSQL makes: say so, as N says "no".
+            self._update(starttls_offered=True)
             return Outcome.OK
         if reply == b"N":
             self._why = "the server answered N: it does not accept SSL connections"

@@ -1,0 +1,479 @@
+"""Real STARTTLS servers from Debian's packages, each started once per session.
+
+Every server gets a free loopback port, the session's trustme certificate (valid for
+localhost and 127.0.0.1) and a throwaway configuration in one scratch directory. The
+servers that refuse to run as root (PostgreSQL, Prosody) run as their package's user,
+MariaDB drops to ``mysql`` itself, and the masters of Postfix, Dovecot and vsftpd drop
+privileges for their children as they do in production.
+
+A server that is not installed skips its tests locally, but fails them under CI
+(``CI=true``): a green CI run has talked to every server.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+if TYPE_CHECKING:
+    import trustme
+
+IN_CI = os.environ.get("CI") == "true"
+#: Where Debian puts daemons, whether or not they are on this user's PATH.
+SBIN_PATH = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/sbin"])
+#: How long a server may take to start (MariaDB's first start is the slowest).
+START_DEADLINE = 30.0
+#: Which server ran in this session, and which version: shown at the end of the run.
+STARTED: dict[str, str] = {}
+
+
+def require(condition: bool, why: str) -> None:
+    """Skip the test when ``condition`` is false; under CI, fail it instead."""
+    if condition:
+        return
+    if IN_CI:
+        pytest.fail(f"{why}; .ci/run installs it, and a real-server test may not skip "
+                    "under CI=true", pytrace=False)
+    pytest.skip(why)
+
+
+def require_binary(name: str, *, pattern: str | None = None) -> str:
+    """The path of an installed server binary (``pattern``: a glob, for versioned paths)."""
+    found = sorted(glob.glob(pattern)) if pattern else []
+    path = found[-1] if found else shutil.which(name, path=SBIN_PATH)
+    require(path is not None, f"{name} is not installed")
+    assert path is not None
+    return path
+
+
+def require_root(name: str) -> None:
+    # Postfix's, Dovecot's and vsftpd's masters start as root and drop privileges;
+    # CI runs as root, a developer's laptop may not.
+    require(os.geteuid() == 0, f"{name} needs root to start its login processes")
+
+
+def package_version(package: str) -> str:
+    try:
+        result = subprocess.run(["dpkg-query", "-W", "-f", "${Version}", package],
+                                capture_output=True, text=True, timeout=10)
+    except OSError:
+        return "unknown"
+    return result.stdout.strip() or "unknown"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def accepts(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+@dataclass
+class ServerFiles:
+    """The session's scratch directory and the server certificate in it."""
+
+    root: Path
+    ca: Path
+    cert: Path  # the leaf and any intermediates, PEM
+    key: Path
+
+    def workdir(self, name: str, user: str | None = None) -> Path:
+        """A fresh directory for one server, owned by ``user``, with its own key copy
+        (servers insist on owning a key nobody else can read)."""
+        path = self.root / name
+        path.mkdir()
+        shutil.copy(self.cert, path / "cert.pem")
+        shutil.copy(self.key, path / "key.pem")
+        (path / "key.pem").chmod(0o600)
+        if user is not None:
+            account = pwd.getpwnam(user)
+            for item in (path, path / "cert.pem", path / "key.pem"):
+                os.chown(item, account.pw_uid, account.pw_gid)
+        return path
+
+
+def as_user(user: str | None) -> dict[str, Any]:
+    """Popen arguments that run a process as ``user`` (when we are root)."""
+    if user is None:
+        return {}
+    account = pwd.getpwnam(user)
+    return {"user": account.pw_uid, "group": account.pw_gid, "extra_groups": []}
+
+
+def service_user(user: str) -> str | None:
+    """``user`` when running as root (the server refuses root); else ourselves."""
+    return user if os.geteuid() == 0 else None
+
+
+@dataclass
+class RealServer:
+    name: str
+    version: str
+    ports: dict[str, int]
+    process: subprocess.Popen[bytes] | None = None
+    log: Path | None = None
+    #: Listener -> (version, cipher) where the configuration pins them, so that comparing
+    #: with openssl checks more than both sides' defaults.
+    pinned_tls: dict[str, tuple[str, str]] = field(default_factory=dict)
+    stop_signal: int = signal.SIGTERM
+    #: For a server whose master leaves our process group (Postfix's calls setsid).
+    stop_argv: list[str] | None = None
+
+    def listener(self, name: str | None = None) -> str:
+        """``name``, or the name of the server's only listener."""
+        return name or next(iter(self.ports))
+
+    def port(self, listener: str | None = None) -> int:
+        return self.ports[self.listener(listener)]
+
+    def log_tail(self) -> str:
+        if self.log is None or not self.log.exists():
+            return "(no log)"
+        return "\n".join(self.log.read_text(errors="replace").splitlines()[-30:])
+
+    def stop(self) -> None:
+        if self.stop_argv is not None:
+            subprocess.run(self.stop_argv, capture_output=True, timeout=30, check=False)
+        if self.process is None or self.process.poll() is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, self.stop_signal)
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout=10)
+
+
+def run_setup(argv: list[str], *, user: str | None = None, cwd: Path) -> None:
+    """A one-off setup step (initdb, mariadb-install-db); its output only on failure."""
+    result = subprocess.run(argv, capture_output=True, timeout=120, cwd=cwd, **as_user(user))
+    if result.returncode != 0:
+        pytest.fail(f"{argv[0]} failed ({result.returncode}):\n"
+                    f"{result.stdout.decode(errors='replace')}"
+                    f"{result.stderr.decode(errors='replace')}", pytrace=False)
+
+
+def launch(server: RealServer, argv: list[str], *, cwd: Path, user: str | None = None,
+           ready_marker: str | None = None) -> RealServer:
+    """Start ``argv`` in its own process group, logging to ``cwd/server.log``; return once
+    every port accepts connections (and ``ready_marker`` is in the log, when given)."""
+    server.log = cwd / "server.log"
+    with server.log.open("ab") as log:  # appending: some servers write their log here too
+        server.process = subprocess.Popen(
+            argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, cwd=cwd,
+            start_new_session=True, **as_user(user))
+    deadline = time.monotonic() + START_DEADLINE
+    while time.monotonic() < deadline:
+        if server.process.poll() is not None:
+            pytest.fail(f"{server.name} exited with {server.process.returncode} while "
+                        f"starting:\n{server.log_tail()}", pytrace=False)
+        marked = ready_marker is None or ready_marker in server.log.read_text(errors="replace")
+        if marked and all(accepts(port) for port in server.ports.values()):
+            STARTED[server.name] = server.version
+            return server
+        time.sleep(0.05)
+    server.stop()
+    pytest.fail(f"{server.name} did not start within {START_DEADLINE:g} s:\n"
+                f"{server.log_tail()}", pytrace=False)
+
+
+@contextlib.contextmanager
+def running(server: RealServer) -> Iterator[RealServer]:
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if STARTED:
+        versions = ", ".join(f"{name} {version}" for name, version in sorted(STARTED.items()))
+        terminalreporter.write_line(f"real servers: {versions}")
+
+
+# --------------------------------------------------------------------------- fixtures
+
+
+@pytest.fixture(scope="session")
+def server_files(tls_ca: trustme.CA) -> Iterator[ServerFiles]:
+    # Not under tmp_path: pytest keeps that private to us (0700), and the servers' own
+    # users must reach their files.
+    root = Path(tempfile.mkdtemp(prefix="tcpcli-realservers-"))
+    root.chmod(0o755)
+    leaf = tls_ca.issue_cert("localhost", "127.0.0.1")
+    files = ServerFiles(root, root / "ca.pem", root / "cert.pem", root / "key.pem")
+    tls_ca.cert_pem.write_to_path(str(files.ca))
+    files.cert.write_bytes(b"".join(pem.bytes() for pem in leaf.cert_chain_pems))
+    leaf.private_key_pem.write_to_path(str(files.key))
+    yield files
+    shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def postgres_server(server_files: ServerFiles) -> Iterator[RealServer]:
+    postgres = require_binary("postgres", pattern="/usr/lib/postgresql/*/bin/postgres")
+    bindir = Path(postgres).parent
+    user = service_user("postgres")
+    cwd = server_files.workdir("postgres", user)
+    run_setup([str(bindir / "initdb"), "-D", str(cwd / "data"), "-A", "trust", "-U", "postgres",
+               "--no-sync", "--no-instructions"], user=user, cwd=cwd)
+    version, cipher = "TLSv1.2", "ECDHE-ECDSA-CHACHA20-POLY1305"
+    server = RealServer("postgres", package_version(f"postgresql-{bindir.parent.name}"),
+                        {"postgres": free_port()}, pinned_tls={"postgres": (version, cipher)},
+                        stop_signal=signal.SIGINT)  # a fast shutdown
+    launch(server, [postgres, "-D", str(cwd / "data"), "-k", "", "-h", "127.0.0.1",
+                    "-p", str(server.port()), "-c", "fsync=off", "-c", "ssl=on",
+                    "-c", f"ssl_cert_file={cwd / 'cert.pem'}",
+                    "-c", f"ssl_key_file={cwd / 'key.pem'}",
+                    "-c", f"ssl_max_protocol_version={version}", "-c", f"ssl_ciphers={cipher}"],
+           cwd=cwd, user=user, ready_marker="ready to accept connections")
+    with running(server):
+        yield server
+
+
+DOVECOT_CONF = """\
+base_dir = {cwd}/run
+state_dir = {cwd}/state
+log_path = {cwd}/server.log
+instance_name = tcpcli-{port_imap}
+protocols = imap pop3 lmtp sieve
+listen = 127.0.0.1
+ssl = yes
+ssl_cert = <{cwd}/cert.pem
+ssl_key = <{cwd}/key.pem
+ssl_cipher_suites = {tls_suite}
+mail_location = maildir:{cwd}/mail/%u
+passdb {{
+  driver = static
+  args = password=unused
+}}
+userdb {{
+  driver = static
+  args = uid=dovecot gid=dovecot home={cwd}/mail/%u
+}}
+service imap-login {{
+  inet_listener imap {{
+    port = {port_imap}
+  }}
+  inet_listener imaps {{
+    port = 0
+  }}
+}}
+service pop3-login {{
+  inet_listener pop3 {{
+    port = {port_pop3}
+  }}
+  inet_listener pop3s {{
+    port = 0
+  }}
+}}
+service managesieve-login {{
+  inet_listener sieve {{
+    port = {port_sieve}
+  }}
+}}
+service lmtp {{
+  inet_listener lmtp {{
+    address = 127.0.0.1
+    port = {port_lmtp}
+  }}
+}}
+"""
+
+
+@pytest.fixture(scope="session")
+def dovecot_server(server_files: ServerFiles) -> Iterator[RealServer]:
+    dovecot = require_binary("dovecot")
+    for part in ("imap-login", "pop3-login", "managesieve-login", "lmtp"):
+        require(Path("/usr/lib/dovecot", part).exists(), f"dovecot's {part} is not installed")
+    require_root("dovecot")
+    cwd = server_files.workdir("dovecot")
+    suite = "TLS_CHACHA20_POLY1305_SHA256"
+    server = RealServer("dovecot", package_version("dovecot-core"),
+                        {name: free_port() for name in ("imap", "pop3", "sieve", "lmtp")},
+                        # Dovecot 2.3's LMTP ignores ssl_cipher_suites; its logins obey it.
+                        pinned_tls={name: ("TLSv1.3", suite) for name in ("imap", "pop3",
+                                                                          "sieve")})
+    ports = {f"port_{name}": port for name, port in server.ports.items()}
+    (cwd / "dovecot.conf").write_text(DOVECOT_CONF.format(cwd=cwd, tls_suite=suite, **ports))
+    # -F: stay in the foreground; its own log_path keeps the log in cwd.
+    launch(server, [dovecot, "-F", "-c", str(cwd / "dovecot.conf")], cwd=cwd)
+    with running(server):
+        yield server
+
+
+VSFTPD_CONF = """\
+listen=YES
+listen_ipv6=NO
+listen_address=127.0.0.1
+listen_port={port}
+background=NO
+anonymous_enable=NO
+local_enable=YES
+ssl_enable=YES
+rsa_cert_file={cwd}/cert.pem
+rsa_private_key_file={cwd}/key.pem
+secure_chroot_dir={cwd}/empty
+xferlog_enable=NO
+seccomp_sandbox=NO
+"""
+
+
+@pytest.fixture(scope="session")
+def vsftpd_server(server_files: ServerFiles) -> Iterator[RealServer]:
+    vsftpd = require_binary("vsftpd")
+    require_root("vsftpd")
+    cwd = server_files.workdir("vsftpd")
+    (cwd / "empty").mkdir()
+    server = RealServer("vsftpd", package_version("vsftpd"), {"ftp": free_port()})
+    (cwd / "vsftpd.conf").write_text(VSFTPD_CONF.format(port=server.port(), cwd=cwd))
+    launch(server, [vsftpd, str(cwd / "vsftpd.conf")], cwd=cwd)
+    with running(server):
+        yield server
+
+
+@pytest.fixture(scope="session")
+def slapd_server(server_files: ServerFiles) -> Iterator[RealServer]:
+    slapd = require_binary("slapd")
+    cwd = server_files.workdir("slapd")
+    # No database: the RootDSE and the StartTLS extended operation need none.
+    (cwd / "slapd.conf").write_text(
+        "include /etc/ldap/schema/core.schema\n"
+        f"pidfile {cwd}/slapd.pid\n"
+        f"TLSCertificateFile {cwd}/cert.pem\n"
+        f"TLSCertificateKeyFile {cwd}/key.pem\n")
+    server = RealServer("slapd", package_version("slapd"), {"ldap": free_port()})
+    # -d 0: stay in the foreground, logging nothing but errors.
+    launch(server, [slapd, "-d", "0", "-f", str(cwd / "slapd.conf"),
+                    "-h", f"ldap://127.0.0.1:{server.port()}/"], cwd=cwd)
+    with running(server):
+        yield server
+
+
+@pytest.fixture(scope="session")
+def mariadb_server(server_files: ServerFiles) -> Iterator[RealServer]:
+    mariadbd = require_binary("mariadbd")
+    install_db = require_binary("mariadb-install-db")
+    user = service_user("mysql")
+    cwd = server_files.workdir("mariadb", user)
+    user_option = [f"--user={user}"] if user else []
+    run_setup([install_db, "--no-defaults", f"--datadir={cwd / 'data'}", *user_option,
+               "--auth-root-authentication-method=normal", "--skip-test-db"], cwd=cwd)
+    version, cipher = "TLSv1.2", "ECDHE-ECDSA-AES128-GCM-SHA256"
+    server = RealServer("mariadb", package_version("mariadb-server"), {"mysql": free_port()},
+                        pinned_tls={"mysql": (version, cipher)})
+    launch(server, [mariadbd, "--no-defaults", f"--datadir={cwd / 'data'}", *user_option,
+                    "--bind-address=127.0.0.1", f"--port={server.port()}",
+                    f"--socket={cwd / 'mysqld.sock'}", f"--pid-file={cwd / 'mysqld.pid'}",
+                    f"--ssl-cert={cwd / 'cert.pem'}", f"--ssl-key={cwd / 'key.pem'}",
+                    f"--tls-version={version}", f"--ssl-cipher={cipher}",
+                    "--innodb-buffer-pool-size=8M", "--skip-log-bin",
+                    f"--log-error={cwd / 'server.log'}"],
+           cwd=cwd, ready_marker="ready for connections")
+    with running(server):
+        yield server
+
+
+PROSODY_CONF = """\
+pidfile = "{cwd}/prosody.pid"
+data_path = "{cwd}/data"
+daemonize = false
+log = {{ {{ levels = {{ min = "info" }}, to = "console" }} }}
+certificates = "{cwd}"
+interfaces = {{ "127.0.0.1" }}
+c2s_ports = {{ {port} }}
+c2s_direct_tls_ports = {{ }}
+legacy_ssl_ports = {{ }}
+modules_enabled = {{ "tls", "saslauth", "disco" }}
+modules_disabled = {{ "s2s", "posix" }}
+authentication = "internal_hashed"
+ssl = {{ certificate = "{cwd}/cert.pem", key = "{cwd}/key.pem" }}
+VirtualHost "localhost"
+"""
+
+
+@pytest.fixture(scope="session")
+def prosody_server(server_files: ServerFiles) -> Iterator[RealServer]:
+    prosody = require_binary("prosody")
+    user = service_user("prosody")
+    cwd = server_files.workdir("prosody", user)
+    (cwd / "data").mkdir()
+    if user is not None:
+        account = pwd.getpwnam(user)
+        os.chown(cwd / "data", account.pw_uid, account.pw_gid)
+    server = RealServer("prosody", package_version("prosody"), {"xmpp": free_port()})
+    (cwd / "prosody.cfg.lua").write_text(PROSODY_CONF.format(cwd=cwd, port=server.port()))
+    launch(server, [prosody, "--config", str(cwd / "prosody.cfg.lua"), "-F"],
+           cwd=cwd, user=user)
+    with running(server):
+        yield server
+
+
+POSTFIX_MAIN_CF = """\
+compatibility_level = 3.6
+queue_directory = {cwd}/queue
+data_directory = {cwd}/data
+mail_owner = postfix
+setgid_group = postdrop
+myhostname = mail.tcpcli.test
+mydestination =
+inet_interfaces = 127.0.0.1
+inet_protocols = ipv4
+maillog_file = /dev/stdout
+smtpd_tls_security_level = may
+smtpd_tls_cert_file = {cwd}/cert.pem
+smtpd_tls_key_file = {cwd}/key.pem
+"""
+
+#: smtpd and what it needs to answer EHLO and STARTTLS; no chroot, no delivery.
+POSTFIX_MASTER_CF = """\
+127.0.0.1:{port} inet n - n - - smtpd
+postlog unix-dgram n - n - 1 postlogd
+tlsmgr unix - - n 1000? 1 tlsmgr
+proxymap unix - - n - - proxymap
+anvil unix - - n - 1 anvil
+cleanup unix n - n - 0 cleanup
+"""
+
+
+@pytest.fixture(scope="session")
+def postfix_server(server_files: ServerFiles) -> Iterator[RealServer]:
+    postfix = require_binary("postfix")
+    require_root("postfix")
+    cwd = server_files.workdir("postfix")
+    (cwd / "conf").mkdir()
+    (cwd / "queue").mkdir()
+    (cwd / "data").mkdir()
+    account = pwd.getpwnam("postfix")
+    os.chown(cwd / "data", account.pw_uid, account.pw_gid)
+    server = RealServer("postfix", package_version("postfix"), {"smtp": free_port()},
+                        stop_argv=[postfix, "-c", str(cwd / "conf"), "stop"])
+    (cwd / "conf" / "main.cf").write_text(POSTFIX_MAIN_CF.format(cwd=cwd))
+    (cwd / "conf" / "master.cf").write_text(POSTFIX_MASTER_CF.format(port=server.port()))
+    # start-fg: the master stays in the foreground (in a session of its own).
+    launch(server, [postfix, "-c", str(cwd / "conf"), "start-fg"], cwd=cwd)
+    with running(server):
+        yield server
