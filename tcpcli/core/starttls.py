@@ -39,17 +39,39 @@ class StartTlsResult:
     steps: list[str] = field(default_factory=list)  # what was sent, in order
 
 
-async def _feed(sock: Socket, dialogue: Dialogue, timeout: float) -> None:
+class _ReplyDeadline:
+    """One deadline per server reply, not per read: a server trickling a byte at a time
+    must not keep the dialogue alive past ``timeout`` (slowloris)."""
+
+    def __init__(self, timeout: float) -> None:
+        self.timeout = timeout
+        self._at: float | None = None
+        self.partial = False  # some of the reply under way has arrived
+
+    def remaining(self) -> float:
+        """Seconds left for the reply under way, starting its clock on the first call."""
+        if self._at is None:
+            self._at = anyio.current_time() + self.timeout
+        return max(0.0, self._at - anyio.current_time())
+
+    def reply_complete(self) -> None:
+        self._at = None
+        self.partial = False
+
+
+async def _feed(sock: Socket, dialogue: Dialogue, deadline: _ReplyDeadline) -> None:
     try:
-        with anyio.fail_after(timeout):
+        with anyio.fail_after(deadline.remaining()):
             data = await sock.readable.receive(DIALOGUE_READ)
     except anyio.EndOfStream:
         data = b""
     except TimeoutError:
+        what = "reply still incomplete" if deadline.partial else "no reply"
         raise IdleTimeoutError(
-            f"{dialogue.name}: no reply from {sock.address} within {timeout:g} s "
+            f"{dialogue.name}: {what} from {sock.address} after {deadline.timeout:g} s "
             f"(at step {getattr(dialogue, 'step', '?')})",
             target=str(sock.address), port=sock.address.port) from None
+    deadline.partial = True
     dialogue.receive_data(data)
 
 
@@ -64,12 +86,15 @@ async def run_starttls(sock: Socket, dialogue: Dialogue, *,
     """
     steps: list[str] = []
     current = sock
+    deadline = _ReplyDeadline(reply_timeout)
     with sock.clock.phase("starttls", protocol=dialogue.name) as phase:
         while True:
             event = dialogue.next_event()
             if event is NEED_DATA:
-                await _feed(current, dialogue, reply_timeout)
-            elif isinstance(event, Send):
+                await _feed(current, dialogue, deadline)
+                continue
+            deadline.reply_complete()
+            if isinstance(event, Send):
                 steps.append(event.step)
                 await current.writable.send(event.data)
             elif isinstance(event, Greeting | Capabilities):
@@ -82,11 +107,14 @@ async def run_starttls(sock: Socket, dialogue: Dialogue, *,
     upgraded = sock.start_tls(tls=tls)
     await upgraded.opened
     dialogue.tls_established()
+    deadline.reply_complete()
     while True:
         event = dialogue.next_event()
         if event is NEED_DATA:
-            await _feed(upgraded, dialogue, reply_timeout)
-        elif isinstance(event, Send):
+            await _feed(upgraded, dialogue, deadline)
+            continue
+        deadline.reply_complete()
+        if isinstance(event, Send):
             steps.append(event.step)
             await upgraded.writable.send(event.data)
         elif isinstance(event, Done):
