@@ -170,7 +170,7 @@ def test_slowloris_starttls_ends_within_its_timeout() -> None:
                       timeout=3.5)
     bounded(run, 4)
     assert run.returncode == 6, run.stderr
-    assert b"smtp: reply still incomplete from" in run.stderr
+    assert "smtp: reply still incomplete from" in run.stderr
 
 
 def test_tls_peers_that_break_the_handshake(ca_file: str) -> None:
