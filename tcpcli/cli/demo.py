@@ -1,8 +1,9 @@
 """``tcpcli demo``: what tcpcli does, in under a minute, with no network.
 
-It starts loopback peers inside this process (a plain echo service and a TLS echo service
-with a throwaway CA), then runs the core against them. Loopback is blocked by the default
-policy, so the demo first shows that refusal, then allows 127.0.0.1 for its own peers only.
+It starts loopback peers inside this process (a plain echo service, a TLS echo service and
+an SMTP-style service with STARTTLS, all with a throwaway CA), then runs connect, probe,
+starttls and bench against them. Loopback is blocked by the default policy, so the demo
+first shows that refusal, then allows 127.0.0.1 for its own peers only.
 """
 
 from __future__ import annotations
@@ -49,6 +50,44 @@ async def _tls_echo(stream: Any, context: Any) -> None:
     await _echo(tls)
 
 
+async def _smtp(stream: Any, context: Any) -> None:
+    """Just enough ESMTP for a STARTTLS dialogue, offering AUTH PLAIN in clear (a finding
+    starttls reports) and STARTTLS until the upgrade."""
+    import anyio
+    from anyio.streams.buffered import BufferedByteReceiveStream
+    from anyio.streams.tls import TLSStream
+
+    async def converse(channel: Any, secure: bool) -> bool:
+        """Serve commands; True when the client asked for STARTTLS and got the go-ahead."""
+        reader = BufferedByteReceiveStream(channel)
+        while True:
+            verb = (await reader.receive_until(b"\r\n", 1024)).split(b" ", 1)[0].upper()
+            if verb in (b"EHLO", b"HELO"):
+                offers = [b"PIPELINING", b"SIZE 10240000", b"AUTH PLAIN LOGIN"]
+                offers += [] if secure else [b"STARTTLS"]
+                lines = [b"demo.tcpcli.invalid", *offers]
+                await channel.send(b"".join(b"250-" + line + b"\r\n" for line in lines[:-1])
+                                   + b"250 " + lines[-1] + b"\r\n")
+            elif verb == b"STARTTLS" and not secure:
+                await channel.send(b"220 2.0.0 Ready to start TLS\r\n")
+                return True
+            elif verb == b"QUIT":
+                await channel.send(b"221 2.0.0 Bye\r\n")
+                return False
+            else:
+                await channel.send(b"502 5.5.2 Error: command not recognized\r\n")
+
+    try:
+        async with stream:
+            await stream.send(b"220 demo.tcpcli.invalid ESMTP tcpcli-demo\r\n")
+            if await converse(stream, secure=False):
+                tls = await TLSStream.wrap(stream, server_side=True, ssl_context=context)
+                await converse(tls, secure=True)
+    except (OSError, anyio.BrokenResourceError, anyio.EndOfStream,
+            anyio.ClosedResourceError, anyio.IncompleteRead, anyio.DelimiterNotFound):
+        pass
+
+
 async def _demo(env: Environment) -> int:
     import anyio
 
@@ -68,13 +107,17 @@ async def _demo(env: Environment) -> int:
         ca_file = certificate.write_ca(tmp)
         plain = await anyio.create_tcp_listener(local_host="127.0.0.1")
         secure = await anyio.create_tcp_listener(local_host="127.0.0.1")
+        mail = await anyio.create_tcp_listener(local_host="127.0.0.1")
         plain_port = plain.extra(anyio.abc.SocketAttribute.local_port)
         tls_port = secure.extra(anyio.abc.SocketAttribute.local_port)
+        smtp_port = mail.extra(anyio.abc.SocketAttribute.local_port)
         async with anyio.create_task_group() as peers:
             peers.start_soon(plain.serve, _echo)
             peers.start_soon(secure.serve, lambda s: _tls_echo(s, context))
+            peers.start_soon(mail.serve, lambda s: _smtp(s, context))
             console.print(f"[bold]tcpcli demo[/] — loopback peers: echo on 127.0.0.1:{plain_port},"
-                          f" TLS echo on 127.0.0.1:{tls_port} (throwaway CA)\n")
+                          f" TLS echo on 127.0.0.1:{tls_port}, SMTP with STARTTLS on "
+                          f"127.0.0.1:{smtp_port} (throwaway CA)\n")
 
             console.rule("1. The Workers destination policy (the default)")
             async with Invocation():
@@ -133,5 +176,78 @@ async def _demo(env: Environment) -> int:
                     console.print(f"  socket {sockets.index(sock) + 1}: {note}")
                 console.print(f"  peak simultaneous sockets: {invocation.slots.peak} "
                               "(lift with --max-sockets)")
+                console.print()
+
+            tls_options = TLSOptions(ca_file=ca_file)
+            await _probe_section(console, lifted, tls_options,
+                                 [plain_port, tls_port, smtp_port])
+            await _starttls_section(console, lifted, tls_options, smtp_port)
+            await _bench_section(console, lifted, plain_port)
             peers.cancel_scope.cancel()
     return ExitCode.OK
+
+
+async def _probe_section(console: Any, policy: Any, tls: Any, open_ports: list[int]) -> None:
+    import socket
+
+    from tcpcli.cli.probe import results_table
+    from tcpcli.core.connect import ConnectOptions
+    from tcpcli.core.invocation import Invocation
+    from tcpcli.core.scan import ProbeResult, Scanner, ScanOptions, parse_target
+
+    # A bound socket that does not listen: its port refuses, and stays ours meanwhile.
+    with socket.socket() as unused:
+        unused.bind(("127.0.0.1", 0))
+        ports = [*open_ports, unused.getsockname()[1], 25]
+        console.rule(f"5. tcpcli probe 127.0.0.1 -p {','.join(map(str, ports))} "
+                     "--banner --tls-detect")
+        rows: list[ProbeResult] = []
+        invocation = Invocation(policy=policy, options=ConnectOptions(tls=tls))
+        async with invocation:
+            options = ScanOptions(timeout=1.0, banner=True, banner_wait=0.3, tls_detect=True)
+            await Scanner(invocation, options, rows.append).run([parse_target("127.0.0.1")],
+                                                                ports)
+    console.print(results_table(rows))
+    console.print("[dim]Port 25 stays blocked even with --allow 127.0.0.1: Workers refuse "
+                  "SMTP's port everywhere. The worker column is what connect() in a Worker "
+                  "would be allowed.[/]\n")
+
+
+async def _starttls_section(console: Any, policy: Any, tls: Any, smtp_port: int) -> None:
+    from tcpcli.core.connect import ConnectOptions
+    from tcpcli.core.invocation import Invocation
+    from tcpcli.core.socket import connect
+    from tcpcli.core.starttls import run_starttls
+    from tcpcli.protocols.registry import get_dialogue
+    from tcpcli.render.report import dialogue_lines, render_waterfall
+
+    console.rule(f"6. tcpcli starttls 127.0.0.1:{smtp_port} -P smtp")
+    async with Invocation(policy=policy, options=ConnectOptions(tls=tls)):
+        origin = time.perf_counter_ns()
+        sock = connect(f"127.0.0.1:{smtp_port}", secure_transport="starttls")
+        await sock.opened
+        result = await run_starttls(sock, get_dialogue("smtp"))
+        report = result.socket.tls_report
+        await result.socket.close()
+    for line in dialogue_lines(result.report, "chosen with -P"):
+        console.print(line, markup=False)
+    render_waterfall(console, [p for p in sock.clock.phases if p.name != "first-byte"],
+                     origin)
+    if report is not None:
+        console.print(f"TLS {report.version} {report.cipher}, "
+                      f"{'verified' if report.verification.verified else 'NOT verified'}")
+    console.print("[dim]AUTH PLAIN before TLS is a finding: a client could send its "
+                  "password in clear.[/]\n")
+
+
+async def _bench_section(console: Any, policy: Any, port: int) -> None:
+    from tcpcli.cli.bench import plain_lines
+    from tcpcli.core.bench import Bench, BenchConfig
+    from tcpcli.core.invocation import Invocation
+
+    console.rule(f"7. tcpcli bench 127.0.0.1:{port} -n 300 (six at a time, the Workers cap)")
+    async with Invocation(policy=policy) as invocation:
+        result = await Bench(BenchConfig(address=f"127.0.0.1:{port}", count=300),
+                             invocation).run()
+    for line in plain_lines(result, None):
+        console.print(line, markup=False)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import IO, TYPE_CHECKING, Any
 
 import click
@@ -21,6 +21,7 @@ from tcpcli.cli.options import CommonOptions, common_options, target_argument
 from tcpcli.cli.runner import run
 
 if TYPE_CHECKING:
+    from rich.table import Table
     from rich.text import Text
 
 EXAMPLES = """
@@ -219,27 +220,10 @@ class ProbeSession:
 
     def render_table(self) -> None:
         from rich.console import Console
-        from rich.table import Table
 
         console = Console(file=self.out, force_terminal=True, no_color=not self.env.color
                           and not self.env.environ.get("FORCE_COLOR"), highlight=False)
-        table = Table(box=None, header_style="bold")
-        for column in ("host", "port", "state", "reason", "latency", "service", "worker"):
-            table.add_column(column)
-        for r in sorted(self.rows, key=lambda r: (r.host, r.address, r.port)):
-            service = r.identified or r.service
-            if r.identified_detail:
-                service += f" ({r.identified_detail})"
-            if r.tls and r.tls.get("detected"):
-                service += f" [tls {r.tls.get('version')}]"
-            style = STATE_STYLES.get(str(r.state), "")
-            table.add_row(r.host if r.host == r.address or not r.address
-                          else f"{r.host} ({r.address})", str(r.port),
-                          f"[{style}]{r.state}[/]", r.reason,
-                          f"{r.latency_ms:.2f} ms" if r.latency_ms is not None else "",
-                          service, "allowed" if r.workers_allowed else
-                          f"blocked ({r.workers_rule})")
-        console.print(table)
+        console.print(results_table(self.rows))
 
     # ------------------------------------------------------------------ progress
 
@@ -325,6 +309,29 @@ class ProbeSession:
         if probed == 0:
             return ExitCode.CHECK_FAILED
         return ExitCode.OK if counts["open"] == probed else ExitCode.CHECK_FAILED
+
+
+def results_table(rows: Iterable[Any]) -> Table:
+    """Probe rows for people: one line per (host, port), sorted, states in colour."""
+    from rich.table import Table
+
+    table = Table(box=None, header_style="bold")
+    for column in ("host", "port", "state", "reason", "latency", "service", "worker"):
+        table.add_column(column)
+    for r in sorted(rows, key=lambda r: (r.host, r.address, r.port)):
+        service = r.identified or r.service
+        if r.identified_detail:
+            service += f" ({r.identified_detail})"
+        if r.tls and r.tls.get("detected"):
+            service += f" [tls {r.tls.get('version')}]"
+        style = STATE_STYLES.get(str(r.state), "")
+        table.add_row(r.host if r.host == r.address or not r.address
+                      else f"{r.host} ({r.address})", str(r.port),
+                      f"[{style}]{r.state}[/]", r.reason,
+                      f"{r.latency_ms:.2f} ms" if r.latency_ms is not None else "",
+                      service, "allowed" if r.workers_allowed else
+                      f"blocked ({r.workers_rule})")
+    return table
 
 
 def progress_line(summary: Any, expected: int | None, elapsed_s: float) -> Text:

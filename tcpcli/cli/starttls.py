@@ -228,6 +228,7 @@ class StartTlsSession:
 
     def _show(self, note: str, result: Any, tls_report: Any, sock: Any) -> int:
         from tcpcli.render.report import (
+            dialogue_lines,
             render_tls,
             render_waterfall,
             tls_lines,
@@ -249,17 +250,7 @@ class StartTlsSession:
                 self.events.emit("check", self.address, check=check, passed=passed,
                                  found=found)
         elif not self.common.quiet:
-            lines = [
-                f"protocol: {report.protocol} ({note})",
-                f"greeting: {report.greeting or '-'}",
-                f"starttls offered: {_yes(report.starttls_offered)}",
-                f"capabilities before tls: {', '.join(report.capabilities_before or ()) or '-'}",
-                f"capabilities after tls: {', '.join(report.capabilities_after or ()) or '-'}",
-                f"plaintext login before tls: {_yes(report.plaintext_login_offered)}",
-                f"upgrade reply: {report.upgrade_reply or '-'}",
-                *(f"{key}: {value}" for key, value in report.details.items()),
-            ]
-            for line in lines:
+            for line in dialogue_lines(report, note):
                 self.env.note(line)
             phases = [p for p in sock.clock.phases if p.name != "first-byte"]
             if self.env.rich:
@@ -279,7 +270,3 @@ def _handshake_ms(sock: Socket) -> float:
     """The TLS handshake time of a (STARTTLS-upgraded) socket's last handshake."""
     phase = sock.clock.find("tls")[-1]
     return float(phase.duration_ms or 0.0)
-
-
-def _yes(value: bool | None) -> str:
-    return "unknown" if value is None else "yes" if value else "no"

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from rich.console import Console
 
     from tcpcli.core.tls import TLSReport
+    from tcpcli.protocols.base import DialogueReport
 
 _LABELS = {
     "resolve": "resolve",
@@ -149,6 +150,24 @@ def resumption_lines(full_ms: float, second_ms: float, second: TLSReport) -> lis
         lines += [f"tls handshake second: {second_ms:.3f} ms",
                   f"server did not resume: full handshake{why}"]
     return lines
+
+
+def _yes(value: bool | None) -> str:
+    return "unknown" if value is None else "yes" if value else "no"
+
+
+def dialogue_lines(report: DialogueReport, how: str) -> list[str]:
+    """What a STARTTLS server advertised, one ``key: value`` fact per line."""
+    return [
+        f"protocol: {report.protocol} ({how})",
+        f"greeting: {report.greeting or '-'}",
+        f"starttls offered: {_yes(report.starttls_offered)}",
+        f"capabilities before tls: {', '.join(report.capabilities_before or ()) or '-'}",
+        f"capabilities after tls: {', '.join(report.capabilities_after or ()) or '-'}",
+        f"plaintext login before tls: {_yes(report.plaintext_login_offered)}",
+        f"upgrade reply: {report.upgrade_reply or '-'}",
+        *(f"{key}: {value}" for key, value in report.details.items()),
+    ]
 
 
 def _expiry_style(days_left: int) -> str:
