@@ -1011,6 +1011,7 @@ class Scanner:
 
         data = await _read_some(stream, self.options.banner_wait)
         probe: str | None = None
+        payload = b""
         if not data:
             host = result.host if result.host != result.address else "localhost"
             probes = probes_for_silent_service(result.port, host=host)
@@ -1024,7 +1025,7 @@ class Scanner:
         if not data:
             return
         result.banner = _printable(data[:200])
-        guess = identify(data, probe=probe, port=result.port)
+        guess = identify(data, probe=probe, sent=payload, port=result.port)
         if guess is not None:
             result.identified = guess.name
             result.identified_detail = guess.detail or None

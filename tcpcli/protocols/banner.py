@@ -118,16 +118,22 @@ MQTT_CODES = {
 }
 
 
-def identify(first_bytes: bytes, *, probe: str | None = None,
+def identify(first_bytes: bytes, *, probe: str | None = None, sent: bytes | None = None,
              port: int | None = None) -> ServiceGuess | None:
     """Name the service from its first bytes; None when they say nothing we know.
 
     ``probe`` names what we sent first (a key of :func:`probes_for_silent_service`, or
-    None for a banner sent unasked); ``port`` breaks ties such as a bare "220".
+    None for a banner sent unasked) and ``sent`` its bytes; ``port`` breaks ties such as a
+    bare "220".
     """
     data = first_bytes[:MAX_BANNER]
     if not data:
         return None
+    if sent and sent.startswith(data):
+        # Our own probe, back unchanged (or its start): an echo service, not the protocol
+        # we spoke to it. An echoed TLS ClientHello must not read as a TLS server.
+        return ServiceGuess("echo", f"returned our {probe or 'first'} probe unchanged",
+                            Confidence.HIGH)
     if probe is not None:
         guess = _answer_to_probe(data, probe)
         if guess is not None:

@@ -19,6 +19,7 @@ from tcpcli.protocols import (
     probes_for_silent_service,
     wants_more,
 )
+from tcpcli.protocols.banner import REDIS_PING
 from tcpcli.protocols.postgres import SSL_REQUEST
 
 MARIADB = bytes.fromhex(
@@ -188,3 +189,20 @@ def test_probes_for_silent_services() -> None:
 ])
 def test_wants_more(data: bytes, probe: str | None, more: bool) -> None:
     assert wants_more(data, probe=probe) is more
+
+
+
+@pytest.mark.parametrize("probe", ["tls", "http", "redis", "postgres", "mqtt"])
+def test_an_echo_service_is_named_as_such_not_as_the_protocol_we_spoke(probe: str) -> None:
+    payload = dict(probes_for_silent_service(None))[probe]
+    for echoed in (payload, payload[:1]):
+        guess = identify(echoed, probe=probe, sent=payload)
+        assert guess is not None and guess.name == "echo", (probe, echoed)
+    # Without knowing what was sent, an echoed ClientHello looked like a TLS server.
+    if probe == "tls":
+        assert identify(payload, probe=probe).name == "tls"  # type: ignore[union-attr]
+
+
+def test_a_real_answer_is_not_mistaken_for_an_echo() -> None:
+    guess = identify(b"+PONG\r\n", probe="redis", sent=REDIS_PING)
+    assert guess is not None and guess.name == "redis"
