@@ -1024,7 +1024,10 @@ class Scanner:
                 data = await _read_some(stream, self.options.banner_wait)
         if not data:
             return
-        result.banner = _printable(data[:200])
+        # A text greeting is worth showing; a binary answer (a ServerHello, a CONNACK) is
+        # unreadable escaped, and the identification already says what it was.
+        if _is_text(data[:200]):
+            result.banner = _printable(data[:200])
         guess = identify(data, probe=probe, sent=payload, port=result.port)
         if guess is not None:
             result.identified = guess.name
@@ -1089,6 +1092,12 @@ async def _read_some(stream: anyio.abc.ByteStream, wait: float) -> bytes:
             while len(data) < BANNER_LIMIT:
                 data += await stream.receive(BANNER_LIMIT - len(data))
     return bytes(data)
+
+
+def _is_text(data: bytes) -> bool:
+    """Mostly printable ASCII (line ends and tabs allowed): a greeting, not a record."""
+    printable = sum(1 for b in data if 32 <= b < 127 or b in (9, 10, 13))
+    return printable >= 0.9 * len(data)
 
 
 def _printable(data: bytes) -> str:

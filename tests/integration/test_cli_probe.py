@@ -102,6 +102,8 @@ def test_states_services_and_tls(server_ssl_context: ssl.SSLContext, closed_port
     assert rows[smtp.port]["identified"] == "smtp"
     assert rows[quiet.port]["state"] == "open" and "identified" not in rows[quiet.port]
     assert rows[tls.port]["tls"]["detected"] is True
+    assert rows[tls.port]["identified"] == "tls" and "banner" not in rows[tls.port]  # binary
+    assert rows[ssh.port]["banner"].startswith("SSH-2.0-OpenSSH_9.6")
     assert rows[tls.port]["tls"]["version"].startswith("TLSv1")
     assert "not_after" in rows[tls.port]["tls"]
     assert rows[ssh.port]["tls"]["detected"] is False
