@@ -64,7 +64,9 @@ STATE_STYLES = {"open": "green", "closed": "red", "filtered": "yellow",
 @click.option("--concurrency", type=click.IntRange(min=1), default=1024, show_default=True,
               help="Connects in flight at once (never more than --max-sockets).")
 @click.option("--rate", type=click.FloatRange(min=0, min_open=True), metavar="PER_SECOND",
-              help="At most this many new connects per second.")
+              help="At most this many new connects per second, overall.")
+@click.option("--host-rate", type=click.FloatRange(min=0, min_open=True), metavar="PER_SECOND",
+              help="At most this many new connects per second to any one address.")
 @click.option("--retries", type=click.IntRange(0, 10), default=0, show_default=True,
               help="Try a filtered (silent) port again this many times.")
 @click.option("--banner", is_flag=True,
@@ -266,6 +268,7 @@ class ProbeSession:
         options = ScanOptions(
             timeout=common.timeout or 1.0, retries=self.options["retries"],
             concurrency=self.options["concurrency"], rate=self.options["rate"],
+            host_rate=self.options["host_rate"],
             all_addresses=self.options["all_addresses"], banner=self.options["banner"],
             banner_wait=self.options["banner_wait"], tls_detect=self.options["tls_detect"],
             family=common.family, local_address=common.source)

@@ -248,7 +248,8 @@ class ScanOptions:
     timeout: float = DEFAULT_TIMEOUT
     retries: int = 0
     concurrency: int = DEFAULT_CONCURRENCY
-    rate: float | None = None  # new connects per second
+    rate: float | None = None  # new connects per second, overall
+    host_rate: float | None = None  # new connects per second to any one address
     all_addresses: bool = False
     banner: bool = False
     banner_wait: float = 1.0
@@ -387,6 +388,34 @@ def _new_socket(family: int) -> socket.socket:
     return socket.socket(family, socket.SOCK_STREAM | _NONBLOCK)
 
 
+class _Pacer:
+    """Connect start times spaced 1/rate apart overall (--rate) and per address
+    (--host-rate, the politeness a single host is owed however many are scanned)."""
+
+    #: Addresses remembered before the ones whose next start has passed are forgotten.
+    PRUNE_AT = 4096
+
+    def __init__(self, rate: float | None, host_rate: float | None) -> None:
+        self.rate, self.host_rate = rate, host_rate
+        self.active = bool(rate or host_rate)
+        self._next = 0.0
+        self._next_by_host: dict[str, float] = {}
+
+    def ready_at(self, host: str) -> float:
+        """When the next connect to ``host`` may start (monotonic seconds)."""
+        return max(self._next, self._next_by_host.get(host, 0.0))
+
+    def started(self, host: str, now: float) -> None:
+        if self.rate:
+            self._next = max(now, self._next) + 1 / self.rate
+        if self.host_rate:
+            by_host = self._next_by_host
+            if len(by_host) >= self.PRUNE_AT:  # bounded memory over huge target lists
+                for old in [key for key, at in by_host.items() if at <= now]:
+                    del by_host[old]
+            by_host[host] = max(now, by_host.get(host, 0.0)) + 1 / self.host_rate
+
+
 class _Pending:
     __slots__ = ("attempt", "deadline", "plan", "port", "slot", "sock", "started")
 
@@ -451,7 +480,7 @@ class Scanner:
         self._fresh: list[_Pending] = []  # connects issued since the last harvest
         self._retry: deque[tuple[HostPlan, int, int]] = deque()
         self._poller: _Poller | None = None
-        self._next_start = 0.0
+        self._pacer = _Pacer(options.rate, options.host_rate)
         self._tg: anyio.abc.TaskGroup | None = None
         self._inspect_limiter = anyio.CapacityLimiter(max(1, min(self.limit, 64)))
         self._inspecting = 0  # open ports whose socket is kept for a banner or TLS check
@@ -604,10 +633,11 @@ class Scanner:
             await self._room.wait()
 
     async def _start_when_allowed(self, plan: HostPlan, port: int, attempt: int) -> None:
-        if self.options.rate:
-            while (now := time.monotonic()) < self._next_start:
-                await self._wait(until=self._next_start)
-            self._next_start = max(now, self._next_start) + 1 / self.options.rate
+        pacer = self._pacer
+        if pacer.active:
+            while (now := time.monotonic()) < (at := pacer.ready_at(plan.address_text)):
+                await self._wait(until=at)
+            pacer.started(plan.address_text, now)
         starved_since: float | None = None
         while True:
             while self._in_flight >= self.limit:
@@ -887,11 +917,12 @@ class Scanner:
                     self._blocked(plan, port, decision)
                     continue
                 await limiter.acquire()
-                if self.options.rate:
-                    now = time.monotonic()
-                    if now < self._next_start:
-                        await anyio.sleep(self._next_start - now)
-                    self._next_start = max(now, self._next_start) + 1 / self.options.rate
+                pacer = self._pacer
+                if pacer.active:  # this loop alone starts connects: one sleep is enough
+                    delay = pacer.ready_at(plan.address_text) - time.monotonic()
+                    if delay > 0:
+                        await anyio.sleep(delay)
+                    pacer.started(plan.address_text, time.monotonic())
                 tg.start_soon(self._probe_one, plan, port, limiter)
 
     async def _probe_one(self, plan: HostPlan, port: int, limiter: anyio.Semaphore) -> None:
@@ -989,50 +1020,97 @@ class Scanner:
 
     async def _inspect(self, stream: anyio.abc.ByteStream, slot: SocketSlot | None,
                        plan: HostPlan, result: ProbeResult) -> None:
-        """Read what the service says (and answers to a harmless probe); detect TLS."""
+        """Read what the service says (and answers to harmless probes); detect TLS."""
         try:
             async with self._inspect_limiter:
-                if self.options.banner:
-                    await self._read_banner(stream, result)
-                await anyio.aclose_forcefully(stream)
+                more_probes: list[tuple[str, bytes]] = []
+                try:
+                    if self.options.banner:
+                        more_probes = await self._read_banner(stream, result)
+                finally:
+                    with anyio.CancelScope(shield=True):
+                        await anyio.aclose_forcefully(stream)
+                    # Give the slot back before any fresh connection asks for one: six
+                    # inspections holding the six slots, each waiting for a seventh, would
+                    # wait for ever under the Workers cap.
+                    self._release(slot)
+                    slot = None
+                for probe, payload in more_probes:
+                    if await self._probe_fresh(plan, result, probe, payload):
+                        break
                 if self.options.tls_detect:
                     await self._detect_tls(plan, result)
         finally:
-            with anyio.CancelScope(shield=True):
-                await anyio.aclose_forcefully(stream)
             self._release(slot)
             self._room.set()
             self._finish_open(result)
 
-    async def _read_banner(self, stream: anyio.abc.ByteStream, result: ProbeResult) -> None:
+    async def _read_banner(self, stream: anyio.abc.ByteStream,
+                           result: ProbeResult) -> list[tuple[str, bytes]]:
         """The greeting; for a silent service, the answer to the likeliest harmless probe
-        for its port (sent on this connection, which has carried nothing yet)."""
-        from tcpcli.protocols.banner import identify, probes_for_silent_service
+        for its port (sent on this connection, which has carried nothing yet). Returns the
+        probes still worth trying, each on a fresh connection, when that named nothing."""
+        from tcpcli.protocols.banner import probes_for_silent_service
 
         data = await _read_some(stream, self.options.banner_wait)
-        probe: str | None = None
-        payload = b""
-        if not data:
-            host = result.host if result.host != result.address else "localhost"
-            probes = probes_for_silent_service(result.port, host=host)
-            if probes:
-                probe, payload = probes[0]
-                try:
-                    await stream.send(payload)
-                except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
-                    return
-                data = await _read_some(stream, self.options.banner_wait)
-        if not data:
-            return
+        if data:
+            self._note_reply(result, data, None, b"")
+            return []
+        host = result.host if result.host != result.address else "localhost"
+        probes = probes_for_silent_service(result.port, host=host)
+        if not probes:
+            return []
+        probe, payload = probes[0]
+        try:
+            await stream.send(payload)
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
+            return []
+        data = await _read_some(stream, self.options.banner_wait)
+        if data and self._note_reply(result, data, probe, payload):
+            return []
+        return probes[1:]
+
+    async def _probe_fresh(self, plan: HostPlan, result: ProbeResult, probe: str,
+                           payload: bytes) -> bool:
+        """One more harmless probe on a new connection (a probe spoils the session for the
+        next); True once a reply named the service."""
+        assert plan.address is not None
+        slot = await self.slots.acquire() if self.slots.limit is not None else None
+        stream: anyio.abc.ByteStream | None = None
+        try:
+            stream, _ = await self._connect(plan.address, result.port)
+            if stream is None:
+                return False
+            await stream.send(payload)
+            data = await _read_some(stream, self.options.banner_wait)
+            return bool(data) and self._note_reply(result, data, probe, payload)
+        except (TcpcliError, OSError, anyio.BrokenResourceError, anyio.ClosedResourceError):
+            return False
+        finally:
+            if stream is not None:
+                with anyio.CancelScope(shield=True):
+                    await anyio.aclose_forcefully(stream)
+            self._release(slot)
+
+    @staticmethod
+    def _note_reply(result: ProbeResult, data: bytes, probe: str | None,
+                    payload: bytes) -> bool:
+        """Record a reply on the row; True when it named the service."""
+        from tcpcli.protocols.banner import identify
+
         # A text greeting is worth showing; a binary answer (a ServerHello, a CONNACK) is
         # unreadable escaped, and the identification already says what it was.
-        if _is_text(data[:200]):
+        if result.banner is None and _is_text(data[:200]):
             result.banner = _printable(data[:200])
         guess = identify(data, probe=probe, sent=payload, port=result.port)
-        if guess is not None:
-            result.identified = guess.name
-            result.identified_detail = guess.detail or None
-            result.confidence = str(guess.confidence)
+        if guess is None:
+            return False
+        result.identified = guess.name
+        result.identified_detail = guess.detail or None
+        result.confidence = str(guess.confidence)
+        if _is_text(data[:200]):
+            result.banner = _printable(data[:200])  # the reply that named it
+        return True
 
     async def _detect_tls(self, plan: HostPlan, result: ProbeResult) -> None:
         """A fresh connection and an unverified handshake: version, subject, expiry."""

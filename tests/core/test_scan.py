@@ -4,7 +4,9 @@ and TCP self-connect provoked on loopback."""
 from __future__ import annotations
 
 import errno
+import itertools
 import socket
+import time
 from ipaddress import IPv4Address, IPv4Network
 
 import anyio
@@ -225,3 +227,51 @@ async def test_a_kernel_that_will_not_reconnect_falls_back_to_fresh_sockets(
         for listener in listeners:
             listener.close()
     assert sorted(row.port for row in rows) == open_ports
+
+
+class _TimedConnector(MemoryConnector):
+    """Records when each connect started, by address."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.starts: dict[str, list[float]] = {}
+
+    async def connect_tcp(self, host, port, *, local_address=None):  # type: ignore[no-untyped-def]
+        self.starts.setdefault(str(host), []).append(time.monotonic())
+        return await super().connect_tcp(host, port, local_address=local_address)
+
+
+def _gaps(times: list[float]) -> list[float]:
+    return [later - earlier for earlier, later in itertools.pairwise(times)]
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(("rate", "host_rate"), [(50.0, None), (None, 50.0)])
+async def test_rates_space_connect_starts(rate: float | None, host_rate: float | None) -> None:
+    hosts = ["198.51.100.7", "198.51.100.8"]
+    async with _TimedConnector() as net:
+        for host in hosts:
+            for port in range(1000, 1006):
+                net.serve(host, port, _silent)
+        invocation = Invocation(policy="open", connector=net, max_sockets=None)
+        async with invocation:
+            await Scanner(invocation, ScanOptions(timeout=0.5, rate=rate, host_rate=host_rate),
+                          lambda row: None).run([parse_target(h) for h in hosts],
+                                                list(range(1000, 1006)))
+    spacing = 1 / 50.0 * 0.9  # a lower bound: a busy machine only makes gaps longer
+    for host in hosts:
+        assert len(net.starts[host]) == 6
+        assert min(_gaps(net.starts[host])) >= spacing, (host, _gaps(net.starts[host]))
+    everything = sorted(t for times in net.starts.values() for t in times)
+    if rate is not None:
+        assert min(_gaps(everything)) >= spacing
+
+
+def test_the_pacer_keeps_hosts_apart_and_forgets_old_ones() -> None:
+    pacer = scan._Pacer(rate=None, host_rate=10.0)
+    pacer.started("a", now=100.0)
+    assert pacer.ready_at("a") == pytest.approx(100.1)
+    assert pacer.ready_at("b") == 0.0  # another host is not held back by a's pace
+    for index in range(scan._Pacer.PRUNE_AT + 1):
+        pacer.started(f"h{index}", now=200.0 + index)
+    assert len(pacer._next_by_host) < scan._Pacer.PRUNE_AT

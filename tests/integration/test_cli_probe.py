@@ -203,3 +203,45 @@ def test_long_scans_show_live_progress_only_at_a_terminal(filtered_port: int,
     assert "1/2 probes (50%)" in rich.stderr and "/s" in rich.stderr
     assert "probes (" not in piped.stderr
     assert "probed 2 port(s)" in piped.stderr
+
+
+def test_a_silent_service_is_tried_with_each_harmless_probe_on_a_fresh_connection() -> None:
+    from tcpcli.protocols.banner import REDIS_PING
+
+    def redis_only(conn: socket.socket) -> None:
+        # Says nothing first and hangs up on anything but PING, as a strict server would:
+        # the TLS and HTTP probes get nothing, the third (PING) names it.
+        if conn.recv(1024) == REDIS_PING:
+            conn.sendall(b"+PONG\r\n")
+            conn.recv(1024)
+
+    with serve(redis_only) as server:
+        proc = run_probe(f"127.0.0.1:{server.port}", "-p", "1", "--allow", "127.0.0.1",
+                         "--banner", "--banner-wait", "0.3", "--json")
+    assert proc.returncode == 0, proc.stderr
+    row = next(json.loads(line) for line in proc.stdout.splitlines()
+               if '"probe_result"' in line)
+    assert row["identified"] == "redis" and row["banner"].startswith("+PONG")
+    assert len(server.connections) == 3  # tls, http, then redis: one connection each
+
+
+def test_inspections_under_the_workers_cap_cannot_starve_each_other() -> None:
+    # More open ports than the cap's six slots, each inspected (banner probes on fresh
+    # connections, then a TLS check): an inspection holding its slot while asking for
+    # another would wait for ever once six of them did.
+    listeners = []
+    for _ in range(9):
+        listener = socket.socket()
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(16)
+        listeners.append(listener)
+    ports = ",".join(str(listener.getsockname()[1]) for listener in listeners)
+    try:
+        proc = run_probe("127.0.0.1", "-p", ports, "--allow", "127.0.0.1", "--banner",
+                         "--banner-wait", "0.1", "--tls-detect", "--timeout", "0.5", "--json")
+    finally:
+        for listener in listeners:
+            listener.close()
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads(proc.stdout.splitlines()[-1])
+    assert summary["open"] == 9 and summary["peak_sockets"] <= 6
