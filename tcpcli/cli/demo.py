@@ -19,10 +19,19 @@ from tcpcli.cli.exit_codes import ExitCode
 from tcpcli.cli.runner import run
 
 
-@click.command("demo")
+EXAMPLES = """
+\b
+Examples:
+  tcpcli demo                      # about a second; needs no network
+  NO_COLOR=1 tcpcli demo | less    # the same, as plain text
+"""
+
+
+@click.command("demo", epilog=EXAMPLES)
 @click.pass_obj
 def demo_command(env: Environment | None) -> None:
-    """Run tcpcli against built-in loopback peers (works offline)."""
+    """Run connect, probe, starttls and bench against built-in loopback peers (works
+    offline): an echo service, a TLS echo service and an SMTP service with STARTTLS."""
     env = env or Environment()
     run(lambda: _demo(env), env)
 

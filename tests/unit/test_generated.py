@@ -171,3 +171,13 @@ def test_roff_escaping() -> None:
     assert page.lines[1:] == [r"\&.leading dot", ".PP", r"\&'leading quote", ".PP", ".RS 4",
                               ".nf", r"\&.x", r"\&'y", "  z", ".fi", ".RE"]
     assert manpage.quote('say "hi"') == r'"say \(dqhi\(dq"'
+
+
+def test_every_commands_help_has_examples() -> None:
+    from tcpcli.cli.main import COMMANDS
+
+    for name in COMMANDS:
+        result = CliRunner().invoke(cli, [name, "--help"])
+        assert result.exit_code == 0, result.output
+        examples = result.output.partition("Examples:\n")[2]
+        assert f"tcpcli {name}" in examples, name
