@@ -24,7 +24,7 @@ from tcpcli.cli.connect import target_address, unescape
 from tcpcli.cli.environment import Environment
 from tcpcli.cli.exit_codes import ExitCode, exit_code_for
 from tcpcli.cli.options import CommonOptions, common_options, target_argument
-from tcpcli.cli.runner import Terminated, run
+from tcpcli.cli.runner import Terminated, error_line, run
 from tcpcli.cli.throughput import THROUGHPUT_ONLY, ByteSize, bench_throughput
 
 if TYPE_CHECKING:
@@ -240,7 +240,7 @@ class BenchSession:
                     fields[attr] = getattr(error, attr)
             self.events.emit("error", self.config.address, **fields)
         if not (self.events is not None and self.events.stream is self.env.stderr):
-            self.env.note(str(error))
+            self.env.note(error_line(error))
 
     def _on_sample(self, name: str, value_ns: int) -> None:
         assert self.events is not None

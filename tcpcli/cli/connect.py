@@ -23,7 +23,7 @@ import click
 from tcpcli.cli.environment import Environment
 from tcpcli.cli.exit_codes import ExitCode
 from tcpcli.cli.options import CommonOptions, common_options, target_argument
-from tcpcli.cli.runner import run
+from tcpcli.cli.runner import error_line, run
 
 #: openssl s_client -starttls's list (the dialogues live in tcpcli.protocols).
 STARTTLS_PROTOCOLS = ("smtp", "lmtp", "pop3", "imap", "ftp", "xmpp", "xmpp-server", "telnet",
@@ -200,7 +200,7 @@ class ConnectSession:
                     fields[attr] = getattr(error, attr)
             self.events.emit("error", self.address, **fields)
         if not (self.events is not None and self.events.stream is self.env.stderr):
-            self.env.note(str(error))
+            self.env.note(error_line(error))
 
     def _show_connected(self, sock: Any) -> None:
         from tcpcli.render.report import (

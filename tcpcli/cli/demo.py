@@ -18,7 +18,6 @@ from tcpcli.cli.environment import Environment
 from tcpcli.cli.exit_codes import ExitCode
 from tcpcli.cli.runner import run
 
-
 EXAMPLES = """
 \b
 Examples:

@@ -18,7 +18,7 @@ import click
 from tcpcli.cli.environment import Environment
 from tcpcli.cli.exit_codes import ExitCode, exit_code_for
 from tcpcli.cli.options import CommonOptions, common_options, target_argument
-from tcpcli.cli.runner import run
+from tcpcli.cli.runner import error_line, run
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -218,7 +218,7 @@ class ProbeSession:
             self.events.emit("error", target.text, kind=error.kind, message=str(error),
                              exit_code=int(code))
         if not self.common.quiet or self.events is None:
-            self._note(str(error))
+            self._note(error_line(error))
 
     def render_table(self) -> None:
         from rich.console import Console

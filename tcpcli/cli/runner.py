@@ -33,9 +33,22 @@ def _quiet_broken_pipe() -> None:
         pass
 
 
+#: The flags that answer an error, by kind (policy errors name their own lift).
+FIX_HINTS = {
+    "tls-verify": "trust its CA with --ca-file FILE, accept its key with --pin, or go on "
+                  "regardless with --insecure",
+    "dns": "ask another server with --resolver IP, or give an address",
+    "dns-timeout": "ask another server with --resolver IP, or allow longer with --timeout",
+    "timeout": "allow longer with --timeout SECONDS",
+}
+
+
 def error_line(exc: TcpcliError) -> str:
-    """The one line a person reads; policy errors already say how to lift them."""
-    return str(exc)
+    """The one line a person reads, ending with the flags that would fix it."""
+    from tcpcli.core.errors import PinMismatchError
+
+    hint = None if isinstance(exc, PinMismatchError) else FIX_HINTS.get(exc.kind)
+    return f"{exc} ({hint})" if hint else str(exc)
 
 
 def run(

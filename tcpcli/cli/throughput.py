@@ -19,7 +19,7 @@ import click
 from tcpcli.cli.environment import Environment
 from tcpcli.cli.exit_codes import ExitCode, exit_code_for
 from tcpcli.cli.options import CommonOptions
-from tcpcli.cli.runner import run
+from tcpcli.cli.runner import error_line, run
 
 if TYPE_CHECKING:
     from rich.console import RenderableType
@@ -142,7 +142,7 @@ class ThroughputSession:
                     fields[attr] = getattr(error, attr)
             self.events.emit("error", self.config.address, **fields)
         if not (self.events is not None and self.events.stream is self.env.stderr):
-            self.env.note(str(error))
+            self.env.note(error_line(error))
 
     async def main(self, invocation: Any) -> int:
         import anyio

@@ -332,3 +332,18 @@ def test_ipv6_target_form() -> None:
         two_args = run_cli("connect", "::1", str(server.port), "--allow", "::1", stdin=b"v6")
     assert proc.returncode == 0 and proc.stdout == b"v6", proc.stderr
     assert two_args.returncode == 0 and two_args.stdout == b"v6", two_args.stderr
+
+
+def test_errors_end_with_the_flags_that_fix_them(server_ssl_context: ssl.SSLContext) -> None:
+    # An unknown CA (the default trust store does not know the test CA): exit 7, and
+    # the line names --ca-file, --pin and --insecure.
+    with serve(echo, ssl_context=server_ssl_context) as server:
+        proc = run_cli("connect", f"localhost:{server.port}", "--allow", "localhost",
+                       "--tls", "--no-stdin")
+    assert proc.returncode == 7, proc.stderr
+    line = proc.stderr.decode().strip()
+    assert line.startswith(f"tcpcli: TLS certificate of localhost:{server.port} failed "
+                           "verification: ")
+    assert line.endswith("(trust its CA with --ca-file FILE, accept its key with --pin, "
+                         "or go on regardless with --insecure)")
+    assert line.count("\n") == 0
