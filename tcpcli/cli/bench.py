@@ -268,7 +268,7 @@ class BenchSession:
                 async with anyio.create_task_group() as tg:
                     if self.env.rich and not self.common.quiet and not (
                             self.events is not None and self.events.stream is self.env.stderr):
-                        tg.start_soon(self._progress, bench)
+                        tg.start_soon(self._live, bench)
                     await bench.run()
                     tg.cancel_scope.cancel()
             except BaseException as exc:
@@ -280,15 +280,10 @@ class BenchSession:
                 raise
             return self._report(bench.result)
 
-    async def _progress(self, bench: Bench) -> None:
-        import anyio
-        from rich.live import Live
+    async def _live(self, bench: Bench) -> None:
+        from tcpcli.render.live import show_live
 
-        with Live(self._progress_line(bench), console=self.env.console, auto_refresh=False,
-                  transient=True) as live:
-            while True:
-                await anyio.sleep(0.25)
-                live.update(self._progress_line(bench), refresh=True)
+        await show_live(self.env.console, lambda: self._progress_line(bench))
 
     def _progress_line(self, bench: Bench) -> RenderableType:
         from rich.text import Text

@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import sys
+import time
 from collections.abc import Iterable, Iterator
 from typing import IO, TYPE_CHECKING, Any
 
@@ -45,7 +46,6 @@ CSV_FIELDS = ("host", "address", "port", "state", "reason", "errno", "latency_ms
               "tls_subject", "tls_not_after", "workers_allowed", "workers_rule", "rule")
 
 PROGRESS_AFTER_S = 0.5  # no live line for scans shorter than this
-PROGRESS_EVERY_S = 0.25
 
 STATE_STYLES = {"open": "green", "closed": "red", "filtered": "yellow",
                 "unreachable": "magenta", "blocked": "cyan"}
@@ -245,19 +245,13 @@ class ProbeSession:
         return estimate_probes(self.targets, len(self.ports))
 
     async def _progress(self, scanner: Any) -> None:
-        import anyio
-        from rich.live import Live
+        from tcpcli.render.live import show_live
 
-        # Short scans finish before the line would flicker into view.
-        await anyio.sleep(PROGRESS_AFTER_S)
         expected = self.expected_probes()
-        with Live(progress_line(scanner.summary, expected, PROGRESS_AFTER_S),
-                  console=self.env.console, auto_refresh=False, transient=True) as live:
-            started = anyio.current_time() - PROGRESS_AFTER_S
-            while True:
-                await anyio.sleep(PROGRESS_EVERY_S)
-                live.update(progress_line(scanner.summary, expected,
-                                          anyio.current_time() - started), refresh=True)
+        started = time.monotonic()
+        # Short scans finish before the line would flicker into view.
+        await show_live(self.env.console, lambda: progress_line(
+            scanner.summary, expected, time.monotonic() - started), after=PROGRESS_AFTER_S)
 
     # ------------------------------------------------------------------ run
 

@@ -164,7 +164,7 @@ class ThroughputSession:
                 async with anyio.create_task_group() as tg:
                     if self.env.rich and not self.common.quiet and not (
                             self.events is not None and self.events.stream is self.env.stderr):
-                        tg.start_soon(self._progress, engine)
+                        tg.start_soon(self._live, engine)
                     await engine.run()
                     tg.cancel_scope.cancel()
             except BaseException as exc:
@@ -176,15 +176,10 @@ class ThroughputSession:
                 raise
             return self._report(engine.result)
 
-    async def _progress(self, engine: Throughput) -> None:
-        import anyio
-        from rich.live import Live
+    async def _live(self, engine: Throughput) -> None:
+        from tcpcli.render.live import show_live
 
-        with Live(self._progress_line(engine), console=self.env.console, auto_refresh=False,
-                  transient=True) as live:
-            while True:
-                await anyio.sleep(0.25)
-                live.update(self._progress_line(engine), refresh=True)
+        await show_live(self.env.console, lambda: self._progress_line(engine))
 
     def _progress_line(self, engine: Throughput) -> RenderableType:
         from rich.text import Text
