@@ -24,7 +24,7 @@ from tcpcli.cli.connect import target_address, unescape
 from tcpcli.cli.environment import Environment
 from tcpcli.cli.exit_codes import ExitCode, exit_code_for
 from tcpcli.cli.options import CommonOptions, common_options, target_argument
-from tcpcli.cli.runner import Terminated, error_line, run
+from tcpcli.cli.runner import Terminated, report_error, run
 from tcpcli.cli.throughput import THROUGHPUT_ONLY, ByteSize, bench_throughput
 
 if TYPE_CHECKING:
@@ -232,15 +232,7 @@ class BenchSession:
     # ---------------------------------------------------------------- events
 
     def report_error(self, error: Any, code: ExitCode) -> None:
-        if self.events is not None:
-            fields: dict[str, Any] = {"kind": error.kind, "message": str(error),
-                                      "exit_code": int(code)}
-            for attr in ("rule", "lift"):
-                if getattr(error, attr, None) is not None:
-                    fields[attr] = getattr(error, attr)
-            self.events.emit("error", self.config.address, **fields)
-        if not (self.events is not None and self.events.stream is self.env.stderr):
-            self.env.note(error_line(error))
+        report_error(self.env, self.events, self.config.address, error, code)
 
     def _on_sample(self, name: str, value_ns: int) -> None:
         assert self.events is not None

@@ -23,7 +23,7 @@ import click
 from tcpcli.cli.environment import Environment
 from tcpcli.cli.exit_codes import ExitCode
 from tcpcli.cli.options import CommonOptions, common_options, target_argument
-from tcpcli.cli.runner import error_line, run
+from tcpcli.cli.runner import report_error, run
 
 #: openssl s_client -starttls's list (the dialogues live in tcpcli.protocols).
 STARTTLS_PROTOCOLS = ("smtp", "lmtp", "pop3", "imap", "ftp", "xmpp", "xmpp-server", "telnet",
@@ -191,16 +191,7 @@ class ConnectSession:
             self.events.phase(phase, self.address)
 
     def report_error(self, error: Any, code: ExitCode) -> None:
-        if self.events is not None:
-            fields: dict[str, Any] = {"kind": error.kind, "message": str(error),
-                                      "exit_code": int(code),
-                                      "workers_message": error.workers_message}
-            for attr in ("rule", "lift", "verify_code", "reason"):
-                if getattr(error, attr, None) is not None:
-                    fields[attr] = getattr(error, attr)
-            self.events.emit("error", self.address, **fields)
-        if not (self.events is not None and self.events.stream is self.env.stderr):
-            self.env.note(error_line(error))
+        report_error(self.env, self.events, self.address, error, code)
 
     def _show_connected(self, sock: Any) -> None:
         from tcpcli.render.report import (

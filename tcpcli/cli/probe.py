@@ -19,7 +19,7 @@ import click
 from tcpcli.cli.environment import Environment
 from tcpcli.cli.exit_codes import ExitCode, exit_code_for
 from tcpcli.cli.options import CommonOptions, common_options, target_argument
-from tcpcli.cli.runner import error_line, run
+from tcpcli.cli.runner import report_error, run
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -214,11 +214,7 @@ class ProbeSession:
         code = exit_code_for(error.kind)
         if self.worst_error is None or self.worst_error == ExitCode.USAGE:
             self.worst_error = code
-        if self.events is not None:
-            self.events.emit("error", target.text, kind=error.kind, message=str(error),
-                             exit_code=int(code))
-        if not self.common.quiet or self.events is None:
-            self._note(error_line(error))
+        report_error(self.env, self.events, target.text, error, code)
 
     def render_table(self) -> None:
         from rich.console import Console

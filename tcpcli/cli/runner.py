@@ -6,11 +6,14 @@ import os
 import signal
 import sys
 from collections.abc import Awaitable, Callable
-from typing import NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from tcpcli.cli.environment import Environment
 from tcpcli.cli.exit_codes import ExitCode, exit_code_for
 from tcpcli.core.errors import TcpcliError
+
+if TYPE_CHECKING:
+    from tcpcli.render.events import EventWriter
 
 
 class Terminated(BaseException):
@@ -49,6 +52,23 @@ def error_line(exc: TcpcliError) -> str:
 
     hint = None if isinstance(exc, PinMismatchError) else FIX_HINTS.get(exc.kind)
     return f"{exc} ({hint})" if hint else str(exc)
+
+
+def report_error(env: Environment, events: EventWriter | None, target: str | None,
+                 error: TcpcliError, code: ExitCode | int) -> None:
+    """An error as an ``error`` event carrying what the error knows (rule and lift of a
+    policy refusal, OpenSSL's verify code...) and as the one line on stderr, left out
+    only when the events go to stderr themselves (it would break the JSON Lines)."""
+    if events is not None:
+        fields: dict[str, Any] = {"kind": error.kind, "message": str(error),
+                                  "exit_code": int(code),
+                                  "workers_message": error.workers_message}
+        for attr in ("rule", "lift", "verify_code", "reason"):
+            if getattr(error, attr, None) is not None:
+                fields[attr] = getattr(error, attr)
+        events.emit("error", target, **fields)
+    if events is None or events.stream is not env.stderr:
+        env.note(error_line(error))
 
 
 def run(

@@ -12,7 +12,7 @@ from tcpcli.cli.connect import STARTTLS_PROTOCOLS
 from tcpcli.cli.environment import Environment
 from tcpcli.cli.exit_codes import ExitCode
 from tcpcli.cli.options import CommonOptions, common_options, target_argument
-from tcpcli.cli.runner import error_line, run
+from tcpcli.cli.runner import report_error, run
 
 if TYPE_CHECKING:
     import ssl
@@ -118,11 +118,7 @@ class StartTlsSession:
             self.events.phase(phase, self.address)
 
     def report_error(self, error: Any, code: ExitCode) -> None:
-        if self.events is not None:
-            self.events.emit("error", self.address, kind=error.kind, message=str(error),
-                             exit_code=int(code))
-        else:
-            self.env.note(error_line(error))
+        report_error(self.env, self.events, self.address, error, code)
 
     def _dialogue(self, name: str, host: str) -> Any:
         from tcpcli.protocols.registry import get_dialogue

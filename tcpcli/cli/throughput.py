@@ -19,7 +19,7 @@ import click
 from tcpcli.cli.environment import Environment
 from tcpcli.cli.exit_codes import ExitCode, exit_code_for
 from tcpcli.cli.options import CommonOptions
-from tcpcli.cli.runner import error_line, run
+from tcpcli.cli.runner import report_error, run
 
 if TYPE_CHECKING:
     from rich.console import RenderableType
@@ -134,15 +134,7 @@ class ThroughputSession:
         self.reported = False
 
     def report_error(self, error: Any, code: ExitCode) -> None:
-        if self.events is not None:
-            fields: dict[str, Any] = {"kind": error.kind, "message": str(error),
-                                      "exit_code": int(code)}
-            for attr in ("rule", "lift"):
-                if getattr(error, attr, None) is not None:
-                    fields[attr] = getattr(error, attr)
-            self.events.emit("error", self.config.address, **fields)
-        if not (self.events is not None and self.events.stream is self.env.stderr):
-            self.env.note(error_line(error))
+        report_error(self.env, self.events, self.config.address, error, code)
 
     async def main(self, invocation: Any) -> int:
         import anyio
