@@ -24,7 +24,7 @@ from tcpcli.cli.connect import target_address, unescape
 from tcpcli.cli.environment import Environment
 from tcpcli.cli.exit_codes import ExitCode, exit_code_for
 from tcpcli.cli.options import CommonOptions, common_options, target_argument
-from tcpcli.cli.runner import Terminated, report_error, run
+from tcpcli.cli.runner import interrupted, report_error, run
 from tcpcli.cli.throughput import THROUGHPUT_ONLY, ByteSize, bench_throughput
 
 if TYPE_CHECKING:
@@ -204,15 +204,6 @@ def _load_baseline(path: str) -> dict[str, Any]:
     return data
 
 
-def _interrupted(exc: BaseException) -> bool:
-    """Ctrl-C, SIGTERM, or the cancellation asyncio delivers for Ctrl-C."""
-    import anyio
-
-    if isinstance(exc, BaseExceptionGroup):
-        return any(_interrupted(inner) for inner in exc.exceptions)
-    return isinstance(exc, KeyboardInterrupt | Terminated | anyio.get_cancelled_exc_class())
-
-
 class BenchSession:
     def __init__(self, env: Environment, common: CommonOptions, config: BenchConfig, *,
                  emit_samples: bool, events_file: str | None, save_file: str | None,
@@ -264,7 +255,7 @@ class BenchSession:
                     await bench.run()
                     tg.cancel_scope.cancel()
             except BaseException as exc:
-                if _interrupted(exc) and not self.reported:
+                if interrupted(exc) and not self.reported:
                     bench.result.interrupted = True
                     if not bench.result.finished_ns:
                         bench.result.finished_ns = time.perf_counter_ns()

@@ -19,7 +19,7 @@ import click
 from tcpcli.cli.environment import Environment
 from tcpcli.cli.exit_codes import ExitCode, exit_code_for
 from tcpcli.cli.options import CommonOptions, common_options, target_argument
-from tcpcli.cli.runner import report_error, run
+from tcpcli.cli.runner import interrupted, report_error, run
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -252,7 +252,7 @@ class ProbeSession:
     # ------------------------------------------------------------------ run
 
     async def main(self, invocation: Any) -> int:
-        from tcpcli.core.scan import PortState, Scanner, ScanOptions
+        from tcpcli.core.scan import Scanner, ScanOptions
 
         common = self.common
         options = ScanOptions(
@@ -265,15 +265,26 @@ class ProbeSession:
         async with invocation:
             scanner = Scanner(invocation, options, self.on_result, on_error=self.on_error,
                               report=self.report_states())
-            if self.show_progress():
-                import anyio
+            try:
+                if self.show_progress():
+                    import anyio
 
-                async with anyio.create_task_group() as tg:
-                    tg.start_soon(self._progress, scanner)
+                    async with anyio.create_task_group() as tg:
+                        tg.start_soon(self._progress, scanner)
+                        summary = await scanner.run(self.all_targets(), self.ports)
+                        tg.cancel_scope.cancel()
+                else:
                     summary = await scanner.run(self.all_targets(), self.ports)
-                    tg.cancel_scope.cancel()
-            else:
-                summary = await scanner.run(self.all_targets(), self.ports)
+            except BaseException as exc:
+                if interrupted(exc):  # what was probed so far, then 130/143
+                    self._finish(scanner.summary, cut_short=True)
+                raise
+        return self._finish(summary)
+
+    def _finish(self, summary: Any, *, cut_short: bool = False) -> ExitCode:
+        """The table (on a terminal), the summary event and line; the exit code."""
+        from tcpcli.core.scan import PortState
+
         if self.table:
             self.render_table()
         counts = {str(state): summary.counts.get(state, 0) for state in PortState}
@@ -284,11 +295,12 @@ class ProbeSession:
                              peak_sockets=summary.peak_sockets, exit_code=int(code), **counts,
                              # Out of file descriptors (EMFILE...): waited and retried.
                              **({"socket_backoffs": summary.socket_backoffs}
-                                if summary.socket_backoffs else {}))
-        if not common.quiet:
+                                if summary.socket_backoffs else {}),
+                             **({"interrupted": True} if cut_short else {}))
+        if not self.common.quiet:
             shown = ", ".join(f"{n} {state}" for state, n in counts.items() if n)
-            self._note(f"probed {summary.probes} port(s) in {summary.elapsed_ms / 1000:.2f} s: "
-                       f"{shown or 'nothing'}")
+            self._note(f"probed {summary.probes} port(s) in {summary.elapsed_ms / 1000:.2f} s"
+                       f"{' (interrupted)' if cut_short else ''}: {shown or 'nothing'}")
         return code
 
     def exit_code(self, counts: dict[str, int]) -> ExitCode:

@@ -54,6 +54,16 @@ def error_line(exc: TcpcliError) -> str:
     return f"{exc} ({hint})" if hint else str(exc)
 
 
+def interrupted(exc: BaseException) -> bool:
+    """Ctrl-C, SIGTERM, or the cancellation asyncio delivers for Ctrl-C: the cases where a
+    command still reports what it has measured before exiting 130/143."""
+    import anyio
+
+    if isinstance(exc, BaseExceptionGroup):
+        return any(interrupted(inner) for inner in exc.exceptions)
+    return isinstance(exc, KeyboardInterrupt | Terminated | anyio.get_cancelled_exc_class())
+
+
 def report_error(env: Environment, events: EventWriter | None, target: str | None,
                  error: TcpcliError, code: ExitCode | int) -> None:
     """An error as an ``error`` event carrying what the error knows (rule and lift of a

@@ -19,7 +19,7 @@ import click
 from tcpcli.cli.environment import Environment
 from tcpcli.cli.exit_codes import ExitCode, exit_code_for
 from tcpcli.cli.options import CommonOptions
-from tcpcli.cli.runner import report_error, run
+from tcpcli.cli.runner import interrupted, report_error, run
 
 if TYPE_CHECKING:
     from rich.console import RenderableType
@@ -139,7 +139,6 @@ class ThroughputSession:
     async def main(self, invocation: Any) -> int:
         import anyio
 
-        from tcpcli.cli.bench import _interrupted
         from tcpcli.core.throughput import Throughput
 
         async with invocation:
@@ -160,7 +159,7 @@ class ThroughputSession:
                     await engine.run()
                     tg.cancel_scope.cancel()
             except BaseException as exc:
-                if _interrupted(exc) and not self.reported:
+                if interrupted(exc) and not self.reported:
                     engine.result.interrupted = True
                     if engine.result.started_ns and not engine.result.finished_ns:
                         engine.result.finished_ns = time.perf_counter_ns()

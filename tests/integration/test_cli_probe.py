@@ -7,6 +7,7 @@ import io
 import json
 import os
 import shutil
+import signal
 import socket
 import ssl
 import subprocess
@@ -245,3 +246,23 @@ def test_inspections_under_the_workers_cap_cannot_starve_each_other() -> None:
     assert proc.returncode == 0, proc.stderr
     summary = json.loads(proc.stdout.splitlines()[-1])
     assert summary["open"] == 9 and summary["peak_sockets"] <= 6
+
+
+def test_ctrl_c_prints_what_was_probed_so_far(filtered_port: int) -> None:
+    # One open port answers at once; the filtered one holds the scan for 30 s.
+    with serve(silent) as server:
+        exe = shutil.which("tcpcli")
+        command = [exe] if exe else [sys.executable, "-m", "tcpcli"]
+        proc = subprocess.Popen(
+            [*command, "probe", "127.0.0.1", "-p", f"{server.port},{filtered_port}",
+             "--allow", "127.0.0.1", "--timeout", "30"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            env={**os.environ, "NO_COLOR": "1"})
+        assert proc.stdout is not None
+        first = proc.stdout.readline()  # the open port's row: the scan is under way
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=10)
+    assert f"127.0.0.1 {server.port} open" in first
+    assert proc.returncode == 130, err
+    assert "probed 1 port(s) in " in err and "(interrupted): 1 open" in err
+    assert "Traceback" not in err
