@@ -405,10 +405,12 @@ log = {{ {{ levels = {{ min = "info" }}, to = "console" }} }}
 certificates = "{cwd}"
 interfaces = {{ "127.0.0.1" }}
 c2s_ports = {{ {port} }}
+s2s_ports = {{ {s2s_port} }}
 c2s_direct_tls_ports = {{ }}
+s2s_direct_tls_ports = {{ }}
 legacy_ssl_ports = {{ }}
-modules_enabled = {{ "tls", "saslauth", "disco" }}
-modules_disabled = {{ "s2s", "posix" }}
+modules_enabled = {{ "tls", "saslauth", "disco", "dialback" }}
+modules_disabled = {{ "posix" }}
 authentication = "internal_hashed"
 ssl = {{ certificate = "{cwd}/cert.pem", key = "{cwd}/key.pem" }}
 VirtualHost "localhost"
@@ -424,8 +426,10 @@ def prosody_server(server_files: ServerFiles) -> Iterator[RealServer]:
     if user is not None:
         account = pwd.getpwnam(user)
         os.chown(cwd / "data", account.pw_uid, account.pw_gid)
-    server = RealServer("prosody", package_version("prosody"), {"xmpp": free_port()})
-    (cwd / "prosody.cfg.lua").write_text(PROSODY_CONF.format(cwd=cwd, port=server.port()))
+    server = RealServer("prosody", package_version("prosody"),
+                        {"xmpp": free_port(), "xmpp-server": free_port()})
+    (cwd / "prosody.cfg.lua").write_text(PROSODY_CONF.format(
+        cwd=cwd, port=server.port("xmpp"), s2s_port=server.port("xmpp-server")))
     launch(server, [prosody, "--config", str(cwd / "prosody.cfg.lua"), "-F"],
            cwd=cwd, user=user)
     with running(server):

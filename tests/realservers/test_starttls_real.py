@@ -47,7 +47,11 @@ CASES = [
          advertised="supportedExtension: 1.3.6.1.4.1.1466.20037 (StartTLS)"),
     Case("mysql", "mariadb_server", advertised="SSL", auto=True),
     Case("postgres", "postgres_server"),  # no capabilities: the answer S is the offer
-    Case("xmpp", "prosody_server", advertised="STARTTLS (required)",  # Prosody's default
+    Case("xmpp", "prosody_server", "xmpp", advertised="STARTTLS (required)",  # the default
+         tcpcli_args=("--xmpp-to", "localhost"), openssl_args=("-xmpphost", "localhost")),
+    # Server to server: the stream is opened to the domain, nothing more (no dialback), so
+    # Prosody never connects anywhere itself.
+    Case("xmpp-server", "prosody_server", "xmpp-server", advertised="STARTTLS (required)",
          tcpcli_args=("--xmpp-to", "localhost"), openssl_args=("-xmpphost", "localhost")),
 ]
 
