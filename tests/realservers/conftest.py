@@ -436,6 +436,45 @@ def prosody_server(server_files: ServerFiles) -> Iterator[RealServer]:
         yield server
 
 
+# InspIRCd 3 with its STARTTLS module. No hostname lookups (resolvehostnames="no"), and
+# any it might still make go to 127.0.0.1: nothing leaves the machine.
+INSPIRCD_CONF = """\
+<server name="irc.localhost" description="tcpcli tests" network="tcpcli">
+<admin name="tcpcli" nick="tcpcli" email="tcpcli@localhost">
+<module name="cap">
+<module name="ssl_gnutls">
+<module name="starttls">
+<sslprofile name="main" provider="gnutls" certfile="{cwd}/cert.pem" keyfile="{cwd}/key.pem"
+            hash="sha256" requestclientcert="no">
+<starttls provider="main">
+<bind address="127.0.0.1" port="{port}" type="clients">
+<connect allow="*" resolvehostnames="no" useident="no" timeout="20" pingfreq="120"
+         hardsendq="1M" softsendq="8192" recvq="8192" threshold="100" commandrate="1000"
+         fakelag="no" localmax="100" globalmax="100" limit="100">
+<class name="all" commands="*">
+<files motd="{cwd}/motd.txt">
+<log method="file" type="* -USERINPUT -USEROUTPUT" level="default" target="{cwd}/ircd.log">
+<dns server="127.0.0.1" timeout="1">
+<options>
+<security>
+<performance>
+"""
+
+
+@pytest.fixture(scope="session")
+def inspircd_server(server_files: ServerFiles) -> Iterator[RealServer]:
+    inspircd = require_binary("inspircd")
+    user = service_user("irc")  # it refuses to run as root
+    cwd = server_files.workdir("inspircd", user)
+    server = RealServer("inspircd", package_version("inspircd"), {"irc": free_port()})
+    (cwd / "inspircd.conf").write_text(INSPIRCD_CONF.format(cwd=cwd, port=server.port()))
+    (cwd / "motd.txt").write_text("tcpcli tests\n")
+    launch(server, [inspircd, "--config", str(cwd / "inspircd.conf"), "--nofork", "--nopid"],
+           cwd=cwd, user=user)
+    with running(server):
+        yield server
+
+
 POSTFIX_MAIN_CF = """\
 compatibility_level = 3.6
 queue_directory = {cwd}/queue

@@ -53,6 +53,7 @@ CASES = [
     # Prosody never connects anywhere itself.
     Case("xmpp-server", "prosody_server", "xmpp-server", advertised="STARTTLS (required)",
          tcpcli_args=("--xmpp-to", "localhost"), openssl_args=("-xmpphost", "localhost")),
+    Case("irc", "inspircd_server", advertised="tls"),  # the IRCv3 capability
 ]
 
 
