@@ -16,7 +16,7 @@ import pytest
 
 from tests.hostile.harness import SIGNALS, Run, assert_clean_exit, run_cli
 from tests.support.dns_server import SILENT, serve_dns
-from tests.support.peers import echo, serve
+from tests.support.peers import echo, filtered_port, serve
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -50,27 +50,6 @@ def _syn_sent_to(port: int) -> Callable[[Run], bool]:
 
     before = hanging()
     return lambda _: hanging() > before
-
-
-@contextmanager
-def filtered_port() -> Iterator[int]:
-    """A listener whose accept queue is full: further SYNs are dropped, nothing answers."""
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(0)
-    port = listener.getsockname()[1]
-    fillers = []
-    for _ in range(3):
-        filler = socket.socket()
-        filler.setblocking(False)
-        filler.connect_ex(("127.0.0.1", port))
-        fillers.append(filler)
-    time.sleep(0.05)
-    try:
-        yield port
-    finally:
-        for sock in (*fillers, listener):
-            sock.close()
 
 
 def _greet_then_wait(spoke: threading.Event,

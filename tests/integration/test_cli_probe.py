@@ -12,13 +12,12 @@ import socket
 import ssl
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.support.peers import serve
+from tests.support.peers import filtered_port as filtered_listener, serve
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -62,21 +61,8 @@ def closed_port() -> Iterator[int]:
 
 @pytest.fixture
 def filtered_port() -> Iterator[int]:
-    """A listener whose accept queue is full: further SYNs are dropped, nothing answers."""
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(0)
-    port = listener.getsockname()[1]
-    fillers = []
-    for _ in range(3):
-        filler = socket.socket()
-        filler.setblocking(False)
-        filler.connect_ex(("127.0.0.1", port))
-        fillers.append(filler)
-    time.sleep(0.05)
-    yield port
-    for sock in (*fillers, listener):
-        sock.close()
+    with filtered_listener() as port:
+        yield port
 
 
 def test_states_services_and_tls(server_ssl_context: ssl.SSLContext, closed_port: int,
