@@ -520,3 +520,68 @@ def postfix_server(server_files: ServerFiles) -> Iterator[RealServer]:
     launch(server, [postfix, "-c", str(cwd / "conf"), "start-fg"], cwd=cwd)
     with running(server):
         yield server
+
+
+# INN's reader, nnrpd, as a daemon of its own (-D -f): no innd, and no articles (the trash
+# storage method). It reads no INN file but ours (INNCONF), has a domain (inn.conf must, on
+# a host whose name is no FQDN) and resolves no client address (-n).
+INN_CONF = """\
+domain: localdomain
+pathhost: news.tcpcli.test
+mta: "/bin/false %s"
+hismethod: hisv6
+ovmethod: tradindexed
+pathnews: /usr/lib/news
+pathetc: {cwd}
+pathdb: {cwd}
+pathrun: {cwd}
+pathlog: {cwd}
+pathtmp: {cwd}
+pathspool: {cwd}
+pathoverview: {cwd}
+tlscertfile: {cwd}/cert.pem
+tlskeyfile: {cwd}/key.pem
+tlsprotocols: [ {tls_version} ]
+tlsciphers13: {tls_suite}
+"""
+
+INN_STORAGE_CONF = """\
+method trash {
+    newsgroups: *
+    class: 0
+}
+"""
+
+INN_READERS_CONF = """\
+auth "all" {
+    hosts: "*"
+    default: "<tcpcli>"
+}
+access "all" {
+    users: "*"
+    newsgroups: "*"
+}
+"""
+
+
+@pytest.fixture(scope="session")
+def inn_server(server_files: ServerFiles) -> Iterator[RealServer]:
+    nnrpd = require_binary("nnrpd", pattern="/usr/lib/news/bin/nnrpd")
+    user = service_user("news")  # as innd would start it
+    cwd = server_files.workdir("inn", user)
+    version, suite = "TLSv1.3", "TLS_AES_128_GCM_SHA256"  # not OpenSSL's first choice
+    server = RealServer("inn", package_version("inn2"), {"nntp": free_port()},
+                        pinned_tls={"nntp": (version, suite)})
+    (cwd / "inn.conf").write_text(INN_CONF.format(cwd=cwd, tls_version=version,
+                                                  tls_suite=suite))
+    (cwd / "storage.conf").write_text(INN_STORAGE_CONF)
+    (cwd / "readers.conf").write_text(INN_READERS_CONF)
+    (cwd / "active").write_text("tcpcli.test 0000000000 0000000001 y\n")  # one empty group
+    inn_conf = f"INNCONF={cwd / 'inn.conf'}"
+    # nnrpd opens the overview before it greets: create its empty index.
+    run_setup(["env", inn_conf, str(Path(nnrpd).parent / "makehistory"), "-O", "-x"],
+              user=user, cwd=cwd)
+    launch(server, ["env", inn_conf, nnrpd, "-D", "-f", "-n", "-b", "127.0.0.1",
+                    "-p", str(server.port())], cwd=cwd, user=user)
+    with running(server):
+        yield server

@@ -54,6 +54,7 @@ CASES = [
     Case("xmpp-server", "prosody_server", "xmpp-server", advertised="STARTTLS (required)",
          tcpcli_args=("--xmpp-to", "localhost"), openssl_args=("-xmpphost", "localhost")),
     Case("irc", "inspircd_server", advertised="tls"),  # the IRCv3 capability
+    Case("nntp", "inn_server", advertised="STARTTLS", auto=True),
 ]
 
 
