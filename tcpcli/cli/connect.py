@@ -13,6 +13,8 @@ EOF semantics, explicitly:
 from __future__ import annotations
 
 import codecs
+import os
+import stat
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -290,18 +292,27 @@ class ConnectSession:
         reader: FdReader | None = None
         file: IO[bytes] | None = None
         previous_cr = False
+        sent_whole_file = False
         try:
             if self.payload is None and self.send_file is None:
-                reader = FdReader(self.env.stdin.fileno())
+                stdin = self.env.stdin.fileno()
+                if self._zero_copy and stat.S_ISREG(os.fstat(stdin).st_mode):
+                    sent_whole_file = await self._send_whole_file(sock, stdin)
+                else:
+                    reader = FdReader(stdin)
             elif self.send_file is not None:
                 file = Path(self.send_file).open("rb")  # noqa: SIM115, ASYNC230 - a local file
-            while True:
+                if self._zero_copy:
+                    sent_whole_file = await self._send_whole_file(sock, file.fileno())
+            while not sent_whole_file:
                 if self.payload is not None:
                     data, self.payload = self.payload, b""
                 elif file is not None:
                     data = await anyio.to_thread.run_sync(file.read, CHUNK)
                 else:
                     assert reader is not None
+                    # A fresh bytes per read: measured faster here than readv into one
+                    # reused buffer (0.45 vs 0.60 s of system time per 2 GiB).
                     data = await reader.read(CHUNK)
                 if not data:
                     break
@@ -327,6 +338,19 @@ class ConnectSession:
             if file is not None:
                 file.close()
 
+    @property
+    def _zero_copy(self) -> bool:
+        """Whether bytes may go from a file to the socket without passing through us."""
+        return not self.crlf and self.transcript is None and not (
+            self.events is not None and self.common.verbose)
+
+    async def _send_whole_file(self, sock: Any, fd: int) -> bool:
+        """A regular file -> socket, copied by the kernel where it can (sendfile): 1.5x
+        faster than reading and sending (benchmarks/connect_throughput.py)."""
+        while await sock.writable.send_file(fd):
+            self.last_activity = time.monotonic()
+        return True
+
     async def _downstream(self, sock: Any, scope: Any) -> None:
         """socket -> stdout until the peer's EOF."""
         import anyio
@@ -335,10 +359,11 @@ class ConnectSession:
         from tcpcli.core.errors import ConnectionLostError
 
         writer = FdWriter(self.env.stdout.fileno())
+        buffer = memoryview(bytearray(CHUNK))  # one buffer for every read: no allocations
         try:
             while True:
                 try:
-                    data = await sock.readable.receive(CHUNK)
+                    data = buffer[:await sock.readable.receive_into(buffer)]
                 except anyio.EndOfStream:
                     break
                 except ConnectionLostError:
@@ -348,7 +373,7 @@ class ConnectSession:
                     raise
                 self.last_activity = time.monotonic()
                 if self.transcript is not None:
-                    self.transcript.record("<", data)
+                    self.transcript.record("<", bytes(data))
                 if self.events is not None and self.common.verbose:
                     self.events.emit("data", self.address, direction="in", bytes=len(data))
                 await writer.write(data)

@@ -15,11 +15,19 @@ import os
 import socket
 from collections.abc import Callable
 from ipaddress import IPv4Address, IPv6Address
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
 import anyio.abc
 import anyio.lowlevel
+
+if TYPE_CHECKING:
+    from _typeshed import WriteableBuffer as WritableBuffer
+
+T = TypeVar("T")
+
+# sendfile errors that are about the file, not the connection: read and send instead.
+_NO_SENDFILE = frozenset({errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP})
 
 # SO_ERROR values after a non-blocking connect that mean the handshake completed and the
 # connection died afterwards (the peer accepted and reset before we looked). The connect
@@ -41,21 +49,30 @@ class RawSocketStream(anyio.abc.SocketStream):
             raise anyio.BrokenResourceError from self._lost
 
     async def receive(self, max_bytes: int = 65536) -> bytes:
-        sock = self._socket
+        data = await self._when_readable(lambda sock: sock.recv(max_bytes))
+        if not data:
+            raise anyio.EndOfStream
+        return data
+
+    async def receive_into(self, buffer: WritableBuffer) -> int:
+        """``receive`` into the caller's buffer: no allocation per chunk (bulk pulls)."""
+        count = await self._when_readable(lambda sock: sock.recv_into(buffer))
+        if not count:
+            raise anyio.EndOfStream
+        return count
+
+    async def _when_readable(self, read: Callable[[socket.socket], T]) -> T:
+        """``read`` the socket, waiting in the event loop while the kernel has nothing."""
         self._raise_if_lost()
         while True:
             if self._closed:
                 raise anyio.ClosedResourceError
             try:
-                data = sock.recv(max_bytes)
+                return read(self._socket)
             except BlockingIOError:
-                await anyio.wait_readable(sock)
-                continue
+                await anyio.wait_readable(self._socket)
             except OSError as exc:
                 raise anyio.BrokenResourceError from exc
-            if not data:
-                raise anyio.EndOfStream
-            return data
 
     async def send(self, item: bytes) -> None:
         sock = self._socket
@@ -73,6 +90,26 @@ class RawSocketStream(anyio.abc.SocketStream):
                 raise anyio.BrokenResourceError from exc
             view = view[sent:]
         await anyio.lowlevel.checkpoint()
+
+    async def send_file(self, fd: int, max_bytes: int) -> int:
+        """Up to ``max_bytes`` from a regular file's current position, copied by the kernel
+        (``sendfile``); 0 at its end. NotImplementedError: this file cannot be sent so."""
+        sock = self._socket
+        self._raise_if_lost()
+        while True:
+            if self._closed:
+                raise anyio.ClosedResourceError
+            try:
+                sent = os.sendfile(sock.fileno(), fd, None, max_bytes)
+            except BlockingIOError:
+                await anyio.wait_writable(sock)
+                continue
+            except OSError as exc:
+                if exc.errno in _NO_SENDFILE:
+                    raise NotImplementedError(exc.strerror) from exc
+                raise anyio.BrokenResourceError from exc
+            await anyio.lowlevel.checkpoint()
+            return sent
 
     async def send_eof(self) -> None:
         self._raise_if_lost()

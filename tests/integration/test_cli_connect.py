@@ -13,10 +13,11 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
-from tests.support.peers import LoopbackServer, echo, recv_all, reset, serve
+from tests.support.peers import LoopbackServer, answer_sha256, echo, recv_all, reset, serve
 
 BACKENDS = ["asyncio", "trio"]
 
@@ -74,6 +75,41 @@ def test_256_mib_each_way_plain(random_file: tuple[str, str], slow: bool) -> Non
     assert proc.returncode == 0, proc.stderr
     assert received["sha256"] == expected
     assert hashlib.sha256(proc.stdout).hexdigest() == expected
+
+
+def test_256_mib_each_way_plain_from_a_pipe(random_file: tuple[str, str]) -> None:
+    # stdin a pipe, not a file: read and sent by us rather than copied by the kernel.
+    path, expected = random_file
+    received: dict[str, str] = {}
+    with serve(sha256_echo(received)) as server, \
+            subprocess.Popen(["cat", path], stdout=subprocess.PIPE) as cat:
+        proc = subprocess.run([*tcpcli_command(), "connect", server.address,
+                               "--allow", "127.0.0.1"], stdin=cat.stdout, capture_output=True,
+                              timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert received["sha256"] == expected
+    assert hashlib.sha256(proc.stdout).hexdigest() == expected
+
+
+@pytest.mark.parametrize("how", ["stdin", "send-file", "stdin-crlf"])
+def test_a_file_is_sent_exactly_from_its_position(how: str, tmp_path: Path) -> None:
+    content = os.urandom(3 * 1024 * 1024 + 7)
+    path = tmp_path / "data.bin"
+    path.write_bytes(content)
+    with serve(answer_sha256) as server, path.open("rb") as stdin:
+        if how == "send-file":
+            args, expected = ["--send-file", str(path)], content
+        else:
+            stdin.seek(1000)  # a shell leaves it here after `head -c 1000`, say
+            args, expected = [], content[1000:]
+            if how == "stdin-crlf":  # a per-chunk rewrite: read and sent by us
+                args, expected = ["--crlf"], expected.replace(b"\r\n", b"\n").replace(
+                    b"\n", b"\r\n")
+        proc = subprocess.run([*tcpcli_command(), "connect", server.address, *args,
+                               "--allow", "127.0.0.1"], stdin=stdin, capture_output=True,
+                              timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == hashlib.sha256(expected).digest()
 
 
 def test_256_mib_each_way_tls(random_file: tuple[str, str], server_ssl_context: ssl.SSLContext,

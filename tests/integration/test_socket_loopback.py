@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import socket
 import ssl
 import threading
+from pathlib import Path
 
 import anyio
 import pytest
@@ -20,7 +22,7 @@ from tcpcli.core.errors import (
     StreamClosedError,
 )
 from tcpcli.core.tls import TLSOptions
-from tests.support.peers import echo, recv_all, reset, serve
+from tests.support.peers import answer_sha256, echo, recv_all, reset, serve
 
 pytestmark = pytest.mark.anyio
 
@@ -238,3 +240,104 @@ async def test_source_address_is_used() -> None:
                 assert await sock.readable.receive() == b"x"
             assert sock.local_sockname is not None and sock.local_sockname[0] == "127.0.0.2"
     assert peers == ["127.0.0.2"]
+
+
+async def test_receive_into_fills_the_callers_buffer_and_counts() -> None:
+    payload = os.urandom(3 * 1024 * 1024 + 5)
+
+    def send_and_close(conn: socket.socket) -> None:
+        conn.sendall(payload)
+
+    with serve(send_and_close) as server:
+        async with loopback_invocation():
+            sock = tcpcli.connect(server.address)
+            buffer = memoryview(bytearray(256 * 1024))
+            received = bytearray()
+            with pytest.raises(anyio.EndOfStream):
+                while True:
+                    count = await sock.readable.receive_into(buffer)
+                    assert 0 < count <= len(buffer)
+                    received += buffer[:count]
+            assert bytes(received) == payload
+            assert sock.bytes_received == len(payload)
+            await sock.close()
+
+
+def write_file(directory: Path, content: bytes) -> Path:
+    path = directory / "data.bin"
+    path.write_bytes(content)
+    return path
+
+
+@pytest.mark.parametrize("tls", [False, True], ids=["sendfile", "tls-reads"])
+async def test_send_file_sends_from_the_current_position_to_the_end(
+        tls: bool, tmp_path: Path, server_ssl_context: ssl.SSLContext, ca_file: str,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    kernel_copies: list[int] = []
+    real_sendfile = os.sendfile
+
+    def counted_sendfile(*args: int | None) -> int:
+        kernel_copies.append(1)
+        return real_sendfile(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(os, "sendfile", counted_sendfile)
+    content = os.urandom(5 * 1024 * 1024 + 3)
+    path = write_file(tmp_path, content)
+    context = server_ssl_context if tls else None
+    with serve(answer_sha256, ssl_context=context) as server:
+        async with loopback_invocation(options=tcpcli.ConnectOptions(
+                tls=TLSOptions(ca_file=ca_file))):
+            sock = tcpcli.connect(f"localhost:{server.port}", family=socket.AF_INET,
+                                  secure_transport="on" if tls else "off")
+            fd = os.open(path, os.O_RDONLY)
+            try:
+                os.lseek(fd, 1000, os.SEEK_SET)  # where `head -c 1000` leaves a shell's stdin
+                total = 0
+                while sent := await sock.writable.send_file(fd, max_bytes=1024 * 1024):
+                    assert sent <= 1024 * 1024
+                    total += sent
+                # The position advanced with the bytes.
+                assert os.lseek(fd, 0, os.SEEK_CUR) == len(content)
+            finally:
+                os.close(fd)
+            await sock.writable.aclose()
+            assert await read_exactly(sock, 32) == hashlib.sha256(content[1000:]).digest()
+            await sock.close()
+    assert total == sock.bytes_sent == len(content) - 1000
+    assert bool(kernel_copies) is not tls  # zero-copy on plain TCP; TLS must read
+
+
+async def test_send_file_reads_and_sends_where_the_kernel_cannot(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_sendfile(*args: object) -> int:
+        raise OSError(errno.EINVAL, "Invalid argument")
+
+    monkeypatch.setattr(os, "sendfile", no_sendfile)
+    content = os.urandom(300_000)
+    path = write_file(tmp_path, content)
+    with serve(answer_sha256) as server:
+        async with loopback_invocation():
+            sock = tcpcli.connect(server.address)
+            fd = os.open(path, os.O_RDONLY)
+            try:
+                while await sock.writable.send_file(fd):
+                    pass
+            finally:
+                os.close(fd)
+            await sock.writable.aclose()
+            assert await read_exactly(sock, 32) == hashlib.sha256(content).digest()
+            await sock.close()
+
+
+async def test_send_file_takes_only_regular_files() -> None:
+    with serve(echo) as server:
+        async with loopback_invocation():
+            sock = tcpcli.connect(server.address)
+            read_end, write_end = os.pipe()
+            try:
+                with pytest.raises(TypeError, match="regular file"):
+                    await sock.writable.send_file(read_end)
+            finally:
+                os.close(read_end)
+                os.close(write_end)
+            await sock.close()

@@ -6,6 +6,7 @@ test, and let a peer block, stall or reset exactly as a real server would.
 
 from __future__ import annotations
 
+import hashlib
 import socket
 import ssl
 import struct
@@ -87,6 +88,11 @@ def serve(handler: Handler, **kwargs: object) -> Iterator[LoopbackServer]:
 def echo(conn: socket.socket) -> None:
     while data := conn.recv(65536):
         conn.sendall(data)
+
+
+def answer_sha256(conn: socket.socket) -> None:
+    """Read to EOF, then answer with the SHA-256 digest (32 bytes) of what arrived."""
+    conn.sendall(hashlib.sha256(recv_all(conn)).digest())
 
 
 def recv_all(conn: socket.socket) -> bytes:
