@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import fcntl
 import os
 import random
 import shutil
@@ -35,15 +36,33 @@ from pathlib import Path
 CHUNK = 1024 * 1024
 
 
-def tcpcli() -> list[str]:
-    exe = shutil.which("tcpcli")
-    return [exe] if exe else [sys.executable, "-m", "tcpcli"]
+REPOSITORY = Path(__file__).resolve().parents[1]
+
+
+def installed_wheel(root: Path) -> Path:
+    """The project's wheel in a fresh venv, as users install it (pip byte-compiles it; no
+    editable-install finder or other .pth hooks of this environment run at start-up).
+    Returns the venv's bin directory."""
+    dist, prefix = root / "dist", root / "venv"
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps",
+                    "--wheel-dir", str(dist), str(REPOSITORY)], check=True)
+    subprocess.run([sys.executable, "-m", "venv", str(prefix)], check=True)
+    subprocess.run([str(prefix / "bin" / "python"), "-m", "pip", "install", "--quiet",
+                    "--disable-pip-version-check", *map(str, dist.glob("tcpcli-*.whl"))],
+                   check=True)
+    return prefix / "bin"
 
 
 class Sink:
-    """A loopback server: ``discard`` reads everything; ``source`` sends ``size`` bytes."""
+    """A loopback server: ``discard`` reads everything; ``source`` sends ``size`` bytes.
 
-    def __init__(self, mode: str, size: int, context: ssl.SSLContext | None = None) -> None:
+    Both must outrun every client they measure, or the benchmark measures them: the plain
+    source sends from the page cache with sendfile, and the plain sink splices the socket
+    through a pipe into /dev/null (Linux), so neither copies the bytes to user space."""
+
+    def __init__(self, mode: str, size: int, context: ssl.SSLContext | None = None,
+                 source: Path | None = None) -> None:
+        self.source = source
         self.listener = socket.create_server(("127.0.0.1", 0), backlog=16)
         self.port = self.listener.getsockname()[1]
         self.mode, self.size, self.context = mode, size, context
@@ -57,10 +76,12 @@ class Sink:
             try:
                 if self.context is not None:
                     conn = self.context.wrap_socket(conn, server_side=True)
-                if self.mode == "discard":
+                if self.mode == "discard" and self.context is None and SPLICE:
+                    self.received = splice_to_null(conn, self.size)
+                elif self.mode == "discard":
                     # Read exactly `size` bytes, then close: openssl s_client (with
                     # -quiet, i.e. -ign_eof) only exits when the server closes.
-                    # recv_into one buffer: the sink must outrun every client it measures.
+                    # recv_into one buffer: no allocation per chunk.
                     total, buffer = 0, bytearray(4 * CHUNK)
                     while total < self.size and (got := conn.recv_into(buffer)):
                         total += got
@@ -68,6 +89,10 @@ class Sink:
                     if self.context is not None:
                         with contextlib.suppress(OSError, ssl.SSLError):
                             conn.unwrap()
+                elif self.source is not None and self.context is None:
+                    with self.source.open("rb") as file:
+                        conn.sendfile(file, count=self.size)
+                    conn.shutdown(socket.SHUT_WR)
                 else:
                     left = self.size
                     while left > 0:
@@ -80,12 +105,44 @@ class Sink:
                 conn.close()
 
 
+#: The tools run as a user's would: pip byte-compiles an installed wheel, so bytecode may be
+#: written (and is, by the warm-up round) even where the shell sets PYTHONDONTWRITEBYTECODE.
+#: Without it every run recompiles tcpcli from source, about 40 ms that no user pays.
+CHILD_ENV = {key: value for key, value in os.environ.items()
+             if key != "PYTHONDONTWRITEBYTECODE"}
+
+
+SPLICE = hasattr(os, "splice")
+F_SETPIPE_SZ = 1031  # Linux; not in the fcntl module before Python 3.12
+
+
+def splice_to_null(conn: socket.socket, size: int) -> int:
+    """Discard ``size`` bytes (or up to EOF) without copying them out of the kernel."""
+    total = 0
+    pipe_read, pipe_write = os.pipe()
+    with contextlib.suppress(OSError):  # a 1 MiB pipe: fewer, larger moves
+        fcntl.fcntl(pipe_write, F_SETPIPE_SZ, 1 << 20)
+    with open(os.devnull, "wb") as null:
+        try:
+            while total < size:
+                moved = os.splice(conn.fileno(), pipe_write, min(size - total, 1 << 20))
+                if not moved:
+                    break
+                total += moved
+                while moved:
+                    moved -= os.splice(pipe_read, null.fileno(), moved)
+        finally:
+            os.close(pipe_read)
+            os.close(pipe_write)
+    return total
+
+
 def timed(cmd: list[str], stdin_path: str | None) -> float:
     stdin = open(stdin_path, "rb") if stdin_path else subprocess.DEVNULL  # noqa: SIM115
     try:
         start = time.perf_counter()
         proc = subprocess.run(cmd, stdin=stdin, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.PIPE, timeout=600)
+                              stderr=subprocess.PIPE, timeout=600, env=CHILD_ENV)
         elapsed = time.perf_counter() - start
     finally:
         if stdin_path:
@@ -101,6 +158,9 @@ def main() -> None:
     parser.add_argument("--size-mib", type=int, default=1024)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--scenarios", default="push,pull,tls,startup")
+    parser.add_argument("--tcpcli", choices=("wheel", "current"), default="wheel",
+                        help="wheel: build and install it in a fresh venv (default); current:"
+                             " the tcpcli on PATH (an editable install pays its finder)")
     args = parser.parse_args()
     size = args.size_mib * CHUNK
     scenarios = args.scenarios.split(",")
@@ -112,17 +172,24 @@ def main() -> None:
         for _ in range(args.size_mib):
             f.write(block)
 
-    discard, source = Sink("discard", size), Sink("source", size)
+    if args.tcpcli == "wheel":
+        bin_dir = installed_wheel(Path(tmp))
+        tcpcli, python = [str(bin_dir / "tcpcli")], str(bin_dir / "python")
+    else:
+        found = shutil.which("tcpcli")
+        tcpcli = [found] if found else [sys.executable, "-m", "tcpcli"]
+        python = sys.executable
+    discard, source = Sink("discard", size), Sink("source", size, source=data)
     allow = ["--allow", "127.0.0.1", "-q"]
     runs: list[tuple[str, Callable[[], float]]] = []
 
     def add(name: str, cmd: list[str], stdin: str | None) -> None:
-        if shutil.which(cmd[0]) or cmd[0] == sys.executable:
+        if shutil.which(cmd[0]):
             runs.append((name, lambda: timed(cmd, stdin)))
 
     if "push" in scenarios:
         target = ["127.0.0.1", str(discard.port)]
-        add("push tcpcli", [*tcpcli(), "connect", *target, *allow], str(data))
+        add("push tcpcli", [*tcpcli, "connect", *target, *allow], str(data))
         add("push nc -N", ["nc", "-N", *target], str(data))
         add("push ncat", ["ncat", "--send-only", *target], str(data))
         add("push socat", ["socat", "-u", "STDIN", f"TCP:127.0.0.1:{discard.port}"], str(data))
@@ -130,7 +197,7 @@ def main() -> None:
                                   f"TCP:127.0.0.1:{discard.port}"], str(data))
     if "pull" in scenarios:
         target = ["127.0.0.1", str(source.port)]
-        add("pull tcpcli", [*tcpcli(), "connect", *target, *allow, "--no-stdin"], None)
+        add("pull tcpcli", [*tcpcli, "connect", *target, *allow, "--no-stdin"], None)
         add("pull nc", ["nc", "-d", *target], None)
         add("pull ncat", ["ncat", "--recv-only", *target], None)
         add("pull socat", ["socat", "-u", f"TCP:127.0.0.1:{source.port}", "STDOUT"], None)
@@ -140,15 +207,17 @@ def main() -> None:
         certificate = throwaway_certificate("127.0.0.1")
         ca = certificate.write_ca(tmp)
         tls_sink = Sink("discard", size, certificate.server_context())
-        add("tls tcpcli", [*tcpcli(), "connect", "127.0.0.1", str(tls_sink.port), "--tls",
+        add("tls tcpcli", [*tcpcli, "connect", "127.0.0.1", str(tls_sink.port), "--tls",
                            "--ca-file", ca, *allow], str(data))
         add("tls openssl s_client", ["openssl", "s_client", "-quiet",
                                      "-connect", f"127.0.0.1:{tls_sink.port}",
                                      "-CAfile", ca], str(data))
     if "startup" in scenarios:
-        add("startup tcpcli --version", [*tcpcli(), "--version"], None)
-        add("startup import click", [sys.executable, "-c", "import click"], None)
+        add("startup tcpcli --version", [*tcpcli, "--version"], None)
+        add("startup import click", [python, "-c", "import click"], None)
 
+    for _, run in runs:  # warm-up, not counted: page cache, bytecode, sockets
+        run()
     for round_index in range(args.rounds):
         order = runs[:]
         random.shuffle(order)
