@@ -98,6 +98,7 @@ class TelnetDialogue(TableDialogue[Unit]):
                  max_reply: int = DEFAULT_MAX_REPLY) -> None:
         super().__init__(max_line=max_line, max_reply=max_reply)
         self._seen: list[str] = []
+        self._reported = 0  # how many of _seen the report's capabilities hold
         self._size = 0  # bytes of negotiation so far: bounded by max_reply
 
     def _partial(self) -> bool:
@@ -167,6 +168,10 @@ class TelnetDialogue(TableDialogue[Unit]):
             self._last_text = f"IAC SB {name} ... IAC SE"
             if step is Step.FOLLOWS and reply.option == START_TLS:
                 if reply.payload == bytes([FOLLOWS]):
+                    if len(self._seen) > self._reported:
+                        # Requests that came after DO START_TLS (C-Kermit's IKSD sends six
+                        # at once): left unanswered, as the draft says, but reported.
+                        self._negotiated()
                     return Outcome.OK
                 raise RemoteProtocolError(
                     f"{self.name}: a START_TLS subnegotiation other than FOLLOWS"
@@ -195,3 +200,4 @@ class TelnetDialogue(TableDialogue[Unit]):
 
     def _negotiated(self) -> None:
         self._capabilities(self._seen)
+        self._reported = len(self._seen)
