@@ -9,6 +9,7 @@ each tool to ``nc -N`` (push) or ``nc`` (pull). Shared, noisy machines: quote th
 
 Scenarios:
   push  a file on stdin -> the peer, which discards it (tcpcli, nc -N, ncat, socat)
+  pipe  the same through a pipe (cat FILE | tool); cat's 128 KiB writes set the pace
   pull  the peer sends SIZE bytes -> stdout -> /dev/null
   tls   push over TLS against an openssl-free Python TLS sink (tcpcli vs openssl s_client)
   startup  ``tcpcli --version`` vs ``python -c "import click"``
@@ -137,16 +138,26 @@ def splice_to_null(conn: socket.socket, size: int) -> int:
     return total
 
 
-def timed(cmd: list[str], stdin_path: str | None) -> float:
+def timed(cmd: list[str], stdin_path: str | None, *, through_pipe: bool = False) -> float:
+    """Wall time of ``cmd`` with the file on stdin (or ``cat FILE |`` with through_pipe)."""
     stdin = open(stdin_path, "rb") if stdin_path else subprocess.DEVNULL  # noqa: SIM115
+    cat = None
     try:
         start = time.perf_counter()
+        if through_pipe:
+            cat = subprocess.Popen(["cat"], stdin=stdin, stdout=subprocess.PIPE)
+            stdin = cat.stdout  # type: ignore[assignment]
         proc = subprocess.run(cmd, stdin=stdin, stdout=subprocess.DEVNULL,
                               stderr=subprocess.PIPE, timeout=600, env=CHILD_ENV)
+        if cat is not None:
+            cat.wait(timeout=60)
         elapsed = time.perf_counter() - start
     finally:
         if stdin_path:
             stdin.close()  # type: ignore[union-attr]
+        if cat is not None:
+            cat.kill()
+            cat.wait()
     if proc.returncode != 0:
         raise RuntimeError(f"{cmd[0]} failed: {proc.stderr.decode()[:300]}")
     return elapsed
@@ -157,7 +168,7 @@ def main() -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size-mib", type=int, default=1024)
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--scenarios", default="push,pull,tls,startup")
+    parser.add_argument("--scenarios", default="push,pipe,pull,tls,startup")
     parser.add_argument("--tcpcli", choices=("wheel", "current"), default="wheel",
                         help="wheel: build and install it in a fresh venv (default); current:"
                              " the tcpcli on PATH (an editable install pays its finder)")
@@ -183,9 +194,9 @@ def main() -> None:
     allow = ["--allow", "127.0.0.1", "-q"]
     runs: list[tuple[str, Callable[[], float]]] = []
 
-    def add(name: str, cmd: list[str], stdin: str | None) -> None:
+    def add(name: str, cmd: list[str], stdin: str | None, *, through_pipe: bool = False) -> None:
         if shutil.which(cmd[0]):
-            runs.append((name, lambda: timed(cmd, stdin)))
+            runs.append((name, lambda: timed(cmd, stdin, through_pipe=through_pipe)))
 
     if "push" in scenarios:
         target = ["127.0.0.1", str(discard.port)]
@@ -195,6 +206,12 @@ def main() -> None:
         add("push socat", ["socat", "-u", "STDIN", f"TCP:127.0.0.1:{discard.port}"], str(data))
         add("push socat -b256K", ["socat", "-b", "262144", "-u", "STDIN",
                                   f"TCP:127.0.0.1:{discard.port}"], str(data))
+    if "pipe" in scenarios:
+        target = ["127.0.0.1", str(discard.port)]
+        add("pipe tcpcli", [*tcpcli, "connect", *target, *allow], str(data), through_pipe=True)
+        add("pipe nc -N", ["nc", "-N", *target], str(data), through_pipe=True)
+        add("pipe socat -b256K", ["socat", "-b", "262144", "-u", "STDIN",
+                                  f"TCP:127.0.0.1:{discard.port}"], str(data), through_pipe=True)
     if "pull" in scenarios:
         target = ["127.0.0.1", str(source.port)]
         add("pull tcpcli", [*tcpcli, "connect", *target, *allow, "--no-stdin"], None)
@@ -225,7 +242,8 @@ def main() -> None:
             results.setdefault(name, []).append(run())
         print(f"round {round_index + 1}/{args.rounds} done", file=sys.stderr)
 
-    baselines = {"push": "push nc -N", "pull": "pull nc", "tls": "tls openssl s_client",
+    baselines = {"push": "push nc -N", "pipe": "pipe nc -N", "pull": "pull nc",
+                 "tls": "tls openssl s_client",
                  "startup": "startup import click"}
     print(f"{'run':<28}{'median s':>10}{'GB/s':>8}{'ratio':>8}  (ratio = time / baseline)")
     for name, times in results.items():
