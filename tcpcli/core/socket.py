@@ -436,14 +436,24 @@ class Socket:
         return str(host.literal) if host.literal is not None else host.name
 
     async def _handshake(self, transport: anyio.abc.ByteStream) -> TLSStream:
-        from tcpcli.core.tls import TLSStream, client_context  # cryptography and certifi
+        setup_start = time.perf_counter_ns()
+        from tcpcli.core.tls import (  # cryptography and certifi
+            TLSStream,
+            client_context,
+            contexts_built,
+        )
 
         target, port = self.address.address_str, self.address.port
         hostname = self._tls_hostname()
         try:
-            # Built (once, cached) before the clock starts: loading the trust store is not
-            # handshake time, and full vs resumed handshakes must compare like with like.
+            # Built (once, cached) before the handshake's clock starts: loading the trust
+            # store is not handshake time, and full vs resumed handshakes must compare like
+            # with like. Its own phase when it happens, so the waterfall has no gap.
+            built = contexts_built()
             client_context(self.options.tls, hostname=hostname)
+            if contexts_built() > built:
+                self.clock.record("tls-setup", setup_start,
+                                  trust=self.options.tls.ca_file or "certifi")
             with self.clock.phase("tls", server_name=hostname) as phase:
                 tls = await TLSStream.wrap(transport, hostname=hostname,
                                            options=self.options.tls,

@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 #: The phases the core records, in the order they usually happen.
-PHASES = ("resolve", "slot-wait", "connect", "proxy", "starttls", "tls", "first-byte", "close")
+PHASES = ("resolve", "slot-wait", "connect", "proxy", "starttls", "tls-setup", "tls",
+          "first-byte", "close")
 
 
 @dataclass
@@ -81,6 +82,16 @@ class PhaseClock:
             self.end(current, getattr(exc, "kind", fallback))
             raise
         self.end(current)
+
+    def record(self, name: str, start_ns: int, /, **detail: Any) -> Phase:
+        """A phase that started at ``start_ns`` and ends now (known only afterwards to
+        have been worth recording)."""
+        phase = Phase(name, start_ns, detail=detail)
+        self.phases.append(phase)
+        if self.observer is not None:
+            self.observer("start", phase)
+        self.end(phase)
+        return phase
 
     def find(self, name: str) -> list[Phase]:
         return [p for p in self.phases if p.name == name]

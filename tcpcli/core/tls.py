@@ -148,6 +148,11 @@ def client_context(options: TLSOptions, *, hostname: str | None = None) -> ssl.S
     return _handshake_context(options, _normalize_name(options.server_name or hostname))[0]
 
 
+def contexts_built() -> int:
+    """How many client contexts this process has built (each loads a trust store)."""
+    return _context.cache_info().misses
+
+
 def _handshake_context(options: TLSOptions, name: str | None) -> (
     tuple[ssl.SSLContext, str | None]
 ):

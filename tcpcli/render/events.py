@@ -23,6 +23,7 @@ PHASE_EVENTS = {
     "connect": "attempt",
     "proxy": "proxy",
     "starttls": "starttls",
+    "tls-setup": "tls_setup",
     "tls": "tls",
     "first-byte": "first_byte",
     "close": "socket_close",

@@ -6,6 +6,7 @@ here touches a socket; callers pass finished results.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -26,6 +27,7 @@ _LABELS = {
     "connect": "tcp connect",
     "proxy": "proxy",
     "starttls": "starttls",
+    "tls-setup": "tls setup",
     "tls": "tls handshake",
     "first-byte": "first byte",
 }
@@ -39,6 +41,8 @@ def _what(phase: Phase) -> str:
         return join_host_port(d.get("address", ""), d.get("port", ""))
     if phase.name == "tls":
         return str(d.get("server_name", ""))
+    if phase.name == "tls-setup":
+        return f"trust: {os.path.basename(str(d.get('trust', '')))}"
     if phase.name == "slot-wait":
         return f"{d.get('live', '?')}/{d.get('limit', '?')} sockets open"
     if phase.name == "starttls":

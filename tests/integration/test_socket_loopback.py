@@ -163,7 +163,31 @@ async def test_tls_on_verifies_against_the_name(
             assert report is not None
             assert report.verification.verified
             assert report.version.startswith("TLSv1.")
-            assert [p.name for p in sock.clock.phases][:3] == ["resolve", "connect", "tls"]
+            names = [p.name for p in sock.clock.phases if p.name != "tls-setup"]
+            assert names[:3] == ["resolve", "connect", "tls"]
+
+
+async def test_tls_setup_is_its_own_phase_when_a_context_is_built(
+    server_ssl_context: ssl.SSLContext, ca_file: str
+) -> None:
+    # Options no earlier test used: this process has no context for them yet.
+    options = tcpcli.ConnectOptions(tls=TLSOptions(ca_file=ca_file, alpn=(os.urandom(8).hex(),)))
+    with serve(echo, ssl_context=server_ssl_context) as server:
+        async with loopback_invocation(options=options):
+            phases = []
+            for _ in range(2):  # the second socket reuses the context
+                async with tcpcli.connect(f"localhost:{server.port}", secure_transport="on",
+                                          family=socket.AF_INET) as sock:
+                    await sock.opened
+                    phases.append([p for p in sock.clock.phases if p.name != "first-byte"])
+    first, second = phases
+    assert [p.name for p in first] == ["resolve", "connect", "tls-setup", "tls"]
+    setup, handshake = first[2], first[3]
+    assert setup.detail == {"trust": ca_file}
+    # Back to back: the setup starts when the connect ends and the handshake when it ends.
+    assert first[1].end_ns is not None and setup.end_ns is not None
+    assert first[1].end_ns <= setup.start_ns <= setup.end_ns <= handshake.start_ns
+    assert [p.name for p in second] == ["resolve", "connect", "tls"]
 
 
 async def test_tls_wrong_name_fails_verification(
