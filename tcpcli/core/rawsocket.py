@@ -13,6 +13,7 @@ import contextlib
 import errno
 import os
 import socket
+import sys
 from collections.abc import Callable
 from ipaddress import IPv4Address, IPv6Address
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -28,6 +29,9 @@ T = TypeVar("T")
 
 # sendfile errors that are about the file, not the connection: read and send instead.
 _NO_SENDFILE = frozenset({errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP})
+# Linux's sendfile reads from, and advances, the file's own position (offset None), as a
+# read would; the BSDs' and macOS's need an explicit offset, so those read and send.
+_SENDFILE_FROM_POSITION = sys.platform.startswith("linux")
 
 # SO_ERROR values after a non-blocking connect that mean the handshake completed and the
 # connection died afterwards (the peer accepted and reset before we looked). The connect
@@ -96,6 +100,8 @@ class RawSocketStream(anyio.abc.SocketStream):
         (``sendfile``); 0 at its end. NotImplementedError: this file cannot be sent so."""
         sock = self._socket
         self._raise_if_lost()
+        if not _SENDFILE_FROM_POSITION:
+            raise NotImplementedError("sendfile() cannot read from the file's position here")
         while True:
             if self._closed:
                 raise anyio.ClosedResourceError
