@@ -184,7 +184,11 @@ def main() -> None:
             f.write(block)
 
     if args.tcpcli == "wheel":
-        bin_dir = installed_wheel(Path(tmp))
+        try:
+            bin_dir = installed_wheel(Path(tmp))
+        except subprocess.CalledProcessError as exc:
+            sys.exit(f"cannot build and install the wheel ({exc}); without a package index,"
+                     " measure the installed checkout with --tcpcli current")
         tcpcli, python = [str(bin_dir / "tcpcli")], str(bin_dir / "python")
     else:
         found = shutil.which("tcpcli")
