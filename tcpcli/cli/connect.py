@@ -259,8 +259,11 @@ class ConnectSession:
                 from tcpcli.protocols.registry import get_dialogue
 
                 reply_timeout = self.common.timeout or REPLY_TIMEOUT
-                sock = (await run_starttls(sock, get_dialogue(self.starttls),
-                                           reply_timeout=reply_timeout)).socket
+                result = await run_starttls(sock, get_dialogue(self.starttls),
+                                            reply_timeout=reply_timeout)
+                if result.after_tls_error is not None:
+                    raise result.after_tls_error
+                sock = result.socket
             self._show_connected(sock)
             try:
                 async with anyio.create_task_group() as tg:

@@ -163,12 +163,16 @@ class StartTlsSession:
             result = await run_starttls(sock, dialogue,
                                         reply_timeout=self.common.timeout or REPLY_TIMEOUT)
             tls_report = result.socket.tls_report
+            failed_after_tls = result.after_tls_error
             # Taken before close: a TLS 1.3 ticket arrives after the handshake.
-            tls_session = await result.socket.resumable_tls_session() if self.resume \
-                else None
+            tls_session = await result.socket.resumable_tls_session() \
+                if self.resume and failed_after_tls is None else None
             await result.socket.close()
             assert tls_report is not None
             code = self._show(note, result, tls_report, sock)
+            if failed_after_tls is not None:
+                # The upgrade and its report stand; what failed afterwards is the error.
+                raise failed_after_tls
             if self.resume:
                 await self._resume(name, host, tls_session, tls_report, sock)
         return code
@@ -240,7 +244,9 @@ class StartTlsSession:
                              capabilities_after=report.capabilities_after,
                              plaintext_login_offered=report.plaintext_login_offered,
                              upgrade_reply=report.upgrade_reply, details=dict(report.details),
-                             steps=result.steps)
+                             steps=result.steps,
+                             after_tls_error=None if result.after_tls_error is None
+                             else str(result.after_tls_error))
             self.events.emit("tls_report", self.address, **tls_report.to_dict())
             for check, passed, found in outcomes:
                 self.events.emit("check", self.address, check=check, passed=passed,

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import anyio
 
-from tcpcli.core.errors import IdleTimeoutError
+from tcpcli.core.errors import IdleTimeoutError, TcpcliError
 from tcpcli.core.socket import Socket
 from tcpcli.core.tlsoptions import TLSOptions
 from tcpcli.protocols.base import (
@@ -37,6 +37,9 @@ class StartTlsResult:
     socket: Socket  # the upgraded, "on" socket
     report: DialogueReport
     steps: list[str] = field(default_factory=list)  # what was sent, in order
+    #: The dialogue failed after the upgrade (a re-query refused, a stream error, the
+    #: server hanging up): TLS itself is up and reported; the caller decides what it means.
+    after_tls_error: TcpcliError | None = None
 
 
 class _ReplyDeadline:
@@ -82,7 +85,8 @@ async def run_starttls(sock: Socket, dialogue: Dialogue, *,
 
     Protocol errors (refused or absent STARTTLS, injected bytes, oversized replies) are
     raised from the dialogue as ``ProtocolError``s; TLS errors from the upgraded socket's
-    ``opened``. After the upgrade the dialogue may re-query capabilities over TLS.
+    ``opened``. After the upgrade the dialogue may re-query capabilities over TLS; an error
+    there is not raised but returned (``after_tls_error``), with the upgraded socket.
     """
     steps: list[str] = []
     current = sock
@@ -108,15 +112,18 @@ async def run_starttls(sock: Socket, dialogue: Dialogue, *,
     await upgraded.opened
     dialogue.tls_established()
     deadline.reply_complete()
-    while True:
-        event = dialogue.next_event()
-        if event is NEED_DATA:
-            await _feed(upgraded, dialogue, deadline)
-            continue
-        deadline.reply_complete()
-        if isinstance(event, Send):
-            steps.append(event.step)
-            await upgraded.writable.send(event.data)
-        elif isinstance(event, Done):
-            break
+    try:
+        while True:
+            event = dialogue.next_event()
+            if event is NEED_DATA:
+                await _feed(upgraded, dialogue, deadline)
+                continue
+            deadline.reply_complete()
+            if isinstance(event, Send):
+                steps.append(event.step)
+                await upgraded.writable.send(event.data)
+            elif isinstance(event, Done):
+                break
+    except TcpcliError as exc:
+        return StartTlsResult(upgraded, dialogue.report, steps, after_tls_error=exc)
     return StartTlsResult(upgraded, dialogue.report, steps)

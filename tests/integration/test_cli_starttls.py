@@ -17,7 +17,8 @@ ALLOW = ("--allow", "127.0.0.1")
 
 
 def smtp_server(context: ssl.SSLContext, *, offer: bool = True, refuse: bool = False,
-                inject: bool = False) -> Callable[[socket.socket], None]:
+                inject: bool = False, hang_up_after_tls: bool = False,
+                ) -> Callable[[socket.socket], None]:
     def handler(conn: socket.socket) -> None:
         reader = conn.makefile("rb")
         conn.sendall(b"220 mail.test ESMTP Postfix\r\n")
@@ -36,6 +37,9 @@ def smtp_server(context: ssl.SSLContext, *, offer: bool = True, refuse: bool = F
         tls = context.wrap_socket(conn, server_side=True)
         tls_reader = tls.makefile("rb")
         assert tls_reader.readline().startswith(b"EHLO ")
+        if hang_up_after_tls:
+            tls.unwrap()
+            return
         tls.sendall(b"250-mail.test\r\n250-AUTH PLAIN LOGIN\r\n250 8BITMIME\r\n")
         while line := tls_reader.readline():  # then an echo of the user's lines
             tls.sendall(b"echo " + line)
@@ -92,6 +96,29 @@ def test_refusal_absence_and_injection_exit_8(server_ssl_context: ssl.SSLContext
     assert proc.returncode == 8, err
     assert text in err and "Traceback" not in err
     assert len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("json_events", [False, True], ids=["text", "json"])
+def test_a_failure_after_the_upgrade_keeps_the_tls_report(
+        server_ssl_context: ssl.SSLContext, ca_file: str, json_events: bool) -> None:
+    # TLS is up and verified; then the server hangs up instead of answering the EHLO
+    # over TLS. The report stands, and the failure is the error that ends the run.
+    with serve(smtp_server(server_ssl_context, hang_up_after_tls=True)) as server:
+        proc = run_cli("starttls", server.address, "-P", "smtp", "--ca-file", ca_file, *ALLOW,
+                       *(["--json"] if json_events else []))
+    err = proc.stderr.decode()
+    assert proc.returncode == 8, err
+    if json_events:
+        events = {e["event"]: e for e in map(json.loads, err.splitlines())}
+        assert events["tls_report"]["verification"]["verified"] is True
+        assert "closed the connection" in events["starttls_report"]["after_tls_error"]
+        assert events["error"]["kind"] == "protocol" and events["error"]["exit_code"] == 8
+    else:
+        lines = err.strip().splitlines()
+        assert "tcpcli: tls verify: ok" in lines
+        assert "capabilities before tls: PIPELINING, STARTTLS, AUTH PLAIN LOGIN, 8BITMIME" in err
+        assert lines[-1] == ("tcpcli: smtp: the server closed the connection while we waited "
+                             "in step tls_hello")
 
 
 def test_connect_starttls_lets_the_user_talk_over_tls(server_ssl_context: ssl.SSLContext,
