@@ -135,6 +135,12 @@ def target_address(target: str, port: int | None) -> str:
 @click.option("--starttls", "starttls", metavar="PROTO",
               type=click.Choice(STARTTLS_PROTOCOLS),
               help="Run PROTO's STARTTLS dialogue, upgrade, then pipe over TLS.")
+@click.option("--tls-eof", type=click.Choice(["close-notify", "wait"]),
+              help="At stdin EOF over TLS, which has no half-close: send close_notify and "
+                   "read on (the default with --tls), or send nothing and read until the "
+                   "server closes (the default with --starttls, as openssl s_client "
+                   "-ign_eof: a server that closes after QUIT never sees an unread "
+                   "close_notify, so no reset can drop its last replies).")
 @click.option("--events", "events_file", type=click.Path(dir_okay=False, writable=True),
               help="Write JSON Lines events to this file instead of stderr.")
 @common_options
@@ -169,13 +175,17 @@ class ConnectSession:
                  half_open: bool, idle_timeout: float | None, no_stdin: bool,
                  send_text: str | None, send_file: str | None, crlf: bool,
                  transcript: str | None, transcript_format: str,
-                 events_file: str | None, starttls: str | None) -> None:
+                 events_file: str | None, starttls: str | None,
+                 tls_eof: str | None) -> None:
         from tcpcli.render.events import EventWriter
 
         self.env, self.common, self.address = env, common, address
         self.half_open, self.idle_timeout = half_open, idle_timeout
         self.no_stdin, self.crlf = no_stdin, crlf
         self.starttls = starttls
+        # TLS has no half-close: what stdin EOF does there (see --tls-eof).
+        self.wait_at_tls_eof = (tls_eof or ("wait" if starttls else "close-notify")) == "wait" \
+            and bool(common.tls or starttls)
         self.payload = unescape(send_text) if send_text is not None else None
         self.send_file = send_file
         self.origin_ns = time.perf_counter_ns()
@@ -330,6 +340,8 @@ class ConnectSession:
                     self.events.emit("data", self.address, direction="out", bytes=len(data))
                 await sock.writable.send(data)
             self.outcome.stdin_open = False
+            if self.wait_at_tls_eof:
+                return  # the server closes first; close() then sends close_notify
             if not self.outcome.first_closer:
                 self.outcome.first_closer, self.outcome.how = "us", "FIN"
             await sock.writable.aclose()

@@ -145,6 +145,34 @@ def test_answer_after_our_eof_is_printed_whole(backend: str, tls: bool,
     assert proc.stdout == b"answer to question\n" + b"x" * 100_000
 
 
+def test_tls_eof_wait_sends_no_close_notify_and_reads_until_the_server_closes(
+        server_ssl_context: ssl.SSLContext, ca_file: str) -> None:
+    def answer_then_close(conn: socket.socket) -> None:
+        # Answers each line; closes after QUIT without waiting for our close_notify.
+        reader = conn.makefile("rb")
+        while line := reader.readline():
+            time.sleep(0.2)  # the answer comes well after our stdin has ended
+            conn.sendall(b"ok " + line)
+            if line == b"QUIT\n":
+                return
+
+    def wait_for_close_notify(conn: socket.socket) -> None:
+        request = recv_all(conn)  # until our close_notify, which never comes
+        conn.sendall(b"answer to " + request)
+
+    tls = ["--tls", "--ca-file", ca_file, "--allow", "127.0.0.1"]
+    with serve(answer_then_close, ssl_context=server_ssl_context) as server:
+        proc = run_cli("connect", server.address, *tls, "--tls-eof", "wait",
+                       stdin=b"HELLO\nQUIT\n")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == b"ok HELLO\nok QUIT\n"
+    with serve(wait_for_close_notify, ssl_context=server_ssl_context) as server:
+        proc = run_cli("connect", server.address, *tls, "--tls-eof", "wait",
+                       "--idle-timeout", "1", stdin=b"question")
+    assert proc.returncode == 6, proc.stderr  # nothing ends the run but the idle timeout
+    assert proc.stdout == b""
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_peer_closing_first_ends_the_run_while_stdin_is_open(backend: str) -> None:
     def greet_and_close(conn: socket.socket) -> None:

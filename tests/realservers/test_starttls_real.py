@@ -134,8 +134,6 @@ def test_auto_detects_the_protocol_by_its_greeting(case: Case, request: pytest.F
 def test_connect_starttls_smtp_carries_the_users_commands(postfix_server: RealServer,
                                                           ca_file: str) -> None:
     # As at a terminal, stdin stays open until the server has answered QUIT and closed.
-    # (An EOF right after QUIT would send close_notify, which Postfix leaves unread when it
-    # closes: its kernel answers with a reset that can discard the replies in flight.)
     proc = subprocess.Popen(
         [*tcpcli_command(), "connect", f"127.0.0.1:{postfix_server.port()}", "--starttls",
          "smtp", "--ca-file", ca_file, "--sni", "localhost", *ALLOW],
@@ -158,3 +156,17 @@ def test_connect_starttls_smtp_carries_the_users_commands(postfix_server: RealSe
     # Over TLS the server no longer offers STARTTLS: the user's EHLO went through the upgrade.
     assert b"250-STARTTLS" not in replies and b"250 STARTTLS" not in replies
     assert replies[ehlo_end + 1:] == [b"221 2.0.0 Bye", b""]
+
+
+def test_connect_starttls_smtp_script_ending_stdin_gets_every_reply(
+        postfix_server: RealServer, ca_file: str) -> None:
+    # The scripted form: stdin ends right after QUIT. With --starttls, stdin EOF sends no
+    # close_notify (--tls-eof wait): Postfix closes after 221 with nothing unread, so no
+    # reset can drop the replies in flight. Several runs, since the race is one of timing.
+    for _ in range(5):
+        proc = run_cli("connect", f"127.0.0.1:{postfix_server.port()}", "--starttls", "smtp",
+                       "--ca-file", ca_file, "--sni", "localhost", *ALLOW,
+                       stdin=b"EHLO x\r\nQUIT\r\n")
+        assert proc.returncode == 0, proc.stderr.decode()
+        assert proc.stdout.startswith(b"250-mail.tcpcli.test\r\n")
+        assert proc.stdout.endswith(b"221 2.0.0 Bye\r\n")
