@@ -484,6 +484,9 @@ class TableDialogue(Dialogue, Generic[ReplyT]):
             raise RemoteProtocolError(
                 f"{self.name}: unexpected reply in step {self.step}: {self._last_text}"
             )
+        if outcome is Outcome.NO and self._state is State.AFTER_TLS and self._last_text:
+            # The re-query over TLS was refused: why the capabilities after TLS are missing.
+            self._detail("refused after tls", self._last_text)
         self._enter(target)
         return True
 
