@@ -383,8 +383,10 @@ class Socket:
                     f"no answer within the {timeout:g} s connect timeout",
                     target=str(self.address), port=self.address.port,
                 ) from None
+            handshaking = [p for p in self.clock.find("tls") if p.outcome == "cancelled"]
+            where = "in the TLS handshake with" if handshaking else "connecting to"
             raise ConnectTimeoutError(
-                f"timed out after {timeout:g} s connecting to {self.address}",
+                f"timed out after {timeout:g} s {where} {self.address}",
                 target=str(self.address), port=self.address.port,
             ) from None
         self._stream = stream

@@ -85,7 +85,8 @@ async def run_starttls(sock: Socket, dialogue: Dialogue, *,
 
     Protocol errors (refused or absent STARTTLS, injected bytes, oversized replies) are
     raised from the dialogue as ``ProtocolError``s; TLS errors from the upgraded socket's
-    ``opened``. After the upgrade the dialogue may re-query capabilities over TLS; an error
+    ``opened``, whose handshake gets ``reply_timeout`` as any server reply does. After the
+    upgrade the dialogue may re-query capabilities over TLS; an error
     there is not raised but returned (``after_tls_error``), with the upgraded socket.
     """
     steps: list[str] = []
@@ -109,7 +110,15 @@ async def run_starttls(sock: Socket, dialogue: Dialogue, *,
             elif isinstance(event, Done):  # pragma: no cover - a dialogue ends after TLS
                 break
     upgraded = sock.start_tls(tls=tls)
-    await upgraded.opened
+    try:
+        # The handshake waits on the server's reply (its hello) like any dialogue step.
+        with anyio.fail_after(reply_timeout):
+            await upgraded.opened
+    except TimeoutError:
+        raise IdleTimeoutError(
+            f"{dialogue.name}: no TLS handshake reply from {sock.address} after "
+            f"{reply_timeout:g} s (the server's go-ahead came, then silence)",
+            target=str(sock.address), port=sock.address.port) from None
     dialogue.tls_established()
     deadline.reply_complete()
     try:

@@ -186,8 +186,8 @@ def test_tls_peers_that_break_the_handshake(ca_file: str) -> None:
     assert garbled.lines[0].startswith(f"tcpcli: TLS handshake with {garbage.address} failed")
     bounded(stalled, 4)
     assert stalled.returncode == 6, stalled.stderr
-    assert stalled.lines == [f"tcpcli: timed out after 1 s connecting to {stall.address} "
-                             "(allow longer with --timeout SECONDS)"]
+    assert stalled.lines == ["tcpcli: timed out after 1 s in the TLS handshake with "
+                             f"{stall.address} (allow longer with --timeout SECONDS)"]
     bounded(detect, 5)
     rows = [json.loads(line) for line in detect.stdout.splitlines()]
     tls = [row["tls"] for row in rows if row["event"] == "probe_result"]

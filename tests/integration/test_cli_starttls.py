@@ -141,3 +141,54 @@ def test_a_server_that_never_answers_times_out() -> None:
         proc = run_cli("starttls", server.address, "-P", "smtp", *ALLOW, "--timeout", "0.5")
     assert proc.returncode == 6, proc.stderr
     assert b"no reply" in proc.stderr
+
+
+def test_a_server_silent_after_its_go_ahead_times_out_in_the_handshake() -> None:
+    import time
+
+    def go_ahead_then_silence(conn: socket.socket) -> None:
+        reader = conn.makefile("rb")
+        conn.sendall(b"220 mail.test ESMTP\r\n")
+        reader.readline()
+        conn.sendall(b"250-mail.test\r\n250 STARTTLS\r\n")
+        reader.readline()
+        conn.sendall(b"220 2.0.0 Ready to start TLS\r\n")
+        time.sleep(5)  # never answers the ClientHello
+
+    with serve(go_ahead_then_silence) as server:
+        # Ended by the reply timeout or the connect timeout (both 0.5 s here); either names
+        # the handshake. The reply timeout alone is tested on the core below.
+        started = time.monotonic()
+        proc = run_cli("starttls", server.address, "-P", "smtp", *ALLOW, "--timeout", "0.5")
+    assert proc.returncode == 6, proc.stderr
+    assert b"TLS handshake" in proc.stderr
+    assert time.monotonic() - started < 5
+
+
+@pytest.mark.anyio
+async def test_run_starttls_bounds_the_handshake_by_the_reply_timeout(
+        anyio_backend: str) -> None:
+    import time
+
+    import tcpcli
+    from tcpcli.core.errors import IdleTimeoutError
+    from tcpcli.core.starttls import run_starttls
+    from tcpcli.protocols import get_dialogue
+
+    def go_ahead_then_silence(conn: socket.socket) -> None:
+        reader = conn.makefile("rb")
+        conn.sendall(b"220 mail.test ESMTP\r\n")
+        reader.readline()
+        conn.sendall(b"250-mail.test\r\n250 STARTTLS\r\n")
+        reader.readline()
+        conn.sendall(b"220 2.0.0 Ready to start TLS\r\n")
+        time.sleep(3)
+
+    policy = tcpcli.Policy.parse("workers", allow=["127.0.0.1"])
+    with serve(go_ahead_then_silence) as server:
+        async with tcpcli.Invocation(policy=policy):  # no connect timeout at all
+            sock = tcpcli.connect(server.address, secure_transport="starttls")
+            started = time.monotonic()
+            with pytest.raises(IdleTimeoutError, match="no TLS handshake reply .* 0.3 s"):
+                await run_starttls(sock, get_dialogue("smtp"), reply_timeout=0.3)
+            assert time.monotonic() - started < 2
