@@ -265,12 +265,11 @@ class ConnectSession:
                            allow_half_open=self.half_open)
             await sock.opened
             if self.starttls:
-                from tcpcli.core.starttls import REPLY_TIMEOUT, run_starttls
+                from tcpcli.core.starttls import run_starttls
                 from tcpcli.protocols.registry import get_dialogue
 
-                reply_timeout = self.common.timeout or REPLY_TIMEOUT
                 result = await run_starttls(sock, get_dialogue(self.starttls),
-                                            reply_timeout=reply_timeout)
+                                            reply_timeout=self.common.reply_timeout)
                 if result.after_tls_error is not None:
                     raise result.after_tls_error
                 sock = result.socket

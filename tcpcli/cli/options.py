@@ -97,6 +97,14 @@ class CommonOptions:
             values[name] = tuple(entry for entry, _, _ in policy_list(ctx, name, values[name]))
         return cls(family=family, **values)
 
+    @property
+    def reply_timeout(self) -> float:
+        """How long a server may take over one reply: a STARTTLS dialogue step, or its
+        answer to our TLS ClientHello. --timeout, else the core's 10 s."""
+        from tcpcli.core.starttls import REPLY_TIMEOUT
+
+        return self.timeout or REPLY_TIMEOUT
+
     def tls_options(self) -> Any:
         from tcpcli.core.tlsoptions import TLSOptions  # no cryptography: start-up time
 
@@ -133,6 +141,9 @@ class CommonOptions:
         options = ConnectOptions(
             tls=self.tls_options(),
             connect_timeout=self.timeout,
+            # Workers puts no limit on a handshake; a diagnostics run must not hang on a
+            # server that accepts and never answers our ClientHello.
+            tls_handshake_timeout=self.reply_timeout,
             family=self.family,
             local_address=self.source,
             proxy=self.proxy,
@@ -166,7 +177,8 @@ def common_options(func: F) -> F:
         click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=None,
                      envvar="TCPCLI_TIMEOUT", metavar="SECONDS",
                      help="Give up connecting (resolve, queue, dial, TLS), or waiting for "
-                          "a STARTTLS reply, after this long."),
+                          "a STARTTLS reply, after this long (default: no limit on "
+                          "connecting; 10 s for a TLS handshake or a STARTTLS reply)."),
         click.option("-4", "ipv4", is_flag=True, help="IPv4 only."),
         click.option("-6", "ipv6", is_flag=True, help="IPv6 only."),
         click.option("--resolver", envvar="TCPCLI_RESOLVER", metavar="IP[:PORT]",

@@ -134,7 +134,7 @@ class StartTlsSession:
 
         from tcpcli.core.errors import LocalProtocolError
         from tcpcli.core.socket import connect
-        from tcpcli.core.starttls import REPLY_TIMEOUT, run_starttls
+        from tcpcli.core.starttls import run_starttls
         from tcpcli.protocols.registry import auto_detect
 
         async with invocation:
@@ -161,7 +161,7 @@ class StartTlsSession:
             if first:
                 dialogue.receive_data(first)
             result = await run_starttls(sock, dialogue,
-                                        reply_timeout=self.common.timeout or REPLY_TIMEOUT)
+                                        reply_timeout=self.common.reply_timeout)
             tls_report = result.socket.tls_report
             failed_after_tls = result.after_tls_error
             # Taken before close: a TLS 1.3 ticket arrives after the handshake.
@@ -185,7 +185,7 @@ class StartTlsSession:
         server that declines is reported, not an error: the exit code stays as it was.
         """
         from tcpcli.core.socket import connect
-        from tcpcli.core.starttls import REPLY_TIMEOUT, run_starttls
+        from tcpcli.core.starttls import run_starttls
         from tcpcli.render.report import (
             render_waterfall,
             resumption_lines,
@@ -205,7 +205,7 @@ class StartTlsSession:
         sock = connect(self.address, secure_transport="starttls", tls_session=tls_session)
         await sock.opened
         result = await run_starttls(sock, self._dialogue(name, host),
-                                    reply_timeout=self.common.timeout or REPLY_TIMEOUT)
+                                    reply_timeout=self.common.reply_timeout)
         second = result.socket.tls_report
         await result.socket.close()
         assert second is not None

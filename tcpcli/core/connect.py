@@ -43,6 +43,7 @@ class ConnectOptions:
 
     tls: TLSOptions = field(default_factory=TLSOptions)
     connect_timeout: float | None = None  # whole dial: resolve + slot wait + attempts + TLS
+    tls_handshake_timeout: float | None = None  # the handshake alone (none in Workers)
     family: int = socket.AF_UNSPEC  # AF_INET for -4, AF_INET6 for -6
     local_address: str | None = None  # source address to bind before connecting
     proxy: str | None = None  # socks5://, socks4://, http:// (CONNECT) URL

@@ -456,12 +456,19 @@ class Socket:
             if contexts_built() > built:
                 self.clock.record("tls-setup", setup_start,
                                   trust=self.options.tls.ca_file or "certifi")
-            with self.clock.phase("tls", server_name=hostname) as phase:
+            limit = self.options.tls_handshake_timeout
+            with anyio.move_on_after(limit) as bounded, \
+                    self.clock.phase("tls", server_name=hostname) as phase:
                 tls = await TLSStream.wrap(transport, hostname=hostname,
                                            options=self.options.tls,
                                            session=self._tls_session, target=target,
                                            port=port)
                 phase.detail["resumed"] = tls.report.session_reused
+            if bounded.cancelled_caught:
+                assert limit is not None
+                raise ConnectTimeoutError(  # worded as when the connect timeout ends it
+                    f"timed out after {limit:g} s in the TLS handshake with {self.address}",
+                    target=target, port=port)
         except BaseException:
             await anyio.aclose_forcefully(transport)
             raise
@@ -789,15 +796,12 @@ def connect(
     parsed = parse_address(address)
     mode = validate_secure_transport(secure_transport)
     invocation = invocation or current_invocation()
-    base = invocation.options
-    options = ConnectOptions(
-        tls=tls if tls is not None else base.tls,
-        connect_timeout=connect_timeout if connect_timeout is not None
-        else base.connect_timeout,
-        family=family if family is not None else base.family,
-        local_address=local_address if local_address is not None else base.local_address,
-        proxy=proxy if proxy is not None else base.proxy,
-        happy_eyeballs_delay=base.happy_eyeballs_delay,
-    )
+    # The invocation's defaults, with what this call names: every other field (the
+    # handshake timeout, happy eyeballs' delay, ...) carries over as it is.
+    given: dict[str, Any] = {"tls": tls, "connect_timeout": connect_timeout,
+                             "family": family, "local_address": local_address,
+                             "proxy": proxy}
+    options = replace(invocation.options,
+                      **{name: value for name, value in given.items() if value is not None})
     return Socket(parsed, mode, bool(allow_half_open), options, invocation,
                   tls_session=tls_session)

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import anyio
 
-from tcpcli.core.errors import IdleTimeoutError, TcpcliError
+from tcpcli.core.errors import ConnectTimeoutError, IdleTimeoutError, TcpcliError
 from tcpcli.core.socket import Socket
 from tcpcli.core.tlsoptions import TLSOptions
 from tcpcli.protocols.base import (
@@ -115,9 +115,9 @@ async def run_starttls(sock: Socket, dialogue: Dialogue, *,
         with anyio.fail_after(reply_timeout):
             await upgraded.opened
     except TimeoutError:
-        raise IdleTimeoutError(
-            f"{dialogue.name}: no TLS handshake reply from {sock.address} after "
-            f"{reply_timeout:g} s (the server's go-ahead came, then silence)",
+        # Worded as the socket's own handshake timeout, which may end it first.
+        raise ConnectTimeoutError(
+            f"timed out after {reply_timeout:g} s in the TLS handshake with {sock.address}",
             target=str(sock.address), port=sock.address.port) from None
     dialogue.tls_established()
     deadline.reply_complete()

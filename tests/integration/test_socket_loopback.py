@@ -8,6 +8,7 @@ import os
 import socket
 import ssl
 import threading
+import time
 from pathlib import Path
 
 import anyio
@@ -18,6 +19,7 @@ from tcpcli.core.errors import (
     CertificateVerifyError,
     ConnectionLostError,
     ConnectionRefusedError_,
+    ConnectTimeoutError,
     PolicyError,
     StreamClosedError,
 )
@@ -365,3 +367,20 @@ async def test_send_file_takes_only_regular_files() -> None:
                 os.close(read_end)
                 os.close(write_end)
             await sock.close()
+
+
+async def test_tls_handshake_timeout_alone_ends_a_silent_handshake() -> None:
+    def accept_and_say_nothing(conn: socket.socket) -> None:
+        time.sleep(3)
+
+    options = tcpcli.ConnectOptions(tls_handshake_timeout=0.3)  # and no connect timeout
+    with serve(accept_and_say_nothing) as server:
+        async with loopback_invocation(options=options):
+            sock = tcpcli.connect(server.address, secure_transport="on")
+            started = time.monotonic()
+            with pytest.raises(ConnectTimeoutError,
+                               match="timed out after 0.3 s in the TLS handshake with"):
+                await sock.opened
+            assert time.monotonic() - started < 2
+    assert [(p.name, p.outcome) for p in sock.clock.phases if p.name in ("connect", "tls")] \
+        == [("connect", "ok"), ("tls", "cancelled")]
