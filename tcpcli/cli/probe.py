@@ -296,8 +296,12 @@ class ProbeSession:
                              # Out of file descriptors (EMFILE...): waited and retried.
                              **({"socket_backoffs": summary.socket_backoffs}
                                 if summary.socket_backoffs else {}),
+                             **({"unprobed": summary.unprobed} if summary.unprobed else {}),
                              **({"interrupted": True} if cut_short else {}))
         if not self.common.quiet:
+            for name, addresses in summary.unprobed.items():
+                self._note(f"{name} also has {', '.join(addresses)}: not probed "
+                           "(--all-addresses probes each)")
             shown = ", ".join(f"{n} {state}" for state, n in counts.items() if n)
             self._note(f"probed {summary.probes} port(s) in {summary.elapsed_ms / 1000:.2f} s"
                        f"{' (interrupted)' if cut_short else ''}: {shown or 'nothing'}")

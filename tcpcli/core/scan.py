@@ -268,6 +268,9 @@ class ScanSummary:
     peak_sockets: int = 0
     #: socket() failed for want of descriptors (EMFILE...) and the probe waited and retried.
     socket_backoffs: int = 0
+    #: A name's further addresses, left unprobed (only the first is, unless all_addresses),
+    #: as nmap's "Other addresses for NAME (not scanned)".
+    unprobed: dict[str, list[str]] = field(default_factory=dict)
 
 
 ResultSink = Callable[[ProbeResult], None]
@@ -547,7 +550,10 @@ class Scanner:
                 WORKERS_POLICY.check_resolved(name.name, ips, port)
 
         judge, workers_judge = PortJudge(policy, decide), PortJudge(WORKERS_POLICY, workers)
-        for ip in ordered if self.options.all_addresses else ordered[:1]:
+        probed = ordered if self.options.all_addresses else ordered[:1]
+        if len(probed) < len(ordered):
+            self.summary.unprobed[target.host] = [str(ip) for ip in ordered[len(probed):]]
+        for ip in probed:
             yield HostPlan(target.host, ip, ports, judge, workers_judge)
 
     def _error(self, target: Target, error: TcpcliError) -> None:

@@ -275,3 +275,26 @@ def test_the_pacer_keeps_hosts_apart_and_forgets_old_ones() -> None:
     for index in range(scan._Pacer.PRUNE_AT + 1):
         pacer.started(f"h{index}", now=200.0 + index)
     assert len(pacer._next_by_host) < scan._Pacer.PRUNE_AT
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("all_addresses", [False, True], ids=["first", "all"])
+async def test_a_name_with_several_addresses(all_addresses: bool) -> None:
+    from tcpcli.core.resolve import StaticResolver
+
+    async with MemoryConnector() as net:
+        net.serve("198.51.100.7", 22, _silent)  # .8 refuses
+        resolver = StaticResolver({"db.example": ["198.51.100.7", "198.51.100.8"]})
+        invocation = Invocation(policy="open", connector=net, resolver=resolver)
+        rows: list[ProbeResult] = []
+        scanner = Scanner(invocation, ScanOptions(timeout=0.2, all_addresses=all_addresses),
+                          rows.append)
+        async with invocation:
+            summary = await scanner.run([parse_target("db.example")], [22])
+    seen = sorted((str(row.address), row.state) for row in rows)
+    if all_addresses:
+        assert seen == [("198.51.100.7", PortState.OPEN), ("198.51.100.8", PortState.CLOSED)]
+        assert summary.unprobed == {}
+    else:  # the first address only, and the others said
+        assert seen == [("198.51.100.7", PortState.OPEN)]
+        assert summary.unprobed == {"db.example": ["198.51.100.8"]}

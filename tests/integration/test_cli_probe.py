@@ -252,3 +252,29 @@ def test_ctrl_c_prints_what_was_probed_so_far(filtered_port: int) -> None:
     assert proc.returncode == 130, err
     assert "probed 1 port(s) in " in err and "(interrupted): 1 open" in err
     assert "Traceback" not in err
+
+
+def test_a_name_with_several_addresses_probes_the_first_and_says_so() -> None:
+    from tests.support.dns_server import Records, serve_dns
+
+    zone = {"multi.test": Records([("A", "127.0.0.1"), ("A", "127.0.0.2")])}
+    with serve(greeter(b"hello\r\n")) as server, serve_dns(zone) as dns:
+        common = ("multi.test", "-p", str(server.port), "--resolver", dns.address,
+                  "--policy", "open")
+        first = run_probe(*common)
+        first_json = run_probe(*common, "--json")
+        every = run_probe(*common, "--all-addresses", "--json")
+    assert first.returncode == 0, first.stderr
+    assert [line.split()[:3] for line in first.stdout.splitlines()] == [
+        ["multi.test", str(server.port), "open"]]
+    assert "address=127.0.0.1" in first.stdout
+    assert ("tcpcli: multi.test also has 127.0.0.2: not probed (--all-addresses probes each)"
+            in first.stderr.splitlines())
+    summary = json.loads(first_json.stdout.splitlines()[-1])
+    assert summary["event"] == "summary" and summary["unprobed"] == {"multi.test": ["127.0.0.2"]}
+    # The listener is on 127.0.0.1 only: the second address refuses.
+    events = [json.loads(line) for line in every.stdout.splitlines()]
+    assert sorted((e["address"], e["state"]) for e in events if e["event"] == "probe_result") \
+        == [("127.0.0.1", "open"), ("127.0.0.2", "closed")]
+    summary = next(e for e in events if e["event"] == "summary")
+    assert "unprobed" not in summary
