@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import socket
 import ssl
+import time
 from collections.abc import Callable
 
 import pytest
@@ -131,8 +132,6 @@ def test_connect_starttls_lets_the_user_talk_over_tls(server_ssl_context: ssl.SS
 
 
 def test_a_server_that_never_answers_times_out() -> None:
-    import time
-
     def mute(conn: socket.socket) -> None:
         conn.sendall(b"220 mail.test ESMTP\r\n")
         time.sleep(5)  # never answers EHLO
@@ -143,18 +142,18 @@ def test_a_server_that_never_answers_times_out() -> None:
     assert b"no reply" in proc.stderr
 
 
+def go_ahead_then_silence(conn: socket.socket) -> None:
+    """An SMTP server that gives the STARTTLS go-ahead, then never answers the ClientHello."""
+    reader = conn.makefile("rb")
+    conn.sendall(b"220 mail.test ESMTP\r\n")
+    reader.readline()
+    conn.sendall(b"250-mail.test\r\n250 STARTTLS\r\n")
+    reader.readline()
+    conn.sendall(b"220 2.0.0 Ready to start TLS\r\n")
+    time.sleep(3)
+
+
 def test_a_server_silent_after_its_go_ahead_times_out_in_the_handshake() -> None:
-    import time
-
-    def go_ahead_then_silence(conn: socket.socket) -> None:
-        reader = conn.makefile("rb")
-        conn.sendall(b"220 mail.test ESMTP\r\n")
-        reader.readline()
-        conn.sendall(b"250-mail.test\r\n250 STARTTLS\r\n")
-        reader.readline()
-        conn.sendall(b"220 2.0.0 Ready to start TLS\r\n")
-        time.sleep(5)  # never answers the ClientHello
-
     with serve(go_ahead_then_silence) as server:
         # Ended by the reply timeout or the connect timeout (both 0.5 s here); either names
         # the handshake. The reply timeout alone is tested on the core below.
@@ -170,21 +169,10 @@ def test_a_server_silent_after_its_go_ahead_times_out_in_the_handshake() -> None
 @pytest.mark.anyio
 async def test_run_starttls_bounds_the_handshake_by_the_reply_timeout(
         anyio_backend: str) -> None:
-    import time
-
     import tcpcli
     from tcpcli.core.errors import ConnectTimeoutError
     from tcpcli.core.starttls import run_starttls
     from tcpcli.protocols import get_dialogue
-
-    def go_ahead_then_silence(conn: socket.socket) -> None:
-        reader = conn.makefile("rb")
-        conn.sendall(b"220 mail.test ESMTP\r\n")
-        reader.readline()
-        conn.sendall(b"250-mail.test\r\n250 STARTTLS\r\n")
-        reader.readline()
-        conn.sendall(b"220 2.0.0 Ready to start TLS\r\n")
-        time.sleep(3)
 
     policy = tcpcli.Policy.parse("workers", allow=["127.0.0.1"])
     with serve(go_ahead_then_silence) as server:

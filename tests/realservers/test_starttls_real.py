@@ -92,6 +92,17 @@ def fingerprint(pem: bytes) -> str:
     return ":".join(f"{byte:02X}" for byte in digest)
 
 
+def assert_verified_by_the_session_ca(tls: dict[str, Any], server_files: ServerFiles) -> None:
+    """The tls_report: verified for localhost (SNI sent), through the leaf the server was
+    given, up to the session's trustme CA."""
+    assert tls["verification"]["verified"] is True
+    assert tls["verification"]["hostname_matched"] is True
+    assert tls["sni"] == "localhost"
+    chain = [link["sha256_fingerprint"] for link in tls["verified_chain"]]
+    assert chain == [fingerprint(server_files.cert.read_bytes()),
+                     fingerprint(server_files.ca.read_bytes())]
+
+
 @pytest.mark.parametrize("case", CASES, ids=[case.id for case in CASES])
 def test_upgrades_verifies_and_agrees_with_openssl(case: Case, request: pytest.FixtureRequest,
                                                     server_files: ServerFiles,
@@ -105,13 +116,7 @@ def test_upgrades_verifies_and_agrees_with_openssl(case: Case, request: pytest.F
     if case.advertised is not None:
         assert case.advertised in starttls["capabilities_before"]
         assert case.advertised not in (starttls["capabilities_after"] or ())
-    assert tls["verification"]["verified"] is True
-    assert tls["verification"]["hostname_matched"] is True
-    assert tls["sni"] == "localhost"
-    # The chain ends at the session's trustme CA, through the leaf the server was given.
-    chain = [link["sha256_fingerprint"] for link in tls["verified_chain"]]
-    assert chain == [fingerprint(server_files.cert.read_bytes()),
-                     fingerprint(server_files.ca.read_bytes())]
+    assert_verified_by_the_session_ca(tls, server_files)
 
     said = openssl_says(case.protocol, port, ca_file, *case.openssl_args)
     assert (tls["version"], tls["cipher"]) == (said["Protocol version"], said["Ciphersuite"])

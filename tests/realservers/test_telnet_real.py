@@ -38,7 +38,11 @@ from tests.realservers.conftest import (
     require_binary,
     service_user,
 )
-from tests.realservers.test_starttls_real import fingerprint, openssl_says, starttls_json
+from tests.realservers.test_starttls_real import (
+    assert_verified_by_the_session_ca,
+    openssl_says,
+    starttls_json,
+)
 
 IKSD_CONF = Path("/etc/kermit/iksd.conf")
 #: Everything IKSD would ask for besides START_TLS, refused (it then asks for nothing else).
@@ -150,12 +154,7 @@ def check_upgrade(port: int, ca_file: str, server_files: ServerFiles,
     assert starttls["starttls_offered"] is True
     assert starttls["capabilities_before"] == requests
     assert starttls["upgrade_reply"] == "IAC SB START_TLS ... IAC SE"
-    assert tls["verification"]["verified"] is True
-    assert tls["verification"]["hostname_matched"] is True
-    assert tls["sni"] == "localhost"
-    chain = [link["sha256_fingerprint"] for link in tls["verified_chain"]]
-    assert chain == [fingerprint(server_files.cert.read_bytes()),
-                     fingerprint(server_files.ca.read_bytes())]
+    assert_verified_by_the_session_ca(tls, server_files)
     return {"version": tls["version"], "cipher": tls["cipher"]}
 
 
