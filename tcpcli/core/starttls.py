@@ -16,11 +16,9 @@ from tcpcli.core.socket import Socket
 from tcpcli.core.tlsoptions import TLSOptions
 from tcpcli.protocols.base import (
     NEED_DATA,
-    Capabilities,
     Dialogue,
     DialogueReport,
     Done,
-    Greeting,
     ReadyForTls,
     Send,
 )
@@ -78,6 +76,24 @@ async def _feed(sock: Socket, dialogue: Dialogue, deadline: _ReplyDeadline) -> N
     dialogue.receive_data(data)
 
 
+async def _drive(dialogue: Dialogue, sock: Socket, deadline: _ReplyDeadline,
+                 steps: list[str], *, until: type[ReadyForTls | Done]) -> None:
+    """Feed the dialogue the server's bytes and send what it asks to, until ``until``.
+
+    Greetings and capabilities are the dialogue's report; nothing to do here."""
+    while True:
+        event = dialogue.next_event()
+        if event is NEED_DATA:
+            await _feed(sock, dialogue, deadline)
+            continue
+        deadline.reply_complete()
+        if isinstance(event, Send):
+            steps.append(event.step)
+            await sock.writable.send(event.data)
+        elif isinstance(event, until):
+            return
+
+
 async def run_starttls(sock: Socket, dialogue: Dialogue, *,
                        tls: TLSOptions | None = None,
                        reply_timeout: float = REPLY_TIMEOUT) -> StartTlsResult:
@@ -90,25 +106,10 @@ async def run_starttls(sock: Socket, dialogue: Dialogue, *,
     there is not raised but returned (``after_tls_error``), with the upgraded socket.
     """
     steps: list[str] = []
-    current = sock
     deadline = _ReplyDeadline(reply_timeout)
     with sock.clock.phase("starttls", protocol=dialogue.name) as phase:
-        while True:
-            event = dialogue.next_event()
-            if event is NEED_DATA:
-                await _feed(current, dialogue, deadline)
-                continue
-            deadline.reply_complete()
-            if isinstance(event, Send):
-                steps.append(event.step)
-                await current.writable.send(event.data)
-            elif isinstance(event, Greeting | Capabilities):
-                continue
-            elif isinstance(event, ReadyForTls):
-                phase.detail["steps"] = list(steps)
-                break
-            elif isinstance(event, Done):  # pragma: no cover - a dialogue ends after TLS
-                break
+        await _drive(dialogue, sock, deadline, steps, until=ReadyForTls)
+        phase.detail["steps"] = list(steps)
     upgraded = sock.start_tls(tls=tls)
     try:
         # The handshake waits on the server's reply (its hello) like any dialogue step.
@@ -122,17 +123,7 @@ async def run_starttls(sock: Socket, dialogue: Dialogue, *,
     dialogue.tls_established()
     deadline.reply_complete()
     try:
-        while True:
-            event = dialogue.next_event()
-            if event is NEED_DATA:
-                await _feed(upgraded, dialogue, deadline)
-                continue
-            deadline.reply_complete()
-            if isinstance(event, Send):
-                steps.append(event.step)
-                await upgraded.writable.send(event.data)
-            elif isinstance(event, Done):
-                break
+        await _drive(dialogue, upgraded, deadline, steps, until=Done)
     except TcpcliError as exc:
         return StartTlsResult(upgraded, dialogue.report, steps, after_tls_error=exc)
     return StartTlsResult(upgraded, dialogue.report, steps)
