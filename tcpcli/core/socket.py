@@ -553,8 +553,9 @@ class Socket:
             if native is not None:
                 count: int = await native(buffer)
                 return count
-            data = await stream.receive(len(memoryview(buffer)))
-            memoryview(buffer)[:len(data)] = data
+            view = memoryview(buffer).cast("B")  # bytes, whatever the buffer's items
+            data = await stream.receive(len(view))
+            view[:len(data)] = data
             return len(data)
 
         return await self._read(into, int)

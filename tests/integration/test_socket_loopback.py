@@ -268,15 +268,22 @@ async def test_source_address_is_used() -> None:
     assert peers == ["127.0.0.2"]
 
 
-async def test_receive_into_fills_the_callers_buffer_and_counts() -> None:
+@pytest.mark.parametrize("tls", [False, True], ids=["recv_into", "tls-copies"])
+async def test_receive_into_fills_the_callers_buffer_and_counts(
+        tls: bool, server_ssl_context: ssl.SSLContext, ca_file: str) -> None:
     payload = os.urandom(3 * 1024 * 1024 + 5)
 
     def send_and_close(conn: socket.socket) -> None:
         conn.sendall(payload)
+        if isinstance(conn, ssl.SSLSocket):
+            conn.unwrap()
 
-    with serve(send_and_close) as server:
-        async with loopback_invocation():
-            sock = tcpcli.connect(server.address)
+    context = server_ssl_context if tls else None
+    with serve(send_and_close, ssl_context=context) as server:
+        async with loopback_invocation(options=tcpcli.ConnectOptions(
+                tls=TLSOptions(ca_file=ca_file))):
+            sock = tcpcli.connect(f"localhost:{server.port}", family=socket.AF_INET,
+                                  secure_transport="on" if tls else "off")
             buffer = memoryview(bytearray(256 * 1024))
             received = bytearray()
             with pytest.raises(anyio.EndOfStream):
