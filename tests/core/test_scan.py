@@ -245,6 +245,16 @@ def _gaps(times: list[float]) -> list[float]:
     return [later - earlier for earlier, later in itertools.pairwise(times)]
 
 
+def _assert_paced(starts: list[float], rate: float) -> None:
+    """Never ahead of a 1/rate schedule. The pacer spaces its own start times; the
+    connector stamps each start a little later, by a delay that varies on a busy machine,
+    so one gap may look a few ms short after a late one: allow that jitter, no burst."""
+    interval, jitter = 1 / rate, 0.005
+    for index, start in enumerate(starts):
+        assert start - starts[0] >= index * interval - jitter, _gaps(starts)
+    assert min(_gaps(starts)) >= interval - 2 * jitter, _gaps(starts)
+
+
 @pytest.mark.anyio
 @pytest.mark.parametrize(("rate", "host_rate"), [(50.0, None), (None, 50.0)])
 async def test_rates_space_connect_starts(rate: float | None, host_rate: float | None) -> None:
@@ -258,13 +268,11 @@ async def test_rates_space_connect_starts(rate: float | None, host_rate: float |
             await Scanner(invocation, ScanOptions(timeout=0.5, rate=rate, host_rate=host_rate),
                           lambda row: None).run([parse_target(h) for h in hosts],
                                                 list(range(1000, 1006)))
-    spacing = 1 / 50.0 * 0.9  # a lower bound: a busy machine only makes gaps longer
     for host in hosts:
         assert len(net.starts[host]) == 6
-        assert min(_gaps(net.starts[host])) >= spacing, (host, _gaps(net.starts[host]))
-    everything = sorted(t for times in net.starts.values() for t in times)
+        _assert_paced(net.starts[host], 50.0)
     if rate is not None:
-        assert min(_gaps(everything)) >= spacing
+        _assert_paced(sorted(t for times in net.starts.values() for t in times), 50.0)
 
 
 def test_the_pacer_keeps_hosts_apart_and_forgets_old_ones() -> None:
