@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import os
@@ -9,6 +10,7 @@ import socket
 import ssl
 import threading
 import time
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import anyio
@@ -33,6 +35,18 @@ LOOPBACK = tcpcli.Policy.parse("workers", allow=["127.0.0.1", "::1", "localhost"
 
 def loopback_invocation(**kwargs: object) -> tcpcli.Invocation:
     return tcpcli.Invocation(policy=LOOPBACK, **kwargs)  # type: ignore[arg-type]
+
+
+@contextlib.asynccontextmanager
+async def socket_to(handler: Callable[[socket.socket], None],
+                    server_context: ssl.SSLContext | None,
+                    ca_file: str) -> AsyncIterator[tcpcli.Socket]:
+    """A socket to a loopback peer running ``handler``, over TLS when it has a context."""
+    with serve(handler, ssl_context=server_context) as server:
+        async with loopback_invocation(options=tcpcli.ConnectOptions(
+                tls=TLSOptions(ca_file=ca_file))):
+            yield tcpcli.connect(f"localhost:{server.port}", family=socket.AF_INET,
+                                 secure_transport="on" if server_context else "off")
 
 
 async def read_exactly(sock: tcpcli.Socket, size: int) -> bytes:
@@ -278,22 +292,18 @@ async def test_receive_into_fills_the_callers_buffer_and_counts(
         if isinstance(conn, ssl.SSLSocket):
             conn.unwrap()
 
-    context = server_ssl_context if tls else None
-    with serve(send_and_close, ssl_context=context) as server:
-        async with loopback_invocation(options=tcpcli.ConnectOptions(
-                tls=TLSOptions(ca_file=ca_file))):
-            sock = tcpcli.connect(f"localhost:{server.port}", family=socket.AF_INET,
-                                  secure_transport="on" if tls else "off")
-            buffer = memoryview(bytearray(256 * 1024))
-            received = bytearray()
-            with pytest.raises(anyio.EndOfStream):
-                while True:
-                    count = await sock.readable.receive_into(buffer)
-                    assert 0 < count <= len(buffer)
-                    received += buffer[:count]
-            assert bytes(received) == payload
-            assert sock.bytes_received == len(payload)
-            await sock.close()
+    async with socket_to(send_and_close, server_ssl_context if tls else None,
+                         ca_file) as sock:
+        buffer = memoryview(bytearray(256 * 1024))
+        received = bytearray()
+        with pytest.raises(anyio.EndOfStream):
+            while True:
+                count = await sock.readable.receive_into(buffer)
+                assert 0 < count <= len(buffer)
+                received += buffer[:count]
+        assert bytes(received) == payload
+        assert sock.bytes_received == len(payload)
+        await sock.close()
 
 
 def write_file(directory: Path, content: bytes) -> Path:
@@ -316,26 +326,22 @@ async def test_send_file_sends_from_the_current_position_to_the_end(
     monkeypatch.setattr(os, "sendfile", counted_sendfile)
     content = os.urandom(5 * 1024 * 1024 + 3)
     path = write_file(tmp_path, content)
-    context = server_ssl_context if tls else None
-    with serve(answer_sha256, ssl_context=context) as server:
-        async with loopback_invocation(options=tcpcli.ConnectOptions(
-                tls=TLSOptions(ca_file=ca_file))):
-            sock = tcpcli.connect(f"localhost:{server.port}", family=socket.AF_INET,
-                                  secure_transport="on" if tls else "off")
-            fd = os.open(path, os.O_RDONLY)
-            try:
-                os.lseek(fd, 1000, os.SEEK_SET)  # where `head -c 1000` leaves a shell's stdin
-                total = 0
-                while sent := await sock.writable.send_file(fd, max_bytes=1024 * 1024):
-                    assert sent <= 1024 * 1024
-                    total += sent
-                # The position advanced with the bytes.
-                assert os.lseek(fd, 0, os.SEEK_CUR) == len(content)
-            finally:
-                os.close(fd)
-            await sock.writable.aclose()
-            assert await read_exactly(sock, 32) == hashlib.sha256(content[1000:]).digest()
-            await sock.close()
+    async with socket_to(answer_sha256, server_ssl_context if tls else None,
+                         ca_file) as sock:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.lseek(fd, 1000, os.SEEK_SET)  # where `head -c 1000` leaves a shell's stdin
+            total = 0
+            while sent := await sock.writable.send_file(fd, max_bytes=1024 * 1024):
+                assert sent <= 1024 * 1024
+                total += sent
+            # The position advanced with the bytes.
+            assert os.lseek(fd, 0, os.SEEK_CUR) == len(content)
+        finally:
+            os.close(fd)
+        await sock.writable.aclose()
+        assert await read_exactly(sock, 32) == hashlib.sha256(content[1000:]).digest()
+        await sock.close()
     assert total == sock.bytes_sent == len(content) - 1000
     assert bool(kernel_copies) is not tls  # zero-copy on plain TCP; TLS must read
 
