@@ -143,7 +143,7 @@ def run_tcpcli(port: int, count: int, concurrency: int) -> dict[str, float]:
 def memory_probe(samples: int) -> None:
     """Record ``samples`` latencies the way the engine does; print peak RSS (MB)."""
     sys.path.insert(0, str(ROOT))
-    from tcpcli.core.histogram import Histogram
+    from tcpcli.engines.histogram import Histogram
 
     rng = random.Random(1)
     histograms = {"connect": Histogram(), "tls": Histogram()}

@@ -30,8 +30,8 @@ from tcpcli.cli.throughput import THROUGHPUT_ONLY, ByteSize, bench_throughput
 if TYPE_CHECKING:
     from rich.console import RenderableType
 
-    from tcpcli.core.bench import Bench, BenchConfig, BenchResult
-    from tcpcli.core.histogram import Histogram
+    from tcpcli.engines.bench import Bench, BenchConfig, BenchResult
+    from tcpcli.engines.histogram import Histogram
 
 EXAMPLES = """
 \b
@@ -127,7 +127,7 @@ def bench_command(env: Environment | None, /, target: str, port: int | None,
     per-connection spread and a per-interval series. Errors are counted by kind (refused,
     reset, timeout, tls).
     """
-    from tcpcli.core.bench import BenchConfig
+    from tcpcli.engines.bench import BenchConfig
 
     env = env or Environment()
     common = CommonOptions.from_kwargs(kwargs)
@@ -191,7 +191,7 @@ def bench_command(env: Environment | None, /, target: str, port: int | None,
 
 
 def _load_baseline(path: str) -> dict[str, Any]:
-    from tcpcli.core.histogram import Histogram
+    from tcpcli.engines.histogram import Histogram
 
     try:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
@@ -235,7 +235,7 @@ class BenchSession:
     async def main(self, invocation: Any) -> int:
         import anyio
 
-        from tcpcli.core.bench import Bench
+        from tcpcli.engines.bench import Bench
 
         async with invocation:
             bench = Bench(self.config, invocation,
@@ -285,7 +285,7 @@ class BenchSession:
     # ---------------------------------------------------------------- results
 
     def _report(self, result: BenchResult) -> int:
-        from tcpcli.core.bench import summary
+        from tcpcli.engines.bench import summary
 
         self.reported = True
         data = summary(result)
@@ -350,8 +350,8 @@ def compare(histograms: dict[str, Histogram], baseline: dict[str, Any], *, thres
             percentile: float) -> dict[str, Any]:
     """Per-distribution, per-percentile deltas against a saved baseline; ``regressed``
     lists the distributions whose ``percentile`` grew by more than ``threshold`` percent."""
-    from tcpcli.core.bench import PERCENTILES
-    from tcpcli.core.histogram import Histogram
+    from tcpcli.engines.bench import PERCENTILES
+    from tcpcli.engines.histogram import Histogram
 
     checked = sorted({*PERCENTILES, percentile})
     deltas: dict[str, Any] = {}
@@ -385,7 +385,7 @@ def _ms(value_ns: float) -> str:
 
 def plain_lines(result: BenchResult, comparison: dict[str, Any] | None) -> list[str]:
     """The piped report: one ``key value`` fact per line, stable for grep and awk."""
-    from tcpcli.core.bench import PERCENTILES
+    from tcpcli.engines.bench import PERCENTILES
 
     config = result.config
     unit = "req/s" if config.mode == "rr" else "conn/s"
@@ -457,7 +457,7 @@ def rich_report(result: BenchResult, comparison: dict[str, Any] | None) -> list[
     from rich.table import Table
     from rich.text import Text
 
-    from tcpcli.core.bench import PERCENTILES
+    from tcpcli.engines.bench import PERCENTILES
 
     config = result.config
     unit = "req/s" if config.mode == "rr" else "conn/s"

@@ -201,7 +201,7 @@ async def _probe_section(console: Any, policy: Any, tls: Any, open_ports: list[i
     from tcpcli.cli.probe import results_table
     from tcpcli.core.connect import ConnectOptions
     from tcpcli.core.invocation import Invocation
-    from tcpcli.core.scan import ProbeResult, Scanner, ScanOptions, parse_target
+    from tcpcli.engines.scan import ProbeResult, Scanner, ScanOptions, parse_target
 
     # A bound socket that does not listen: its port refuses, and stays ours meanwhile.
     with socket.socket() as unused:
@@ -250,7 +250,7 @@ async def _starttls_section(console: Any, policy: Any, tls: Any, smtp_port: int)
 
 async def _bench_section(console: Any, policy: Any, port: int) -> None:
     from tcpcli.cli.bench import plain_lines
-    from tcpcli.core.bench import Bench, BenchConfig
+    from tcpcli.engines.bench import Bench, BenchConfig
     from tcpcli.core.invocation import Invocation
 
     console.rule(f"7. tcpcli bench 127.0.0.1:{port} -n 300 (six at a time, the Workers cap)")

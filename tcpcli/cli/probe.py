@@ -98,7 +98,7 @@ def probe_command(env: Environment | None, /, targets: tuple[str, ...], **kwargs
     --policy open.
     """
     from tcpcli.core.errors import AddressError
-    from tcpcli.core.scan import choose_ports, guard, parse_target
+    from tcpcli.engines.scan import choose_ports, guard, parse_target
 
     env = env or Environment()
     common = CommonOptions.from_kwargs(kwargs)
@@ -152,7 +152,7 @@ class ProbeSession:
     def all_targets(self) -> Iterator[Any]:
         """Command-line targets, then the --targets file, streamed line by line."""
         from tcpcli.core.errors import AddressError
-        from tcpcli.core.scan import GUARD_ADDRESSES, parse_target, read_target_lines
+        from tcpcli.engines.scan import GUARD_ADDRESSES, parse_target, read_target_lines
 
         yield from self.targets
         path = self.options["targets_file"]
@@ -189,7 +189,7 @@ class ProbeSession:
         self.env.note(message)
 
     def report_states(self) -> frozenset[Any]:
-        from tcpcli.core.scan import PortState
+        from tcpcli.engines.scan import PortState
 
         show = self.options["show"]
         if show == "all" or (show == "auto" and len(self.ports) <= 100):
@@ -234,7 +234,7 @@ class ProbeSession:
     def expected_probes(self) -> int | None:
         """How many probes the scan will make, when the targets say so in advance (a
         --targets file streams, and names may resolve to several addresses)."""
-        from tcpcli.core.scan import estimate_probes
+        from tcpcli.engines.scan import estimate_probes
 
         if self.options["targets_file"] or self.options["all_addresses"]:
             return None
@@ -252,7 +252,7 @@ class ProbeSession:
     # ------------------------------------------------------------------ run
 
     async def main(self, invocation: Any) -> int:
-        from tcpcli.core.scan import Scanner, ScanOptions
+        from tcpcli.engines.scan import Scanner, ScanOptions
 
         common = self.common
         options = ScanOptions(
@@ -283,7 +283,7 @@ class ProbeSession:
 
     def _finish(self, summary: Any, *, cut_short: bool = False) -> ExitCode:
         """The table (on a terminal), the summary event and line; the exit code."""
-        from tcpcli.core.scan import PortState
+        from tcpcli.engines.scan import PortState
 
         if self.table:
             self.render_table()

@@ -24,7 +24,7 @@ from tcpcli.cli.runner import interrupted, report_error, run
 if TYPE_CHECKING:
     from rich.console import RenderableType
 
-    from tcpcli.core.throughput import (
+    from tcpcli.engines.throughput import (
         Interval,
         Throughput,
         ThroughputConfig,
@@ -103,7 +103,7 @@ def _binary(size: int) -> str:
 def bench_throughput(env: Environment, common: CommonOptions, address: str,
                      kwargs: dict[str, Any]) -> None:
     """Check the options meant for throughput mode, then run it."""
-    from tcpcli.core.throughput import ThroughputConfig
+    from tcpcli.engines.throughput import ThroughputConfig
 
     for name, reason in NOT_FOR_THROUGHPUT.items():
         if kwargs.get(name):
@@ -139,7 +139,7 @@ class ThroughputSession:
     async def main(self, invocation: Any) -> int:
         import anyio
 
-        from tcpcli.core.throughput import Throughput
+        from tcpcli.engines.throughput import Throughput
 
         async with invocation:
             engine = Throughput(self.config, invocation)
@@ -193,7 +193,7 @@ class ThroughputSession:
 
     def _report(self, result: ThroughputResult) -> int:
         from tcpcli.cli.bench import _color
-        from tcpcli.core.throughput import summary
+        from tcpcli.engines.throughput import summary
 
         self.reported = True
         if self.events is not None:
@@ -241,7 +241,7 @@ def _rate_text(rate: float) -> str:
 
 def plain_lines(result: ThroughputResult, *, verbose: bool = False) -> list[str]:
     """The piped report: one ``key value`` fact per line, stable for grep and awk."""
-    from tcpcli.core.throughput import spread
+    from tcpcli.engines.throughput import spread
 
     config = result.config
     bound = [f"{config.window:g} s"] if config.window is not None else []
@@ -284,7 +284,7 @@ def rich_report(result: ThroughputResult, *, verbose: bool = False) -> list[Any]
     from rich.table import Table
     from rich.text import Text
 
-    from tcpcli.core.throughput import spread
+    from tcpcli.engines.throughput import spread
 
     config = result.config
     head = Text()

@@ -10,7 +10,7 @@ import statistics
 import pytest
 from hypothesis import given, strategies as st
 
-from tcpcli.core.histogram import SUB_BITS, Histogram, bucket_bounds, bucket_index
+from tcpcli.engines.histogram import SUB_BITS, Histogram, bucket_bounds, bucket_index
 
 RELATIVE = 2.0 ** -SUB_BITS
 

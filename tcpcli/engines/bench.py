@@ -50,7 +50,7 @@ from tcpcli.core.errors import (
     TcpcliError,
     translate,
 )
-from tcpcli.core.histogram import Histogram
+from tcpcli.engines.histogram import Histogram
 from tcpcli.core.invocation import Invocation
 from tcpcli.core.policy import raise_for
 from tcpcli.core.rawsocket import RawSocketStream, open_tcp

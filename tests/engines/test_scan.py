@@ -16,7 +16,7 @@ from tcpcli.core import scan
 from tcpcli.core.errors import AddressError
 from tcpcli.core.invocation import Invocation
 from tcpcli.core.memory import MemoryByteStream, MemoryConnector
-from tcpcli.core.scan import (
+from tcpcli.engines.scan import (
     PortState,
     ProbeResult,
     Scanner,
