@@ -13,7 +13,7 @@
     │   │   ├── NoAddressError        the name exists but has no A/AAAA (for the family)
     │   │   ├── ResolverFailureError  SERVFAIL, REFUSED, malformed or truncated answers
     │   │   └── ResolveTimeoutError
-    │   ├── ConnectionRefusedError_  RST to our SYN
+    │   ├── ConnectRefusedError  RST to our SYN
     │   ├── UnreachableError         ICMP / routing errors, with errno
     │   ├── ConnectTimeoutError
     │   └── ProxyError
@@ -203,7 +203,7 @@ class ResolveTimeoutError(ResolveError):
     kind = "dns-timeout"
 
 
-class ConnectionRefusedError_(ConnectError):
+class ConnectRefusedError(ConnectError):
     kind = "refused"
 
 
@@ -372,7 +372,7 @@ def translate(exc: BaseException, *, target: str | None, port: int | None, phase
         code = exc.errno
         text = exc.strerror or str(exc)
         if code in _REFUSED:
-            return ConnectionRefusedError_(
+            return ConnectRefusedError(
                 f"connection to {where} refused", target=target, port=port
             )
         if code in _LOST or (phase == "stream" and code is not None):

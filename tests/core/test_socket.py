@@ -15,7 +15,7 @@ import tcpcli
 from tcpcli.core.errors import (
     PROXY_FAILED,
     ConnectionLostError,
-    ConnectionRefusedError_,
+    ConnectRefusedError,
     ConnectTimeoutError,
     PolicyError,
     SocketCanceledError,
@@ -92,9 +92,9 @@ async def test_writes_before_open_are_delivered_in_order() -> None:
 async def test_refused_rejects_opened_and_closed_with_workers_text() -> None:
     async with MemoryConnector() as net, invocation(net):
         sock = tcpcli.connect(f"{PEER}:9")
-        with pytest.raises(ConnectionRefusedError_) as opened:
+        with pytest.raises(ConnectRefusedError) as opened:
             await sock.opened
-        with pytest.raises(ConnectionRefusedError_):
+        with pytest.raises(ConnectRefusedError):
             await sock.closed
         assert opened.value.workers_message == PROXY_FAILED
         await sock.close()  # resolves even though the connection failed
@@ -103,7 +103,7 @@ async def test_refused_rejects_opened_and_closed_with_workers_text() -> None:
 async def test_fetch_hint_on_http_ports() -> None:
     async with MemoryConnector() as net, invocation(net):
         sock = tcpcli.connect(f"{PEER}:443")
-        with pytest.raises(ConnectionRefusedError_) as exc:
+        with pytest.raises(ConnectRefusedError) as exc:
             await sock.opened
         assert exc.value.workers_message.endswith("consider using fetch instead")
 
@@ -447,4 +447,4 @@ async def test_read_on_a_failed_connection_is_cancelled() -> None:
         sock = tcpcli.connect(f"{PEER}:9")
         with pytest.raises(StreamCancelledError, match="Stream was cancelled.") as exc:
             await sock.readable.receive()
-        assert isinstance(exc.value.__cause__, ConnectionRefusedError_)
+        assert isinstance(exc.value.__cause__, ConnectRefusedError)

@@ -20,7 +20,7 @@ import tcpcli
 from tcpcli.core.errors import (
     CertificateVerifyError,
     ConnectionLostError,
-    ConnectionRefusedError_,
+    ConnectRefusedError,
     ConnectTimeoutError,
     PolicyError,
     StreamClosedError,
@@ -109,7 +109,7 @@ async def test_refused_port() -> None:
     port = probe.getsockname()[1]
     probe.close()  # nothing listens there now
     async with loopback_invocation():
-        with pytest.raises(ConnectionRefusedError_, match="refused"):
+        with pytest.raises(ConnectRefusedError, match="refused"):
             await tcpcli.connect(f"127.0.0.1:{port}").opened
 
 
