@@ -50,11 +50,11 @@ from tcpcli.core.errors import (
     TcpcliError,
     translate,
 )
-from tcpcli.engines.histogram import Histogram
 from tcpcli.core.invocation import Invocation
 from tcpcli.core.policy import raise_for
 from tcpcli.core.rawsocket import RawSocketStream, open_tcp
 from tcpcli.core.tlsoptions import TLSOptions
+from tcpcli.engines.histogram import Histogram
 
 if TYPE_CHECKING:
     import ssl

@@ -198,8 +198,8 @@ def test_ctrl_c_prints_the_summary_so_far_then_exits_130(backend: str) -> None:
 async def test_live_sockets_never_exceed_the_cap(monkeypatch: pytest.MonkeyPatch) -> None:
     """-c 12 under the Workers cap of 6: count open client sockets at every dial."""
     from tcpcli.core import bench as bench_module
-    from tcpcli.engines.bench import Bench, BenchConfig
     from tcpcli.core.invocation import Invocation
+    from tcpcli.engines.bench import Bench, BenchConfig
 
     opened: list[socket.socket] = []
     peak = 0
