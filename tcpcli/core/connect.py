@@ -1,4 +1,4 @@
-"""Dial a checked address: the connector seam, the socket cap, happy eyeballs and proxies.
+"""Dial a checked address: the connector seam, happy eyeballs and proxies.
 
 Nothing here decides *whether* a destination may be dialed — ``policy`` does that before
 any of this runs. This module only dials the literal addresses it is handed.
@@ -10,7 +10,7 @@ import socket
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv6Address
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 import anyio
 import anyio.abc
@@ -23,16 +23,12 @@ from tcpcli.core.errors import (
     TcpcliError,
     translate,
 )
+from tcpcli.core.slots import SocketSlot, SocketSlots
 from tcpcli.core.timing import PhaseClock
 from tcpcli.core.tlsoptions import TLSOptions
 
-if TYPE_CHECKING:
-    from tcpcli.core.socket import Socket
-
 IPAddress = IPv4Address | IPv6Address
 
-#: The Workers limit on simultaneous open connections per invocation (limits page).
-WORKERS_MAX_SOCKETS = 6
 #: RFC 8305 §5: the recommended "Connection Attempt Delay".
 HAPPY_EYEBALLS_DELAY = 0.25
 
@@ -67,106 +63,6 @@ class SystemConnector:
         from tcpcli.core.rawsocket import open_tcp
 
         return await open_tcp(host, port, local_address)
-
-
-# --------------------------------------------------------------------------- socket cap
-
-
-class SocketSlot:
-    """One of the invocation's simultaneous-connection slots."""
-
-    __slots__ = ("owner", "released")
-
-    def __init__(self) -> None:
-        self.owner: Socket | None = None  # set once a dial attempt becomes a Socket
-        self.released = False
-
-
-class SocketSlots:
-    """The per-invocation cap on simultaneous sockets (Workers: 6, queued beyond that).
-
-    Waiters queue in FIFO order. The limits page's deadlock rule is kept: when connects
-    are queued and no open socket has a read or write in progress, the least recently
-    used open socket is canceled so the queue can move.
-    """
-
-    def __init__(self, limit: int | None = WORKERS_MAX_SOCKETS) -> None:
-        if limit is not None and limit < 1:
-            raise ValueError("max_sockets must be at least 1 (or None for no cap)")
-        self.limit = limit
-        self.held: list[SocketSlot] = []
-        self._waiters: list[anyio.Event] = []
-        self.peak = 0
-
-    @property
-    def live(self) -> int:
-        return len(self.held)
-
-    def _free(self) -> bool:
-        return self.limit is None or len(self.held) < self.limit
-
-    def _take(self) -> SocketSlot:
-        slot = SocketSlot()
-        self.held.append(slot)
-        self.peak = max(self.peak, len(self.held))
-        return slot
-
-    def try_acquire(self) -> SocketSlot | None:
-        if self._free() and not self._waiters:
-            return self._take()
-        return None
-
-    async def acquire(self) -> SocketSlot:
-        slot = self.try_acquire()
-        if slot is not None:
-            return slot
-        event = anyio.Event()
-        self._waiters.append(event)
-        try:
-            while True:
-                if self._free() and self._waiters[0] is event:
-                    self._waiters.pop(0)
-                    slot = self._take()
-                    self._wake_next()
-                    return slot
-                if self._waiters[0] is event:
-                    await self._cancel_idle_socket()
-                await event.wait()
-                event = self._rearm(event)
-        except BaseException:
-            if event in self._waiters:
-                self._waiters.remove(event)
-            self._wake_next()
-            raise
-
-    def _rearm(self, old: anyio.Event) -> anyio.Event:
-        new = anyio.Event()
-        index = self._waiters.index(old)
-        self._waiters[index] = new
-        return new
-
-    def release(self, slot: SocketSlot) -> None:
-        if slot.released:
-            return
-        slot.released = True
-        self.held.remove(slot)
-        self._wake_next()
-
-    def notify_idle(self) -> None:
-        """A socket finished a read or write: queued connects may now apply the LRU rule."""
-        if self._waiters:
-            self._waiters[0].set()
-
-    def _wake_next(self) -> None:
-        if self._waiters:
-            self._waiters[0].set()
-
-    async def _cancel_idle_socket(self) -> None:
-        owners = [slot.owner for slot in self.held]
-        if not owners or any(owner is None or owner.io_in_progress for owner in owners):
-            return  # a dial attempt or an I/O is under way: it will free or use its slot
-        victim = min((o for o in owners if o is not None), key=lambda o: o.last_used_ns)
-        await victim.cancel_for_limit()
 
 
 # --------------------------------------------------------------------------- dialing

@@ -15,16 +15,11 @@ from typing import TYPE_CHECKING
 import anyio
 from anyio.lowlevel import RunVar
 
-from tcpcli.core.connect import (
-    WORKERS_MAX_SOCKETS,
-    ConnectOptions,
-    Connector,
-    SocketSlots,
-    SystemConnector,
-)
+from tcpcli.core.connect import ConnectOptions, Connector, SystemConnector
 from tcpcli.core.errors import StreamClosedError
 from tcpcli.core.policy import Policy
 from tcpcli.core.resolve import DnsResolver, Resolver
+from tcpcli.core.slots import WORKERS_MAX_SOCKETS, SocketSlots
 from tcpcli.core.timing import PhaseObserver
 
 if TYPE_CHECKING:

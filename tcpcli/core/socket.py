@@ -47,7 +47,7 @@ from tcpcli.core.address import (
     parse_address,
     validate_secure_transport,
 )
-from tcpcli.core.connect import ConnectOptions, Dialed, SocketSlot, dial, dial_proxy
+from tcpcli.core.connect import ConnectOptions, Dialed, dial, dial_proxy
 from tcpcli.core.errors import (
     NOT_BYTES,
     READABLE_CLOSING,
@@ -70,6 +70,7 @@ from tcpcli.core.errors import (
 from tcpcli.core.invocation import Invocation, current_invocation
 from tcpcli.core.policy import raise_for
 from tcpcli.core.resolve import Resolution
+from tcpcli.core.slots import SocketSlot
 from tcpcli.core.timing import Phase, PhaseClock
 from tcpcli.core.tlsoptions import TLSOptions
 

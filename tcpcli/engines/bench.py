@@ -42,7 +42,7 @@ import anyio.abc
 import anyio.lowlevel
 
 from tcpcli.core.address import join_host_port, normalize_host, parse_address
-from tcpcli.core.connect import SocketSlot, interleave
+from tcpcli.core.connect import interleave
 from tcpcli.core.errors import (
     ConnectError,
     ConnectTimeoutError,
@@ -53,6 +53,7 @@ from tcpcli.core.errors import (
 from tcpcli.core.invocation import Invocation
 from tcpcli.core.policy import raise_for
 from tcpcli.core.rawsocket import RawSocketStream, open_tcp
+from tcpcli.core.slots import SocketSlot
 from tcpcli.core.tlsoptions import TLSOptions
 from tcpcli.engines.histogram import Histogram
 

@@ -11,7 +11,7 @@ Through another connector (the in-memory seam, a proxy) the engine falls back to
 per port, bounded by the same concurrency limit.
 
 The six-socket cap is honoured: each in-flight socket holds one of the invocation's
-:class:`~tcpcli.core.connect.SocketSlots` (a lifted cap, ``None``, is not counted).
+:class:`~tcpcli.core.slots.SocketSlots` (a lifted cap, ``None``, is not counted).
 
 States: ``open`` (connected), ``closed`` (refused/RST, or a TCP self-connect, which means
 nothing listens there), ``filtered`` (no answer before the per-port timeout),
@@ -49,10 +49,11 @@ import anyio.abc
 import anyio.lowlevel
 
 from tcpcli.core.address import normalize_host, parse_port, split_target
-from tcpcli.core.connect import SocketSlot, SystemConnector, interleave
+from tcpcli.core.connect import SystemConnector, interleave
 from tcpcli.core.errors import AddressError, ResolveError, TcpcliError
 from tcpcli.core.invocation import Invocation
 from tcpcli.core.policy import Decision, Policy, Profile
+from tcpcli.core.slots import SocketSlot
 from tcpcli.data.services import port_name, service_port, top_ports
 
 IPAddress = IPv4Address | IPv6Address

@@ -52,10 +52,10 @@ import anyio.abc
 import anyio.lowlevel
 
 from tcpcli.core.address import normalize_host, parse_address
-from tcpcli.core.connect import SocketSlot
 from tcpcli.core.errors import ConnectTimeoutError, IdleTimeoutError, translate
 from tcpcli.core.invocation import Invocation
 from tcpcli.core.rawsocket import open_tcp
+from tcpcli.core.slots import SocketSlot
 from tcpcli.core.tlsoptions import TLSOptions
 from tcpcli.engines.bench import Bench, BenchConfig, ClosedEarlyError, describe
 from tcpcli.engines.histogram import Histogram
