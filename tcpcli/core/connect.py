@@ -10,7 +10,7 @@ import socket
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv6Address
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import anyio
 import anyio.abc
@@ -47,11 +47,29 @@ class ConnectOptions:
 
 
 class Connector(Protocol):
-    """The seam between the core and the network: dial one literal address."""
+    """The seam between the core and the network: dial one literal address.
+
+    Every dial of every engine passes here, so a test's recording connector sees each
+    address the CLI or the library would reach (and a refused destination never arrives).
+    """
 
     async def connect_tcp(
         self, host: IPAddress, port: int, *, local_address: str | None = None
     ) -> anyio.abc.ByteStream: ...
+
+
+@runtime_checkable
+class BatchConnector(Connector, Protocol):
+    """A connector that can also start connects without awaiting them: the scanner's fast
+    path issues thousands at once and polls their outcomes in batches."""
+
+    def start_connect(self, host: IPAddress, port: int, *, local_address: str | None = None,
+                      reuse: socket.socket | None = None) -> tuple[socket.socket, int]:
+        """Start a non-blocking connect; return the socket and connect()'s errno (0,
+        EINPROGRESS, ECONNREFUSED...). ``reuse`` is a socket whose last connect failed,
+        which the kernel lets connect anew (cheaper than a new socket). OSError only
+        when no socket can be made (EMFILE...)."""
+        ...
 
 
 class SystemConnector:
@@ -64,21 +82,14 @@ class SystemConnector:
 
         return await open_tcp(host, port, local_address)
 
+    def start_connect(self, host: IPAddress, port: int, *, local_address: str | None = None,
+                      reuse: socket.socket | None = None) -> tuple[socket.socket, int]:
+        from tcpcli.core.rawsocket import start_connect
+
+        return start_connect(host, port, local_address, reuse)
+
 
 # --------------------------------------------------------------------------- dialing
-
-
-def interleave(addresses: Sequence[IPAddress], family: int = socket.AF_UNSPEC) -> list[IPAddress]:
-    """RFC 8305 §4 ordering: filter by family, then alternate families, IPv6 first."""
-    v6 = [a for a in addresses if a.version == 6 and family != socket.AF_INET]
-    v4 = [a for a in addresses if a.version == 4 and family != socket.AF_INET6]
-    ordered: list[IPAddress] = []
-    for i in range(max(len(v6), len(v4))):
-        if i < len(v6):
-            ordered.append(v6[i])
-        if i < len(v4):
-            ordered.append(v4[i])
-    return ordered
 
 
 @dataclass
@@ -101,16 +112,15 @@ async def dial(
     options: ConnectOptions,
     target: str,
 ) -> Dialed:
-    """Happy eyeballs over already-checked literal addresses.
+    """Happy eyeballs over checked literal addresses, already in the order to try
+    (``Destination.ordered``: RFC 8305 §4).
 
     Every attempt holds a slot of the cap while it runs; losing attempts give theirs back.
     A failed attempt starts the next one at once; a slow one lets the next start after
     ``happy_eyeballs_delay`` (RFC 8305 §5).
     """
-    ordered = interleave(addresses, options.family)
-    if not ordered:
-        raise ConnectError(f"no address of the requested family for {target}",
-                           target=target, port=port)
+    if not addresses:
+        raise ConnectError(f"no address to dial for {target}", target=target, port=port)
     winner: Dialed | None = None
     errors: list[BaseException] = []
 
@@ -150,7 +160,7 @@ async def dial(
 
     try:
         async with anyio.create_task_group() as tg:
-            for address in ordered:
+            for address in addresses:
                 done = anyio.Event()
                 tg.start_soon(attempt, address, done)
                 with anyio.move_on_after(options.happy_eyeballs_delay):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import os
 import socket
 import sys
@@ -156,6 +157,32 @@ class RawSocketStream(anyio.abc.SocketStream):
             anyio.abc.SocketAttribute.remote_address: self._peer_name,
             anyio.abc.SocketAttribute.remote_port: lambda: self._peer_name()[1],
         }
+
+
+_NONBLOCK = getattr(socket, "SOCK_NONBLOCK", 0)
+#: An address's text, cached: a full scan dials one address 65,535 times.
+_address_text = functools.lru_cache(maxsize=4096)(str)
+
+
+def start_connect(host: IPv4Address | IPv6Address, port: int, local_address: str | None = None,
+                  reuse: socket.socket | None = None) -> tuple[socket.socket, int]:
+    """Start a non-blocking connect and return the socket with connect()'s errno (0,
+    EINPROGRESS, ECONNREFUSED, ...), for callers that poll many at once. ``reuse`` is a
+    socket whose previous connect failed: Linux lets it connect again. OSError only when
+    no socket can be made (EMFILE...)."""
+    if reuse is not None:
+        return reuse, reuse.connect_ex((_address_text(host), port))
+    sock = socket.socket(socket.AF_INET6 if host.version == 6 else socket.AF_INET,
+                         socket.SOCK_STREAM | _NONBLOCK)
+    if not _NONBLOCK:
+        sock.setblocking(False)
+    try:
+        if local_address:
+            sock.bind((local_address, 0))
+        code = sock.connect_ex((_address_text(host), port))
+    except OSError as exc:
+        code = exc.errno or errno.EINVAL
+    return sock, code
 
 
 async def open_tcp(host: IPv4Address | IPv6Address, port: int,

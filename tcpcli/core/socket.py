@@ -48,6 +48,7 @@ from tcpcli.core.address import (
     validate_secure_transport,
 )
 from tcpcli.core.connect import ConnectOptions, Dialed, dial, dial_proxy
+from tcpcli.core.destination import check
 from tcpcli.core.errors import (
     NOT_BYTES,
     READABLE_CLOSING,
@@ -55,8 +56,6 @@ from tcpcli.core.errors import (
     SOCKET_CLOSED,
     WRITABLE_CLOSING,
     WRITER_LOCKED,
-    AddressError,
-    ConnectError,
     ConnectionLostError,
     ConnectTimeoutError,
     ResolveTimeoutError,
@@ -68,7 +67,6 @@ from tcpcli.core.errors import (
     map_exceptions,
 )
 from tcpcli.core.invocation import Invocation, current_invocation
-from tcpcli.core.policy import raise_for
 from tcpcli.core.resolve import Resolution
 from tcpcli.core.slots import SocketSlot
 from tcpcli.core.timing import Phase, PhaseClock
@@ -398,25 +396,11 @@ class Socket:
     async def _dial(self) -> anyio.abc.ByteStream:
         invocation, options, address = self.invocation, self.options, self.address
         target, port = address.address_str, address.port
-        try:
-            host = normalize_host(address.hostname)
-        except AddressError as exc:
-            # Past connect()'s synchronous checks (e.g. SocketAddress("", 80)): Workers
-            # rejects `opened` with the proxy error here, not a TypeError.
-            raise ConnectError(f"cannot connect to {target}: {exc}", target=target,
-                               port=port) from exc
-        policy = invocation.policy
-        raise_for(policy.check_name(host, port), target=target, port=port)
-        if host.literal is not None:
-            addresses: tuple[Any, ...] = (host.literal,)
-        else:
-            with self.clock.phase("resolve", name=host.name):
-                self.resolution = await invocation.resolver.resolve(
-                    host.name, family=options.family
-                )
-            addresses = self.resolution.addresses
-            raise_for(policy.check_resolved(host.name, addresses, port), target=target,
-                      port=port)
+        destination = await check(address.hostname, port, policy=invocation.policy,
+                                  resolver=lambda: invocation.resolver, family=options.family,
+                                  clock=self.clock, target=target)
+        self.resolution = destination.resolution
+        addresses = destination.ordered(options.family)
         dialed: Dialed
         if options.proxy:
             dialed = await dial_proxy(options.proxy, addresses[0], port,

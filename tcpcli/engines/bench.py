@@ -13,8 +13,9 @@ Modes:
 
 How the numbers stay honest:
 
-* The destination is judged by the invocation's policy **once**, and the checked literal is
-  dialed directly (``rawsocket.open_tcp``): no per-sample resolution or policy work.
+* The destination is judged by the invocation's policy **once** (``core.destination``), and
+  every sample dials the checked literal through the invocation's ``Connector``: no
+  per-sample resolution or policy work.
 * One task per worker, not per sample; one cached SSL context (``tls._context``).
 * Every connection holds one of the invocation's :class:`SocketSlots`, so the Workers cap
   (6) is respected and ``slots.peak`` proves it.
@@ -41,8 +42,8 @@ import anyio
 import anyio.abc
 import anyio.lowlevel
 
-from tcpcli.core.address import join_host_port, normalize_host, parse_address
-from tcpcli.core.connect import interleave
+from tcpcli.core.address import join_host_port, parse_address
+from tcpcli.core.destination import check
 from tcpcli.core.errors import (
     ConnectError,
     ConnectTimeoutError,
@@ -51,8 +52,7 @@ from tcpcli.core.errors import (
     translate,
 )
 from tcpcli.core.invocation import Invocation
-from tcpcli.core.policy import raise_for
-from tcpcli.core.rawsocket import RawSocketStream, open_tcp
+from tcpcli.core.rawsocket import RawSocketStream
 from tcpcli.core.slots import SocketSlot
 from tcpcli.core.tlsoptions import TLSOptions
 from tcpcli.engines.histogram import Histogram
@@ -214,6 +214,7 @@ class Bench:
         self.result = BenchResult(config, histograms={n: Histogram()
                                                       for n in config.distributions})
         self._now = clock
+        self._connector = invocation.connector
         self._address: IPAddress | None = None
         self._port = 0
         self._hostname = ""
@@ -233,29 +234,18 @@ class Bench:
     # ------------------------------------------------------------------ target
 
     async def check_target(self) -> tuple[IPAddress, int]:
-        """Policy-check the target once (name, then every resolved answer); pick a literal."""
+        """Ask ``core.destination`` once (the name, then every resolved answer) and pick
+        the first checked literal: every sample dials that one address."""
+        invocation = self.invocation
         parsed = parse_address(self.config.address)
-        port = parsed.port
-        host = normalize_host(parsed.hostname)
-        policy = self.invocation.policy
-        raise_for(policy.check_name(host, port), target=self._target, port=port)
-        family = self.invocation.options.family
-        if host.literal is not None:
-            candidates: list[IPAddress] = [host.literal]
-            hostname = str(host.literal)
-        else:
-            resolution = await self.invocation.resolver.resolve(host.name, family=family)
-            raise_for(policy.check_resolved(host.name, resolution.addresses, port),
-                      target=self._target, port=port)
-            candidates = interleave(resolution.addresses, family)
-            hostname = host.name
-        if not candidates:
-            raise ConnectError(f"no address of the requested family for {self._target}",
-                               target=self._target, port=port)
-        self._address, self._port, self._hostname = candidates[0], port, hostname
-        address = candidates[0]
-        self.result.peer = join_host_port(address, port)
-        return address, port
+        family = invocation.options.family
+        destination = await check(parsed.hostname, parsed.port, policy=invocation.policy,
+                                  resolver=lambda: invocation.resolver, family=family,
+                                  target=self._target)
+        address = destination.ordered(family)[0]
+        self._address, self._port, self._hostname = address, parsed.port, destination.name
+        self.result.peer = join_host_port(address, parsed.port)
+        return address, parsed.port
 
     # ------------------------------------------------------------------ running
 
@@ -347,8 +337,8 @@ class Bench:
         tcpcli error."""
         assert self._address is not None
         try:
-            stream: anyio.abc.ByteStream = await open_tcp(
-                self._address, self._port, self.invocation.options.local_address)
+            stream: anyio.abc.ByteStream = await self._connector.connect_tcp(
+                self._address, self._port, local_address=self.invocation.options.local_address)
         except Exception as exc:
             raise _Failed(translate(exc, target=self._target, port=self._port,
                                     phase="connect")) from exc

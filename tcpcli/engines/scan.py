@@ -49,10 +49,11 @@ import anyio.abc
 import anyio.lowlevel
 
 from tcpcli.core.address import normalize_host, parse_port, split_target
-from tcpcli.core.connect import SystemConnector, interleave
+from tcpcli.core.connect import BatchConnector
+from tcpcli.core.destination import Destination, literal_destination, locate
 from tcpcli.core.errors import AddressError, ResolveError, TcpcliError
 from tcpcli.core.invocation import Invocation
-from tcpcli.core.policy import Decision, Policy, Profile
+from tcpcli.core.policy import Decision, Policy
 from tcpcli.core.slots import SocketSlot
 from tcpcli.data.services import port_name, service_port, top_ports
 
@@ -72,7 +73,6 @@ GUARD_PROBES: Final = 1_000_000
 #: A single CIDR block larger than this many addresses needs confirmation too.
 GUARD_ADDRESSES: Final = 65_536
 
-_NONBLOCK = getattr(socket, "SOCK_NONBLOCK", 0)
 _UNREACHABLE_ERRNOS = frozenset({
     errno.ENETUNREACH, errno.EHOSTUNREACH, errno.ENETDOWN, errno.EHOSTDOWN,
     errno.EADDRNOTAVAIL, errno.EAFNOSUPPORT, errno.EACCES, errno.EPERM,
@@ -278,57 +278,28 @@ ResultSink = Callable[[ProbeResult], None]
 ErrorSink = Callable[[Target, TcpcliError], None]
 
 
-# --------------------------------------------------------------------------- policy
-
-
-def special_ports(policy: Policy) -> frozenset[int]:
-    """Ports whose verdict can differ from any other port's: 0, 25 and port:N entries."""
-    ports = {0, 25}
-    for entry in (*policy.allow, *policy.deny):
-        text = entry.strip().lower()
-        if text.startswith("port:"):
-            with contextlib.suppress(ValueError):
-                ports.add(parse_port(text[5:]))
-    return frozenset(ports)
-
-
-class PortJudge:
-    """A policy verdict per port, computed once for every "ordinary" port (fast: a scan of
-    65,535 ports asks the policy a handful of times, not 65,535)."""
-
-    def __init__(self, policy: Policy, decide: Callable[[int], Decision]) -> None:
-        self._special = special_ports(policy)
-        self._decide = decide
-        self._generic: Decision | None = None
-        self._cache: dict[int, Decision] = {}
-
-    def __call__(self, port: int) -> Decision:
-        if port in self._special:
-            if port not in self._cache:
-                self._cache[port] = self._decide(port)
-            return self._cache[port]
-        if self._generic is None:
-            generic = next(p for p in range(1, 65536) if p not in self._special)
-            self._generic = self._decide(generic)
-        return self._generic
-
-
-WORKERS_POLICY: Final = Policy(Profile.WORKERS)
+# --------------------------------------------------------------------------- plans
 
 
 @dataclass
 class HostPlan:
-    """One address to probe, and the verdicts for it (the user's policy and a Worker's)."""
+    """One address to probe, with its destination's verdicts (the user's policy and a
+    Worker's), judged once for the whole host by ``core.destination``."""
 
     host: str
-    address: IPAddress | None  # None: blocked before DNS, nothing to dial
+    address: IPAddress | None  # None: refused before DNS, nothing to dial
     ports: list[int]
-    judge: PortJudge
-    workers: PortJudge
+    destination: Destination
     address_text: str = ""
 
     def __post_init__(self) -> None:
         self.address_text = str(self.address) if self.address is not None else ""
+
+    def judge(self, port: int) -> Decision:
+        return self.destination.verdict(port)
+
+    def workers(self, port: int) -> Decision:
+        return self.destination.workers(port)
 
 
 # --------------------------------------------------------------------------- pollers
@@ -385,11 +356,6 @@ def select_epoll() -> Any:
 #: there before the next harvest, reusing the socket saves a socket() and a close() per
 #: closed port, about a third of the kernel's work in a full scan.
 RECYCLE_SOCKETS = sys.platform == "linux"
-
-
-def _new_socket(family: int) -> socket.socket:
-    """A non-blocking TCP socket for one probe (a seam: tests make it run out)."""
-    return socket.socket(family, socket.SOCK_STREAM | _NONBLOCK)
 
 
 class _Pacer:
@@ -479,7 +445,8 @@ class Scanner:
         self.limit = max(1, min(options.concurrency, cap if cap is not None else math.inf,
                                 _fd_budget()))
         connector = invocation.connector
-        self.fast = isinstance(connector, SystemConnector) and not invocation.options.proxy
+        self.fast = isinstance(connector, BatchConnector) and not invocation.options.proxy
+        self._batch: BatchConnector | None = connector if self.fast else None  # type: ignore[assignment]
         self._pending: dict[int, _Pending] = {}  # registered with the poller, oldest first
         self._fresh: list[_Pending] = []  # connects issued since the last harvest
         self._retry: deque[tuple[HostPlan, int, int]] = deque()
@@ -514,48 +481,32 @@ class Scanner:
 
     def _literal_plan(self, host: str, ip: IPAddress, ports: list[int],
                       policy: Policy) -> HostPlan:
-        return HostPlan(host, ip, ports,
-                        PortJudge(policy, lambda port: policy.check_address(ip, port)),
-                        PortJudge(WORKERS_POLICY,
-                                  lambda port: WORKERS_POLICY.check_address(ip, port)))
+        return HostPlan(host, ip, ports, literal_destination(ip, policy, host))
 
     async def _name_plans(self, target: Target, ports: list[int],
                           policy: Policy) -> AsyncIterator[HostPlan]:
-        name = normalize_host(target.host)
-        before_dns = PortJudge(policy, lambda port: policy.check_name(name, port))
-        workers_name = PortJudge(WORKERS_POLICY,
-                                 lambda port: WORKERS_POLICY.check_name(name, port))
-        if not any(before_dns(port).allowed for port in _representatives(ports, policy)):
-            yield HostPlan(target.host, None, ports, before_dns, workers_name)
-            return
+        invocation = self.invocation
         try:
-            resolution = await self.invocation.resolver.resolve(
-                name.name, family=self.options.family, timeout=self.options.timeout * 5)
+            destination = await locate(target.host, ports, policy=policy,
+                                       resolver=lambda: invocation.resolver,
+                                       family=self.options.family,
+                                       timeout=self.options.timeout * 5, target=target.host)
         except TcpcliError as exc:
             self._error(target, exc)
             return
-        ips = list(resolution.addresses)
-        ordered = interleave(ips, self.options.family)
+        if destination.resolution is None:  # refused before DNS for every port
+            yield HostPlan(target.host, None, ports, destination)
+            return
+        ordered = destination.ordered(self.options.family)
         if not ordered:
             self._error(target, ResolveError(f"{target.host} has no address of the requested "
                                              "family", target=target.host))
             return
-
-        def decide(port: int) -> Decision:
-            first = policy.check_name(name, port)
-            return first if not first.allowed else policy.check_resolved(name.name, ips, port)
-
-        def workers(port: int) -> Decision:
-            first = WORKERS_POLICY.check_name(name, port)
-            return first if not first.allowed else \
-                WORKERS_POLICY.check_resolved(name.name, ips, port)
-
-        judge, workers_judge = PortJudge(policy, decide), PortJudge(WORKERS_POLICY, workers)
         probed = ordered if self.options.all_addresses else ordered[:1]
         if len(probed) < len(ordered):
             self.summary.unprobed[target.host] = [str(ip) for ip in ordered[len(probed):]]
         for ip in probed:
-            yield HostPlan(target.host, ip, ports, judge, workers_judge)
+            yield HostPlan(target.host, ip, ports, destination)
 
     def _error(self, target: Target, error: TcpcliError) -> None:
         self.summary.errors.append(error)
@@ -679,12 +630,14 @@ class Scanner:
         """Issue one connect; an OSError back means no socket could be made (EMFILE...)."""
         address = plan.address
         assert address is not None
+        assert self._batch is not None
         family = socket.AF_INET6 if address.version == 6 else socket.AF_INET
         spares = self._spares[family]
+        local_address = self.options.local_address
+        started = time.monotonic()
         if spares:
-            sock = spares.pop()
-            started = time.monotonic()
-            code = sock.connect_ex((plan.address_text, port))
+            sock, code = self._batch.start_connect(address, port, local_address=local_address,
+                                                   reuse=spares.pop())
             if code not in _FIRST_CONNECT_ANSWERS:
                 # This kernel does not reconnect a failed socket after all: stop trying.
                 sock.close()
@@ -693,21 +646,13 @@ class Scanner:
                 return self._start(plan, port, attempt, slot)
         else:
             try:
-                sock = _new_socket(family)
+                sock, code = self._batch.start_connect(address, port,
+                                                       local_address=local_address)
             except OSError as exc:
                 self._release(slot)
                 if exc.errno in _OUT_OF_SOCKETS:
                     return exc
                 raise
-            if not _NONBLOCK:
-                sock.setblocking(False)
-            started = time.monotonic()
-            try:
-                if self.options.local_address:
-                    sock.bind((self.options.local_address, 0))
-                code = sock.connect_ex((plan.address_text, port))
-            except OSError as exc:
-                code = exc.errno or errno.EINVAL
         if code == errno.EINPROGRESS or code == errno.EWOULDBLOCK:
             # Not registered with the poller yet: on loopback the answer is usually there
             # by the next harvest, which checks the whole batch with one poll() call.
@@ -1154,15 +1099,6 @@ class Scanner:
                 with anyio.CancelScope(shield=True):
                     await anyio.aclose_forcefully(stream)
             self._release(slot)
-
-
-def _representatives(ports: list[int], policy: Policy) -> list[int]:
-    """One ordinary port plus every special one among ``ports`` (enough to know whether
-    any port of a host could be allowed)."""
-    special = special_ports(policy)
-    chosen = [p for p in ports if p in special]
-    ordinary = next((p for p in ports if p not in special), None)
-    return chosen + ([ordinary] if ordinary is not None else [])
 
 
 async def _read_some(stream: anyio.abc.ByteStream, wait: float) -> bytes:

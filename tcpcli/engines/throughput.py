@@ -4,8 +4,8 @@ N connections, up (we send, the peer discards), down (the peer sends, we discard
 
 The shape of a run:
 
-1. The target is policy-checked once (:meth:`Bench.check_target`, the same literal for every
-   connection); ``connections`` connections are dialed (and TLS-handshaken) concurrently,
+1. The target is policy-checked once (``core.destination``, the same literal for every
+   connection, dialed through the invocation's Connector); ``connections`` connections are dialed (and TLS-handshaken) concurrently,
    each holding one of the invocation's :class:`SocketSlots`. Connect and TLS times are
    their own distributions, outside the throughput window.
 2. When every connection is up (or has failed), all start moving bytes at once. The first
@@ -51,13 +51,13 @@ import anyio
 import anyio.abc
 import anyio.lowlevel
 
-from tcpcli.core.address import normalize_host, parse_address
+from tcpcli.core.address import join_host_port, parse_address
+from tcpcli.core.destination import IPAddress, check
 from tcpcli.core.errors import ConnectTimeoutError, IdleTimeoutError, translate
 from tcpcli.core.invocation import Invocation
-from tcpcli.core.rawsocket import open_tcp
 from tcpcli.core.slots import SocketSlot
 from tcpcli.core.tlsoptions import TLSOptions
-from tcpcli.engines.bench import Bench, BenchConfig, ClosedEarlyError, describe
+from tcpcli.engines.bench import ClosedEarlyError, describe
 from tcpcli.engines.histogram import Histogram
 
 Direction = Literal["up", "down", "both"]
@@ -280,7 +280,7 @@ class Throughput:
         self.result = ThroughputResult(config)
         self._now = clock
         self._target = config.address
-        self._address: Any = None
+        self._address: IPAddress | None = None
         self._port = 0
         self._hostname = ""
         self._payload = b""
@@ -291,12 +291,17 @@ class Throughput:
     # ------------------------------------------------------------------ target
 
     async def check_target(self) -> None:
-        """The bench's own policy check (name, then every resolved answer), done once."""
-        checker = Bench(BenchConfig(self.config.address), self.invocation)
-        self._address, self._port = await checker.check_target()
-        self.result.peer = checker.result.peer
-        host = normalize_host(parse_address(self.config.address).hostname)
-        self._hostname = str(host.literal) if host.literal is not None else host.name
+        """Ask ``core.destination`` once (the name, then every resolved answer); every
+        connection dials the first checked literal through the invocation's Connector."""
+        invocation = self.invocation
+        parsed = parse_address(self.config.address)
+        family = invocation.options.family
+        destination = await check(parsed.hostname, parsed.port, policy=invocation.policy,
+                                  resolver=lambda: invocation.resolver, family=family,
+                                  target=self._target)
+        self._address = destination.ordered(family)[0]
+        self._port, self._hostname = parsed.port, destination.name
+        self.result.peer = join_host_port(self._address, parsed.port)
 
     # ------------------------------------------------------------------ running
 
@@ -332,6 +337,7 @@ class Throughput:
         return result
 
     async def _connect(self, flow: Flow, connected: list[_Connection]) -> None:
+        assert self._address is not None  # check_target() ran
         slots = self.invocation.slots
         slot = slots.try_acquire() or await slots.acquire()
         stream: anyio.abc.ByteStream | None = None
@@ -339,8 +345,9 @@ class Throughput:
         try:
             with anyio.fail_after(self.config.timeout):
                 start = self._now()
-                stream = await open_tcp(self._address, self._port,
-                                        self.invocation.options.local_address)
+                stream = await self.invocation.connector.connect_tcp(
+                    self._address, self._port,
+                    local_address=self.invocation.options.local_address)
                 connected_ns = self._now()
                 flow.connect_ns = connected_ns - start
                 if self.config.tls:

@@ -12,10 +12,11 @@ from ipaddress import IPv4Address, IPv4Network
 import anyio
 import pytest
 
-from tcpcli.core import scan
+from tcpcli.core.connect import SystemConnector
 from tcpcli.core.errors import AddressError
 from tcpcli.core.invocation import Invocation
 from tcpcli.core.memory import MemoryByteStream, MemoryConnector
+from tcpcli.engines import scan
 from tcpcli.engines.scan import (
     PortState,
     ProbeResult,
@@ -176,8 +177,9 @@ def _listeners(count: int) -> list[socket.socket]:
     return listeners
 
 
-async def _scan_loopback(ports: list[int]) -> list[ProbeResult]:
-    invocation = Invocation(policy="open", max_sockets=None)
+async def _scan_loopback(ports: list[int],
+                         connector: SystemConnector | None = None) -> list[ProbeResult]:
+    invocation = Invocation(policy="open", max_sockets=None, connector=connector)
     rows: list[ProbeResult] = []
     scanner = Scanner(invocation, ScanOptions(timeout=1.0), rows.append,
                       report=frozenset({PortState.OPEN}))
@@ -192,20 +194,21 @@ async def _scan_loopback(ports: list[int]) -> list[ProbeResult]:
 async def test_refused_sockets_are_reused_and_results_stay_exact(
         monkeypatch: pytest.MonkeyPatch) -> None:
     created = 0
-    real_new_socket = scan._new_socket
 
-    def counting(family: int) -> socket.socket:
-        nonlocal created
-        created += 1
-        return real_new_socket(family)
+    class Counting(SystemConnector):
+        """Counts the sockets made (a reused one is passed back in as ``reuse``)."""
 
-    monkeypatch.setattr(scan, "_new_socket", counting)
+        def start_connect(self, host, port, *, local_address=None, reuse=None):  # type: ignore[no-untyped-def]
+            nonlocal created
+            created += reuse is None
+            return super().start_connect(host, port, local_address=local_address, reuse=reuse)
+
     listeners = _listeners(5)
     open_ports = sorted(listener.getsockname()[1] for listener in listeners)
     try:
         # Mostly closed ports around the listeners: refused sockets go round again.
         ports = sorted({*open_ports, *range(20000, 22000)})
-        rows = await _scan_loopback(ports)
+        rows = await _scan_loopback(ports, Counting())
     finally:
         for listener in listeners:
             listener.close()

@@ -17,7 +17,7 @@ from ipaddress import IPv4Address, IPv6Address
 import anyio.abc
 import pytest
 
-from tcpcli.core import scan
+from tcpcli.core.connect import SystemConnector
 from tcpcli.core.invocation import Invocation
 from tcpcli.core.memory import MemoryByteStream, MemoryConnector
 from tcpcli.engines.scan import PortState, ProbeResult, Scanner, ScanOptions, parse_target
@@ -82,20 +82,22 @@ async def test_fast_path_waits_for_a_descriptor(monkeypatch: pytest.MonkeyPatch,
     """socket() fails with EMFILE whenever 3 of the scan's sockets are open (banners keep
     open ports' sockets a while): every port is still reported, and right."""
     made: list[socket.socket] = []
-    real = scan._new_socket
 
-    def scarce(family: int) -> socket.socket:
-        if sum(1 for sock in made if sock.fileno() != -1) >= 3:
-            raise OSError(errno.EMFILE, "Too many open files")
-        sock = real(family)
-        made.append(sock)
-        return sock
+    class Scarce(SystemConnector):
+        def start_connect(self, host: IPv4Address | IPv6Address, port: int, *,
+                          local_address: str | None = None,
+                          reuse: socket.socket | None = None) -> tuple[socket.socket, int]:
+            if reuse is None and sum(1 for sock in made if sock.fileno() != -1) >= 3:
+                raise OSError(errno.EMFILE, "Too many open files")
+            sock, code = super().start_connect(host, port, local_address=local_address,
+                                               reuse=reuse)
+            made.append(sock)
+            return sock, code
 
-    monkeypatch.setattr(scan, "_new_socket", scarce)
     open_ports, closed_ports = ports
     chosen = sorted(open_ports[:8] + closed_ports[:40])
     rows: list[ProbeResult] = []
-    invocation = Invocation(policy="open", max_sockets=None)
+    invocation = Invocation(policy="open", max_sockets=None, connector=Scarce())
     scanner = Scanner(invocation, ScanOptions(concurrency=500, banner=True, banner_wait=0.05),
                       rows.append)
     async with invocation:

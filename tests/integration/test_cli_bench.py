@@ -195,27 +195,27 @@ def test_ctrl_c_prints_the_summary_so_far_then_exits_130(backend: str) -> None:
 
 @pytest.mark.anyio
 @pytest.mark.parametrize("anyio_backend", ["asyncio", "trio"])
-async def test_live_sockets_never_exceed_the_cap(monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_live_sockets_never_exceed_the_cap() -> None:
     """-c 12 under the Workers cap of 6: count open client sockets at every dial."""
-    from tcpcli.core import bench as bench_module
+    from tcpcli.core.connect import SystemConnector
     from tcpcli.core.invocation import Invocation
     from tcpcli.engines.bench import Bench, BenchConfig
 
     opened: list[socket.socket] = []
     peak = 0
-    real_open = getattr(bench_module, "open_tcp")  # noqa: B009 - not re-exported
 
-    async def counting_open(*args: Any) -> Any:
-        nonlocal peak
-        live = sum(1 for sock in opened if sock.fileno() != -1)
-        peak = max(peak, live + 1)
-        stream = await real_open(*args)
-        opened.append(stream.extra(anyio.abc.SocketAttribute.raw_socket))
-        return stream
+    class Counting(SystemConnector):
+        async def connect_tcp(self, host: Any, port: int, *,
+                              local_address: str | None = None) -> Any:
+            nonlocal peak
+            live = sum(1 for sock in opened if sock.fileno() != -1)
+            peak = max(peak, live + 1)
+            stream = await super().connect_tcp(host, port, local_address=local_address)
+            opened.append(stream.extra(anyio.abc.SocketAttribute.raw_socket))
+            return stream
 
-    monkeypatch.setattr(bench_module, "open_tcp", counting_open)
     with serve(delayed_echo(0.01)) as server:
-        invocation = Invocation(policy="open", max_sockets=6)
+        invocation = Invocation(policy="open", max_sockets=6, connector=Counting())
         async with invocation:
             result = await Bench(BenchConfig(server.address, mode="rr", payload=b"x",
                                              fresh=True, count=60, concurrency=12),
