@@ -24,6 +24,12 @@ Choices where the sources leave room:
   IPv4-mapped form, the same destination); a deny entry also matches any IPv4 address
   embedded in an IPv6 one, so a denied network cannot be reached through a translator.
 * ``*.example.com`` matches names below example.com, not example.com itself.
+* Cloud metadata endpoints (rule ``cloud-metadata``: 169.254.169.254, fd00:ec2::254 and
+  their kin, and the names that lead there, such as metadata.google.internal) are refused
+  by ``workers`` too, though a Worker's own runtime has no such service to protect. tcpcli
+  is also a library that services embed, and a URL or host name taken from a request is
+  the classic SSRF route to instance credentials. ``--allow ADDRESS`` (or ``--policy
+  open``) lifts it for a user who means it.
 """
 
 from __future__ import annotations
@@ -86,6 +92,18 @@ LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost
                             "ip6-loopback", "localhost6", "localhost6.localdomain6"})
 
 
+#: Cloud instance-metadata services: credentials and user data for whoever asks from the
+#: instance. AWS IMDS (IPv4 and IPv6), ECS task metadata and EKS pod identity; GCP, Azure,
+#: DigitalOcean, OpenStack and Oracle share 169.254.169.254; Azure's wire server; Alibaba.
+CLOUD_METADATA_ADDRESSES = (
+    "169.254.169.254/32", "fd00:ec2::254/128", "169.254.170.2/32", "169.254.170.23/32",
+    "fd00:ec2::23/128", "168.63.129.16/32", "100.100.100.200/32", "192.0.0.192/32",
+)
+#: Names that mean a metadata service wherever they are resolved (refused before DNS).
+CLOUD_METADATA_NAMES = frozenset({"metadata.google.internal", "metadata.goog",
+                                  "instance-data", "instance-data.ec2.internal"})
+
+
 @functools.cache
 def cloudflare_ranges() -> dict[str, object]:
     """The bundled Cloudflare list (``tcpcli/data/cloudflare-ips.json``), read once."""
@@ -100,6 +118,8 @@ def blocked_ranges() -> tuple[_Range, ...]:
     cloudflare = cloudflare_ranges()
     published = [*_strings(cloudflare["ipv4"]), *_strings(cloudflare["ipv6"])]
     rows: list[tuple[str, str, str, bool]] = [
+        *(("cloud-metadata", net, "a cloud instance-metadata endpoint", False)
+          for net in CLOUD_METADATA_ADDRESSES),
         ("loopback", "127.0.0.0/8", "a loopback address", False),
         ("loopback", "::1/128", "the loopback address", False),
         ("unspecified", "0.0.0.0/8", 'an unspecified ("this network") address', False),
@@ -281,6 +301,9 @@ class Policy:
         loopback = _loopback_name(name)
         if loopback is not None:
             return self._block("loopback-name", loopback, name, f"--allow {name} or --policy open")
+        if name in CLOUD_METADATA_NAMES:
+            return self._block("cloud-metadata", f"{name} names a cloud instance-metadata "
+                               "service", name, f"--allow {name} or --policy open")
         return self._allow_decision(f"{name} is not blocked by name; its addresses are "
                                     "checked after resolution", name, rule="default")
 
@@ -459,6 +482,8 @@ def raise_for(decision: Decision, *, target: str, port: int) -> None:
 
 
 __all__ = [
+    "CLOUD_METADATA_ADDRESSES",
+    "CLOUD_METADATA_NAMES",
     "LOOPBACK_NAMES",
     "Decision",
     "Policy",

@@ -85,7 +85,7 @@ CONNECT_CASES = [
     # CNAME chains into blocked space.
     Case("chain.test", [("CNAME", "hop1.test")], 3, ["(rule loopback)", "chain.test"]),
     Case("metadata.test", [("CNAME", "hop-meta.test")], 3,
-         ["(rule link-local)", "169.254.169.254"], ["--policy", "workers-strict"]),
+         ["(rule cloud-metadata)", "169.254.169.254", "--allow metadata.test"]),
     # AAAA-only names, including IPv4 embedded in IPv6.
     Case("v6-loopback.test", [("AAAA", "::1")], 3, ["(rule loopback)", "::1"]),
     Case("v6-mapped.test", [("AAAA", "::ffff:127.0.0.1")], 3,

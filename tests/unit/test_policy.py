@@ -180,12 +180,25 @@ HOSTILE: list[tuple[str, int, str, str]] = [
     ("::ffff:10.0.0.1", 80, "workers-strict", "private"),
     ("64:ff9b::a00:1", 80, "workers-strict", "private"),
     ("100.64.0.1", 80, "workers-strict", "cgnat"),
-    ("169.254.169.254", 80, "workers-strict", "link-local"),
-    ("0xa9fea9fe", 80, "workers-strict", "link-local"),
-    ("2852039166", 80, "workers-strict", "link-local"),
-    ("0251.0376.0251.0376", 80, "workers-strict", "link-local"),
-    ("169.254.43518", 80, "workers-strict", "link-local"),
-    ("::ffff:169.254.169.254", 80, "workers-strict", "link-local"),
+    # Cloud metadata: its own rule, under the default profile too, in every spelling
+    ("169.254.169.254", 80, "workers", "cloud-metadata"),
+    ("169.254.169.254", 80, "workers-strict", "cloud-metadata"),
+    ("0xa9fea9fe", 80, "workers", "cloud-metadata"),
+    ("2852039166", 80, "workers", "cloud-metadata"),
+    ("0251.0376.0251.0376", 80, "workers", "cloud-metadata"),
+    ("169.254.43518", 80, "workers", "cloud-metadata"),
+    ("::ffff:169.254.169.254", 80, "workers", "cloud-metadata"),
+    ("64:ff9b::a9fe:a9fe", 80, "workers", "cloud-metadata"),
+    ("fd00:ec2::254", 80, "workers", "cloud-metadata"),
+    ("[fd00:ec2::254]", 80, "workers", "cloud-metadata"),
+    ("169.254.170.2", 80, "workers", "cloud-metadata"),
+    ("100.100.100.200", 80, "workers", "cloud-metadata"),
+    ("168.63.129.16", 80, "workers", "cloud-metadata"),
+    ("metadata.google.internal", 80, "workers", "cloud-metadata"),
+    ("METADATA.google.internal.", 80, "workers", "cloud-metadata"),
+    ("instance-data", 80, "workers", "cloud-metadata"),
+    ("169.254.1.1", 80, "workers-strict", "link-local"),
+    ("::ffff:169.254.1.1", 80, "workers-strict", "link-local"),
     ("fe80::1", 80, "workers-strict", "link-local"),
     ("fe80::1%lo", 80, "workers-strict", "link-local"),
     ("fd00::1", 80, "workers-strict", "ula"),
@@ -244,8 +257,9 @@ CONTROLS: list[tuple[str, int, str]] = [
     ("0127.0.0.1", 80, "workers"),  # octal: 87.0.0.1, a public address
     ("10.0.0.1", 5432, "workers"),  # private ranges: blocked by workers-strict only
     ("192.168.1.1", 80, "workers"),
-    ("169.254.169.254", 80, "workers"),
+    ("169.254.1.1", 80, "workers"),  # link-local, but no metadata service
     ("fd00::1", 80, "workers"),
+    ("metadata.example.com", 80, "workers"),
     ("203.0.113.10", 80, "workers"),
     ("1.1.2.1", 80, "workers"),
     ("104.15.255.255", 80, "workers"),
@@ -603,4 +617,22 @@ def test_range_table_rules_are_the_documented_ones() -> None:
     rules = {entry.rule for entry in blocked_ranges()}
     assert rules == {"loopback", "unspecified", "broadcast", "multicast", "reserved",
                      "cloudflare-dns", "cloudflare", "private", "cgnat", "link-local", "ula",
-                     "site-local", "documentation", "benchmarking"}
+                     "site-local", "documentation", "benchmarking", "cloud-metadata"}
+
+
+def test_cloud_metadata_names_its_rule_and_its_lift() -> None:
+    decision = judge("169.254.169.254", 80)
+    assert decision.reason == ("169.254.169.254 is a cloud instance-metadata endpoint "
+                               "(169.254.169.254/32)")
+    assert decision.lift == "--allow 169.254.169.254 or --policy open"
+    assert judge("169.254.169.254", 80, Policy.parse("workers", allow=["169.254.169.254"])).allowed
+    by_name = judge("metadata.google.internal", 80)
+    assert by_name.lift == "--allow metadata.google.internal or --policy open"
+    assert judge("metadata.google.internal", 80,
+                 Policy.parse("workers", allow=["metadata.google.internal"])).allowed
+
+
+def test_a_name_resolving_to_a_metadata_endpoint_is_refused() -> None:
+    decision = Policy().check_resolved("evil.example", [ip_address("169.254.169.254")], 80)
+    assert not decision.allowed and decision.rule == "cloud-metadata"
+    assert decision.lift == "--allow evil.example or --policy open"
