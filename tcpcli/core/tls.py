@@ -1,18 +1,27 @@
-"""TLS for the socket core: client contexts, a MemoryBIO TLS stream, and the TLS report.
+"""TLS for the socket core: the TLS stream, and the front door to the TLS modules.
 
 Why our own stream instead of ``anyio.streams.tls.TLSStream``: we need a true half-close
 (``send_eof()`` sends close_notify and keeps reading — anyio raises NotImplementedError),
 a truncation flag (peer closed without close_notify), large reads, the chain *as sent*, and
 an "insecure" mode that still computes and reports the verification verdict.
 
+The TLS modules, all importable from here (this one is what the rest of tcpcli imports):
+
+    tlsoptions   TLSOptions and pin parsing (no cryptography: plain-TCP runs stay cheap)
+    tlscontext   client SSL contexts, the trust store they load, their cache
+    tlsreport    TLSReport, Verification, CertificateSummary: the facts, as data
+    certs        summarizing a certificate, and the names it is valid for
+    tlsverify    insecure mode's verdict, computed as OpenSSL would have
+    tls          this module: TLSStream (handshake, report, sessions, half-close)
+
 Verification, in one table (``Verification.verify_code`` is OpenSSL's X509_V_ERR_* code):
 
     secure (default)   OpenSSL verifies during the handshake (CERT_REQUIRED + hostname);
                        a failure raises CertificateVerifyError with OpenSSL's code/message.
-    insecure           handshake with CERT_NONE, then the verdict is computed with
-                       ``cryptography.x509.verification`` against the same trust store and
-                       mapped to the code OpenSSL would have given (same precedence:
-                       untrusted chain 18/19/20, then name 62/64, then validity 10/9).
+                       Without SNI OpenSSL cannot check the name: the stream does, after.
+    insecure           handshake with CERT_NONE, then :mod:`tcpcli.core.tlsverify`
+                       computes the verdict against the same trust store, with the code
+                       OpenSSL would have given.
     pins               checked against every certificate in the chain as sent (SPKI
                        SHA-256); no match raises PinMismatchError, in both modes.
 
@@ -38,28 +47,19 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import encodings.idna  # noqa: F401 - see _WARM below
-import functools
+import encodings.idna  # noqa: F401 - ssl's server names: not inside a timed handshake
 import hashlib
-import ipaddress
-import os
-import re
 import ssl
-import warnings
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, fields, is_dataclass, replace
-from datetime import UTC, datetime, timedelta
+from collections.abc import Callable, Mapping
+from dataclasses import replace
+from datetime import UTC, datetime
 from typing import Any, cast
 
 import anyio
 import anyio.abc
-import certifi
 from anyio.streams.tls import TLSAttribute
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import dh, dsa, ec, ed448, ed25519, rsa
-from cryptography.x509 import verification as x509_verification
 
+from tcpcli.core.certs import ip_literal, normalize_name, summarize_certificate
 from tcpcli.core.errors import (
     CertificateVerifyError,
     ConnectionLostError,
@@ -67,13 +67,10 @@ from tcpcli.core.errors import (
     SocketOptionError,
     map_exceptions,
 )
-from tcpcli.core.tlsoptions import (
-    _VERSIONS,
-    TLSOptions,
-    TLSVersionName,
-    _parse_pins,
-    parse_pin,
-)
+from tcpcli.core.tlscontext import client_context, contexts_built, handshake_context
+from tcpcli.core.tlsoptions import TLSOptions, TLSVersionName, _parse_pins, parse_pin
+from tcpcli.core.tlsreport import CertificateSummary, TLSReport, Verification
+from tcpcli.core.tlsverify import name_failure, verify_chain
 
 __all__ = [
     "CLOSE_NOTIFY_TIMEOUT",
@@ -85,14 +82,10 @@ __all__ = [
     "TLSVersionName",
     "Verification",
     "client_context",
+    "contexts_built",
     "parse_pin",
     "summarize_certificate",
 ]
-
-# Imported now, not inside the first timed handshake (~7 ms): ssl encodes every server
-# name with the idna codec, and ECDSA() imports cryptography's OpenSSL backend on first use
-# (verifying an EC-signed certificate).
-_WARM = ec.ECDSA(hashes.SHA256())
 
 #: Bytes asked of the transport per read: big reads keep per-call overhead off the hot path.
 TRANSPORT_READ_SIZE = 256 * 1024
@@ -104,519 +97,8 @@ CLOSE_NOTIFY_TIMEOUT = 0.5
 #: half a round trip after the handshake, so this covers slow links too.
 TICKET_WAIT = 0.5
 
-# OpenSSL X509_V_ERR_* codes we produce ourselves in insecure mode, with OpenSSL's texts.
-X509_V_ERR_UNSPECIFIED = 1
-X509_V_ERR_CERT_SIGNATURE_FAILURE = 7
-X509_V_ERR_CERT_NOT_YET_VALID = 9
-X509_V_ERR_CERT_HAS_EXPIRED = 10
-X509_V_ERR_DEPTH_ZERO_SELF_SIGNED_CERT = 18
-X509_V_ERR_SELF_SIGNED_CERT_IN_CHAIN = 19
-X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY = 20
-X509_V_ERR_INVALID_CA = 24
-X509_V_ERR_HOSTNAME_MISMATCH = 62
-X509_V_ERR_IP_ADDRESS_MISMATCH = 64
 
-_SELF_SIGNED = "self-signed" if ssl.OPENSSL_VERSION_INFO >= (3,) else "self signed"
-_VERIFY_MESSAGES: dict[int, str] = {
-    X509_V_ERR_UNSPECIFIED: "unspecified certificate verification error",
-    X509_V_ERR_CERT_SIGNATURE_FAILURE: "certificate signature failure",
-    X509_V_ERR_CERT_NOT_YET_VALID: "certificate is not yet valid",
-    X509_V_ERR_CERT_HAS_EXPIRED: "certificate has expired",
-    X509_V_ERR_DEPTH_ZERO_SELF_SIGNED_CERT: f"{_SELF_SIGNED} certificate",
-    X509_V_ERR_SELF_SIGNED_CERT_IN_CHAIN: f"{_SELF_SIGNED} certificate in certificate chain",
-    X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY: "unable to get local issuer certificate",
-    X509_V_ERR_INVALID_CA: "invalid CA certificate",
-}
-
-
-# --------------------------------------------------------------------------- contexts
-
-
-def client_context(options: TLSOptions, *, hostname: str | None = None) -> ssl.SSLContext:
-    """The client SSLContext for ``options``, built once per distinct options value.
-
-    Verification is on (CERT_REQUIRED + check_hostname) unless ``options.insecure``. With
-    ``send_sni=False`` OpenSSL cannot check the name without also sending it, so that
-    context verifies the chain only and :class:`TLSStream` checks the name itself.
-    With ``hostname`` it is exactly the context ``TLSStream.wrap()`` uses for that name:
-    build it before timing a handshake (loading a trust store takes ~20 ms), and know that
-    sessions resume only between handshakes that share it.
-    """
-    if hostname is None:
-        return _context(options, not options.insecure and options.send_sni,
-                        os.environ.get("SSLKEYLOGFILE"))
-    return _handshake_context(options, _normalize_name(options.server_name or hostname))[0]
-
-
-def contexts_built() -> int:
-    """How many client contexts this process has built (each loads a trust store)."""
-    return _context.cache_info().misses
-
-
-def _handshake_context(options: TLSOptions, name: str | None) -> (
-    tuple[ssl.SSLContext, str | None]
-):
-    """The context for a handshake with ``name``, and the name handed to OpenSSL.
-
-    Python sends no SNI for IP literals; with ``send_sni=False`` we pass no name at all and
-    check it ourselves after the handshake.
-    """
-    is_ip = name is not None and _ip(name) is not None
-    server_hostname = name if (options.send_sni or is_ip) else None
-    context = _context(options, not options.insecure and server_hostname is not None,
-                       os.environ.get("SSLKEYLOGFILE"))
-    return context, server_hostname
-
-
-@functools.lru_cache(maxsize=32)
-def _context(options: TLSOptions, check_hostname: bool, keylog_env: str | None) -> (
-    ssl.SSLContext
-):
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    # Names are matched against subjectAltName only, as browsers do (no CN fallback).
-    context.hostname_checks_common_name = False
-    # A peer that closes without close_notify must be visible (TLSStream.truncated).
-    context.options &= ~getattr(ssl, "OP_IGNORE_UNEXPECTED_EOF", 0)
-    if options.insecure:
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-    else:
-        context.check_hostname = check_hostname
-    _load_trust(context, options)  # insecure too: a bad --ca-file is an error either way
-    with warnings.catch_warnings():  # TLS 1.0/1.1 are deprecated; here they were asked for
-        warnings.simplefilter("ignore", DeprecationWarning)
-        if options.min_version is not None:
-            context.minimum_version = _VERSIONS[options.min_version]
-        elif options.max_version in ("1.0", "1.1"):
-            context.minimum_version = ssl.TLSVersion.TLSv1  # Python's floor is 1.2: lower it
-        if options.max_version is not None:
-            context.maximum_version = _VERSIONS[options.max_version]
-    if {options.min_version, options.max_version} & {"1.0", "1.1"}:
-        # Asking for TLS 1.0/1.1 explicitly: OpenSSL 3's default security level forbids
-        # them (and their SHA-1 signatures), which would make the option a no-op.
-        context.set_ciphers("DEFAULT:@SECLEVEL=0")
-    if options.alpn:
-        context.set_alpn_protocols(list(options.alpn))
-    if options.cert_file is not None:
-        try:
-            context.load_cert_chain(options.cert_file, options.key_file)
-        except (OSError, ssl.SSLError) as exc:
-            raise SocketOptionError(
-                f"cannot load the client certificate {options.cert_file}: {_why(exc)}"
-            ) from exc
-        context.post_handshake_auth = True
-    keylog = options.keylog_file or keylog_env
-    if keylog:
-        context.keylog_filename = keylog
-    return context
-
-
-def _load_trust(context: ssl.SSLContext, options: TLSOptions) -> None:
-    source = options.ca_file or certifi.where()
-    try:
-        if options.ca_file is not None and os.path.isdir(options.ca_file):
-            context.load_verify_locations(capath=options.ca_file)
-        else:
-            context.load_verify_locations(cafile=source)
-    except (OSError, ssl.SSLError) as exc:
-        raise SocketOptionError(f"cannot load the CA file {source}: {_why(exc)}") from exc
-    if options.system_store:
-        context.load_default_certs(ssl.Purpose.SERVER_AUTH)
-
-
-def _why(exc: BaseException) -> str:
-    if isinstance(exc, ssl.SSLError) and exc.reason:
-        return str(exc.reason)
-    if isinstance(exc, OSError) and exc.strerror:
-        return exc.strerror
-    return str(exc)
-
-
-# --------------------------------------------------------------------------- summaries
-
-
-@dataclass(frozen=True)
-class CertificateSummary:
-    """What a person wants to know about one certificate."""
-
-    subject: str
-    issuer: str
-    sans: tuple[str, ...]  # "DNS:example.com", "IP:192.0.2.1", ...
-    not_before: datetime
-    not_after: datetime
-    days_left: int  # whole days until not_after (truncated), negative once a day expired
-    key_type: str  # "RSA", "EC", "Ed25519", "Ed448", "DSA", ...
-    key_bits: int | None
-    curve: str | None
-    signature_algorithm: str  # OpenSSL's name: "sha256WithRSAEncryption", "ecdsa-with-SHA256"
-    spki_sha256: str  # "sha256/<base64>", the value --pin takes
-    sha256_fingerprint: str  # "AB:CD:..."
-    serial: str  # upper-case hex
-    self_signed: bool
-    is_ca: bool
-
-
-def summarize_certificate(der: bytes) -> CertificateSummary:
-    """Summarize a DER certificate; ``days_left`` is computed against the current time."""
-    summary = _summarize_cached(der)
-    # Truncated toward zero: "expired 2 days ago" is -2, "29.9 days left" is 29.
-    days_left = int((summary.not_after - datetime.now(UTC)) / timedelta(days=1))
-    return replace(summary, days_left=days_left)
-
-
-@functools.lru_cache(maxsize=256)
-def _summarize_cached(der: bytes) -> CertificateSummary:
-    # Cached: bench sees the same chain thousands of times.
-    cert = x509.load_der_x509_certificate(der)
-    key = cert.public_key()
-    key_type, key_bits, curve = _describe_key(key)
-    try:
-        basic = cert.extensions.get_extension_for_class(x509.BasicConstraints).value
-        is_ca = basic.ca
-    except x509.ExtensionNotFound:
-        is_ca = False
-    return CertificateSummary(
-        subject=cert.subject.rfc4514_string(),
-        issuer=cert.issuer.rfc4514_string(),
-        sans=_sans(cert),
-        not_before=cert.not_valid_before_utc,
-        not_after=cert.not_valid_after_utc,
-        days_left=0,
-        key_type=key_type,
-        key_bits=key_bits,
-        curve=curve,
-        signature_algorithm=cert.signature_algorithm_oid._name,
-        spki_sha256="sha256/" + base64.b64encode(_spki_digest(cert)).decode(),
-        sha256_fingerprint=cert.fingerprint(hashes.SHA256()).hex(":").upper(),
-        serial=_hex_serial(cert.serial_number),
-        self_signed=_is_self_signed(cert),
-        is_ca=is_ca,
-    )
-
-
-def _describe_key(key: object) -> tuple[str, int | None, str | None]:
-    if isinstance(key, rsa.RSAPublicKey):
-        return "RSA", key.key_size, None
-    if isinstance(key, ec.EllipticCurvePublicKey):
-        return "EC", key.key_size, key.curve.name
-    if isinstance(key, ed25519.Ed25519PublicKey):
-        return "Ed25519", 256, None
-    if isinstance(key, ed448.Ed448PublicKey):
-        return "Ed448", 456, None
-    if isinstance(key, dsa.DSAPublicKey):
-        return "DSA", key.key_size, None
-    if isinstance(key, dh.DHPublicKey):
-        return "DH", key.key_size, None
-    return type(key).__name__, None, None
-
-
-def _sans(cert: x509.Certificate) -> tuple[str, ...]:
-    try:
-        names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    except x509.ExtensionNotFound:
-        return ()
-    out: list[str] = []
-    for name in names:
-        if isinstance(name, x509.DNSName):
-            out.append(f"DNS:{name.value}")
-        elif isinstance(name, x509.IPAddress):
-            out.append(f"IP:{name.value}")
-        elif isinstance(name, x509.RFC822Name):
-            out.append(f"email:{name.value}")
-        elif isinstance(name, x509.UniformResourceIdentifier):
-            out.append(f"URI:{name.value}")
-        elif isinstance(name, x509.DirectoryName):
-            out.append(f"DirName:{name.value.rfc4514_string()}")
-        elif isinstance(name, x509.RegisteredID):
-            out.append(f"Registered ID:{name.value.dotted_string}")
-        else:
-            out.append("othername:<unsupported>")
-    return tuple(out)
-
-
-def _spki_digest(cert: x509.Certificate) -> bytes:
-    spki = cert.public_key().public_bytes(serialization.Encoding.DER,
-                                          serialization.PublicFormat.SubjectPublicKeyInfo)
-    return hashlib.sha256(spki).digest()
-
-
-def _hex_serial(serial: int) -> str:
-    text = f"{serial:X}"
-    return text if len(text) % 2 == 0 else "0" + text
-
-
-def _is_self_signed(cert: x509.Certificate) -> bool:
-    if cert.issuer != cert.subject:
-        return False
-    try:
-        cert.verify_directly_issued_by(cert)
-    except Exception:  # InvalidSignature, or a key type that cannot sign
-        return False
-    return True
-
-
-# --------------------------------------------------------------------------- report
-
-
-@dataclass(frozen=True)
-class Verification:
-    """The verification verdict. ``verify_code``/``reason`` are OpenSSL's when it failed."""
-
-    verified: bool
-    verify_code: int | None
-    reason: str  # "ok" or the verification message
-    hostname_matched: bool | None  # None when there was no name to check
-    pin_matched: bool | None  # None when no pins were given
-
-
-@dataclass(frozen=True)
-class TLSReport:
-    """Facts about one TLS session, filled in after the handshake."""
-
-    version: str  # "TLSv1.3"
-    cipher: str
-    cipher_bits: int | None
-    alpn: str | None
-    sni: str | None  # the name sent as SNI, None when none was sent
-    session_reused: bool
-    chain: tuple[CertificateSummary, ...]  # as sent by the server, leaf first
-    verified_chain: tuple[CertificateSummary, ...]  # leaf to trust anchor, when verified
-    verification: Verification
-    #: A previous session was offered for resumption; with ``session_reused`` False the
-    #: server declined it (a full handshake).
-    session_offered: bool = False
-
-    def to_dict(self) -> dict[str, object]:
-        """JSON-safe: numbers stay numbers, datetimes become ISO 8601 UTC strings."""
-        result = _jsonable(self)
-        assert isinstance(result, dict)
-        return result
-
-
-def _jsonable(value: object) -> object:
-    if isinstance(value, datetime):
-        return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
-    if isinstance(value, tuple | list):
-        return [_jsonable(item) for item in value]
-    if is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _jsonable(getattr(value, f.name)) for f in fields(value)}
-    return value
-
-
-# --------------------------------------------------------------------------- names
-
-
-def _normalize_name(name: str | None) -> str | None:
-    if not name:
-        return None
-    if name.startswith("[") and name.endswith("]"):
-        name = name[1:-1]
-    if name.endswith(".") and not name.endswith(".."):
-        name = name[:-1]
-    return name or None
-
-
-def _ip(name: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
-    try:
-        return ipaddress.ip_address(name.split("%", 1)[0])
-    except ValueError:
-        return None
-
-
-def _name_matches(cert: x509.Certificate, name: str) -> bool:
-    """RFC 6125 matching as OpenSSL does it for Python (SAN only, whole-label wildcard)."""
-    try:
-        sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    except x509.ExtensionNotFound:
-        return False
-    address = _ip(name)
-    if address is not None:
-        return address in sans.get_values_for_type(x509.IPAddress)
-    host = name.lower().rstrip(".")
-    labels = host.split(".")
-    for pattern in sans.get_values_for_type(x509.DNSName):
-        pattern = pattern.lower().rstrip(".")
-        if pattern == host:
-            return True
-        parts = pattern.split(".")
-        if (parts[0] == "*" and len(parts) >= 3 and len(parts) == len(labels)
-                and parts[1:] == labels[1:] and labels[0]):
-            return True
-    return False
-
-
-def _mismatch(name: str) -> tuple[int, str]:
-    if _ip(name) is not None:
-        return (X509_V_ERR_IP_ADDRESS_MISMATCH,
-                f"IP address mismatch, certificate is not valid for '{name}'.")
-    return (X509_V_ERR_HOSTNAME_MISMATCH,
-            f"Hostname mismatch, certificate is not valid for '{name}'.")
-
-
-# --------------------------------------------------------------------------- offline verification
-
-
-def _require_ca(policy: object, cert: x509.Certificate, ext: x509.BasicConstraints) -> None:
-    if not ext.ca:
-        raise ValueError("basicConstraints.cA must be asserted in a CA certificate")
-
-
-# OpenSSL-like leniency: only what OpenSSL itself insists on (issuers are CAs, the leaf has
-# a SAN to match), not the CA/Browser Forum profile cryptography enforces by default.
-_CA_POLICY = x509_verification.ExtensionPolicy.permit_all().require_present(
-    x509.BasicConstraints, x509_verification.Criticality.AGNOSTIC, _require_ca)
-_EE_POLICY = x509_verification.ExtensionPolicy.permit_all().require_present(
-    x509.SubjectAlternativeName, x509_verification.Criticality.AGNOSTIC, None)
-
-
-@functools.lru_cache(maxsize=8)
-def _trust_store(ca_file: str | None, system_store: bool) -> x509_verification.Store | None:
-    """The insecure-mode trust store: the same sources the secure context loads."""
-    paths: list[str] = []
-    if ca_file is not None and os.path.isdir(ca_file):
-        paths += _directory_files(ca_file)
-    else:
-        paths.append(ca_file or certifi.where())
-    if system_store:
-        defaults = ssl.get_default_verify_paths()
-        for candidate in (defaults.cafile, defaults.openssl_cafile):
-            if candidate and os.path.isfile(candidate):
-                paths.append(candidate)
-        for directory in (defaults.capath, defaults.openssl_capath):
-            if directory and os.path.isdir(directory):
-                paths += _directory_files(directory)
-    certs: dict[bytes, x509.Certificate] = {}
-    for path in paths:
-        for cert in _read_pem_certificates(path):
-            certs[cert.fingerprint(hashes.SHA256())] = cert
-    return x509_verification.Store(list(certs.values())) if certs else None
-
-
-def _directory_files(directory: str) -> list[str]:
-    return sorted(entry.path for entry in os.scandir(directory) if entry.is_file())
-
-
-_PEM_BLOCK = re.compile(rb"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----", re.S)
-
-
-def _read_pem_certificates(path: str) -> Iterable[x509.Certificate]:
-    try:
-        with open(path, "rb") as handle:
-            data = handle.read()
-    except OSError:
-        return
-    for block in _PEM_BLOCK.findall(data):
-        try:
-            with warnings.catch_warnings():  # old roots with odd serials: still usable
-                warnings.simplefilter("ignore")
-                cert = x509.load_pem_x509_certificate(block)
-        except ValueError:
-            continue  # a certificate cryptography refuses to parse cannot anchor anything
-        yield cert
-
-
-def _verify_offline(
-    chain: Sequence[x509.Certificate], name: str | None, store: x509_verification.Store | None,
-    now: datetime,
-) -> tuple[Verification, list[x509.Certificate]]:
-    """Insecure mode: the verdict OpenSSL would have reached, computed after the fact.
-
-    Precedence follows OpenSSL's verify_chain(): building a trusted chain (18/19/20/24),
-    then the name (62/64), then signatures and validity periods (10/9).
-    """
-    if not chain:
-        return Verification(False, X509_V_ERR_UNSPECIFIED, "the server sent no certificate",
-                            None, None), []
-    leaf, intermediates = chain[0], list(chain[1:])
-    matched = None if name is None else _name_matches(leaf, name)
-    subject = _verifier_subject(leaf)
-
-    built: list[x509.Certificate] | None = None
-    failure = "no trusted certificates to verify against"
-    if store is not None and subject is not None:
-        try:
-            built = _build_chain(store, subject, leaf, intermediates, now)
-        except x509_verification.VerificationError as exc:
-            failure = str(exc)
-            off_time = _valid_time(chain)
-            if off_time is not None and off_time != now:
-                try:  # was it only a validity period? then the chain itself is trusted
-                    built = _build_chain(store, subject, leaf, intermediates, off_time)
-                except x509_verification.VerificationError as again:
-                    failure = str(again)
-
-    def failed(code: int, reason: str | None = None) -> (
-        tuple[Verification, list[x509.Certificate]]
-    ):
-        return Verification(False, code, reason or _VERIFY_MESSAGES[code], matched, None), []
-
-    if built is None:
-        if subject is None and name is not None and not _is_self_signed(leaf):
-            return failed(*_mismatch(name))  # no SAN at all: nothing could ever match
-        return failed(*_trust_failure(chain, failure))
-    if matched is False and name is not None:
-        return failed(*_mismatch(name))
-    for cert in reversed(built):  # OpenSSL checks validity from the anchor down
-        if now > cert.not_valid_after_utc:
-            return failed(X509_V_ERR_CERT_HAS_EXPIRED)
-        if now < cert.not_valid_before_utc:
-            return failed(X509_V_ERR_CERT_NOT_YET_VALID)
-    return Verification(True, None, "ok", matched, None), built
-
-
-def _build_chain(store: x509_verification.Store, subject: x509_verification.Subject,
-                 leaf: x509.Certificate, intermediates: list[x509.Certificate],
-                 when: datetime) -> list[x509.Certificate]:
-    verifier = (
-        x509_verification.PolicyBuilder()
-        .store(store)
-        .time(when)
-        .extension_policies(ca_policy=_CA_POLICY, ee_policy=_EE_POLICY)
-        .build_server_verifier(subject)
-    )
-    return verifier.verify(leaf, intermediates)
-
-
-def _verifier_subject(leaf: x509.Certificate) -> x509_verification.Subject | None:
-    """A name the leaf is valid for, taken from its own SANs.
-
-    The requested name is judged separately (62/64 come after chain errors in OpenSSL),
-    so chain building must not fail on it.
-    """
-    try:
-        sans = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    except x509.ExtensionNotFound:
-        return None
-    for dns in sans.get_values_for_type(x509.DNSName):
-        return x509.DNSName("wildcard" + dns[1:] if dns.startswith("*.") else dns)
-    for address in sans.get_values_for_type(x509.IPAddress):
-        return x509.IPAddress(address)
-    return None
-
-
-def _valid_time(chain: Sequence[x509.Certificate]) -> datetime | None:
-    """A moment at which every certificate sent is within its validity period."""
-    start = max(cert.not_valid_before_utc for cert in chain)
-    end = min(cert.not_valid_after_utc for cert in chain)
-    if start > end:
-        leaf = chain[0]
-        start, end = leaf.not_valid_before_utc, leaf.not_valid_after_utc
-    return start + (end - start) / 2 if start <= end else None
-
-
-def _trust_failure(chain: Sequence[x509.Certificate], failure: str) -> tuple[int, str | None]:
-    if _is_self_signed(chain[0]):
-        return X509_V_ERR_DEPTH_ZERO_SELF_SIGNED_CERT, None
-    if len(chain) > 1 and _is_self_signed(chain[-1]):
-        return X509_V_ERR_SELF_SIGNED_CERT_IN_CHAIN, None
-    if "basicConstraints" in failure:
-        return X509_V_ERR_INVALID_CA, None
-    if "signature" in failure.lower():
-        return X509_V_ERR_CERT_SIGNATURE_FAILURE, None
-    return X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY, None
-
-
-# --------------------------------------------------------------------------- the stream
+# --------------------------------------------------------------------------- the chain
 
 
 _ENCODING_DER = 2  # _ssl.ENCODING_DER; not re-exported by ssl on 3.11
@@ -729,13 +211,13 @@ class TLSStream(anyio.abc.ByteStream):
         one that cannot be used is ignored. On failure the transport is left open for the
         caller to close. ``target``/``port`` only shape error messages.
         """
-        name = _normalize_name(options.server_name or hostname)
+        name = normalize_name(options.server_name or hostname)
         if name is None and not options.insecure:
             raise SocketOptionError(
                 "a server name is required to verify the certificate (or use insecure)"
             )
-        is_ip = name is not None and _ip(name) is not None
-        context, server_hostname = _handshake_context(options, name)
+        is_ip = name is not None and ip_literal(name) is not None
+        context, server_hostname = handshake_context(options, name)
         incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
         ssl_object = context.wrap_bio(incoming, outgoing, server_hostname=server_hostname)
         offered = False
@@ -782,22 +264,16 @@ class TLSStream(anyio.abc.ByteStream):
         elif sent_der:
             _CHAINS.remember(sent_der, openssl_verified, insecure=options.insecure)
         sent = tuple(summarize_certificate(der) for der in sent_der)
-        verified_der: list[bytes] = []
         if options.insecure:
-            certs = [x509.load_der_x509_certificate(der) for der in sent_der]
-            verdict, built = _verify_offline(
-                certs, name, _trust_store(options.ca_file, options.system_store),
-                datetime.now(UTC))
-            verified_der = [cert.public_bytes(serialization.Encoding.DER) for cert in built]
+            verdict, verified_der = verify_chain(
+                sent_der, name, ca_file=options.ca_file, system_store=options.system_store,
+                now=datetime.now(UTC))
         else:
-            matched = True
             if ssl_object.server_hostname is None and name is not None:  # SNI-less
-                matched = bool(sent_der) and _name_matches(
-                    x509.load_der_x509_certificate(sent_der[0]), name)
-                if not matched:
-                    code, reason = _mismatch(name)
-                    raise self._verify_error(code, reason)
-            verdict = Verification(True, None, "ok", matched, None)
+                failure = name_failure(sent_der[0] if sent_der else None, name)
+                if failure is not None:
+                    raise self._verify_error(*failure)
+            verdict = Verification(True, None, "ok", True, None)
             verified_der = openssl_verified
         if pins:
             digests = {base64.b64decode(cert.spki_sha256.removeprefix("sha256/"))

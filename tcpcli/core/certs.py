@@ -1,0 +1,181 @@
+"""Reading certificates with cryptography: the summary a report shows, and the names a
+certificate is valid for (RFC 6125 matching as OpenSSL does it for Python).
+
+Used by the stream (:mod:`tcpcli.core.tls`) for its report and its SNI-less name check, and
+by insecure mode's verification (:mod:`tcpcli.core.tlsverify`).
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+import hashlib
+import ipaddress
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import dh, dsa, ec, ed448, ed25519, rsa
+
+from tcpcli.core.tlsreport import CertificateSummary
+
+__all__ = [
+    "ip_literal",
+    "is_self_signed",
+    "name_matches",
+    "normalize_name",
+    "summarize_certificate",
+]
+
+# Imported now, not inside the first timed handshake: ECDSA() imports cryptography's
+# OpenSSL backend on first use (checking an EC-signed certificate's signature).
+_WARM = ec.ECDSA(hashes.SHA256())
+
+
+# --------------------------------------------------------------------------- summaries
+
+
+def summarize_certificate(der: bytes) -> CertificateSummary:
+    """Summarize a DER certificate; ``days_left`` is computed against the current time."""
+    summary = _summarize_cached(der)
+    # Truncated toward zero: "expired 2 days ago" is -2, "29.9 days left" is 29.
+    days_left = int((summary.not_after - datetime.now(UTC)) / timedelta(days=1))
+    return replace(summary, days_left=days_left)
+
+
+@functools.lru_cache(maxsize=256)
+def _summarize_cached(der: bytes) -> CertificateSummary:
+    # Cached: bench sees the same chain thousands of times.
+    cert = x509.load_der_x509_certificate(der)
+    key = cert.public_key()
+    key_type, key_bits, curve = _describe_key(key)
+    try:
+        basic = cert.extensions.get_extension_for_class(x509.BasicConstraints).value
+        is_ca = basic.ca
+    except x509.ExtensionNotFound:
+        is_ca = False
+    return CertificateSummary(
+        subject=cert.subject.rfc4514_string(),
+        issuer=cert.issuer.rfc4514_string(),
+        sans=_sans(cert),
+        not_before=cert.not_valid_before_utc,
+        not_after=cert.not_valid_after_utc,
+        days_left=0,
+        key_type=key_type,
+        key_bits=key_bits,
+        curve=curve,
+        signature_algorithm=cert.signature_algorithm_oid._name,
+        spki_sha256="sha256/" + base64.b64encode(_spki_digest(cert)).decode(),
+        sha256_fingerprint=cert.fingerprint(hashes.SHA256()).hex(":").upper(),
+        serial=_hex_serial(cert.serial_number),
+        self_signed=is_self_signed(cert),
+        is_ca=is_ca,
+    )
+
+
+def _describe_key(key: object) -> tuple[str, int | None, str | None]:
+    if isinstance(key, rsa.RSAPublicKey):
+        return "RSA", key.key_size, None
+    if isinstance(key, ec.EllipticCurvePublicKey):
+        return "EC", key.key_size, key.curve.name
+    if isinstance(key, ed25519.Ed25519PublicKey):
+        return "Ed25519", 256, None
+    if isinstance(key, ed448.Ed448PublicKey):
+        return "Ed448", 456, None
+    if isinstance(key, dsa.DSAPublicKey):
+        return "DSA", key.key_size, None
+    if isinstance(key, dh.DHPublicKey):
+        return "DH", key.key_size, None
+    return type(key).__name__, None, None
+
+
+def _sans(cert: x509.Certificate) -> tuple[str, ...]:
+    try:
+        names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return ()
+    out: list[str] = []
+    for name in names:
+        if isinstance(name, x509.DNSName):
+            out.append(f"DNS:{name.value}")
+        elif isinstance(name, x509.IPAddress):
+            out.append(f"IP:{name.value}")
+        elif isinstance(name, x509.RFC822Name):
+            out.append(f"email:{name.value}")
+        elif isinstance(name, x509.UniformResourceIdentifier):
+            out.append(f"URI:{name.value}")
+        elif isinstance(name, x509.DirectoryName):
+            out.append(f"DirName:{name.value.rfc4514_string()}")
+        elif isinstance(name, x509.RegisteredID):
+            out.append(f"Registered ID:{name.value.dotted_string}")
+        else:
+            out.append("othername:<unsupported>")
+    return tuple(out)
+
+
+def _spki_digest(cert: x509.Certificate) -> bytes:
+    spki = cert.public_key().public_bytes(serialization.Encoding.DER,
+                                          serialization.PublicFormat.SubjectPublicKeyInfo)
+    return hashlib.sha256(spki).digest()
+
+
+def _hex_serial(serial: int) -> str:
+    text = f"{serial:X}"
+    return text if len(text) % 2 == 0 else "0" + text
+
+
+def is_self_signed(cert: x509.Certificate) -> bool:
+    """Issued by itself: same subject and issuer, and its own key checks its signature."""
+    if cert.issuer != cert.subject:
+        return False
+    try:
+        cert.verify_directly_issued_by(cert)
+    except Exception:  # InvalidSignature, or a key type that cannot sign
+        return False
+    return True
+
+
+# --------------------------------------------------------------------------- names
+
+
+def normalize_name(name: str | None) -> str | None:
+    """The name to send and check: brackets and one trailing dot dropped, "" is none."""
+    if not name:
+        return None
+    if name.startswith("[") and name.endswith("]"):
+        name = name[1:-1]
+    if name.endswith(".") and not name.endswith(".."):
+        name = name[:-1]
+    return name or None
+
+
+def ip_literal(name: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """The address when ``name`` is an IP literal (a %zone ignored): it gets no SNI and
+    matches IP SANs only."""
+    try:
+        return ipaddress.ip_address(name.split("%", 1)[0])
+    except ValueError:
+        return None
+
+
+def name_matches(cert: x509.Certificate, name: str) -> bool:
+    """RFC 6125 matching as OpenSSL does it for Python (SAN only, whole-label wildcard)."""
+    try:
+        sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return False
+    address = ip_literal(name)
+    if address is not None:
+        return address in sans.get_values_for_type(x509.IPAddress)
+    host = name.lower().rstrip(".")
+    labels = host.split(".")
+    for pattern in sans.get_values_for_type(x509.DNSName):
+        pattern = pattern.lower().rstrip(".")
+        if pattern == host:
+            return True
+        parts = pattern.split(".")
+        if (parts[0] == "*" and len(parts) >= 3 and len(parts) == len(labels)
+                and parts[1:] == labels[1:] and labels[0]):
+            return True
+    return False

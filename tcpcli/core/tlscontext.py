@@ -1,0 +1,126 @@
+"""Client SSL contexts: built from :class:`~tcpcli.core.tlsoptions.TLSOptions`, trusting
+certifi's bundle (or ``--ca-file``), and cached per options value.
+
+Cached because loading a trust store takes ~20 ms, and because TLS sessions resume only
+between handshakes that share a context (bench and ``--resume`` rely on it).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import ssl
+import warnings
+
+import certifi
+
+from tcpcli.core.certs import ip_literal, normalize_name
+from tcpcli.core.errors import SocketOptionError
+from tcpcli.core.tlsoptions import _VERSIONS, TLSOptions
+
+__all__ = ["client_context", "contexts_built", "handshake_context", "trust_source"]
+
+
+def client_context(options: TLSOptions, *, hostname: str | None = None) -> ssl.SSLContext:
+    """The client SSLContext for ``options``, built once per distinct options value.
+
+    Verification is on (CERT_REQUIRED + check_hostname) unless ``options.insecure``. With
+    ``send_sni=False`` OpenSSL cannot check the name without also sending it, so that
+    context verifies the chain only and :class:`~tcpcli.core.tls.TLSStream` checks the
+    name itself. With ``hostname`` it is exactly the context ``TLSStream.wrap()`` uses for
+    that name: build it before timing a handshake (loading a trust store takes ~20 ms),
+    and know that sessions resume only between handshakes that share it.
+    """
+    if hostname is None:
+        return _context(options, not options.insecure and options.send_sni,
+                        os.environ.get("SSLKEYLOGFILE"))
+    return handshake_context(options, normalize_name(options.server_name or hostname))[0]
+
+
+def contexts_built() -> int:
+    """How many client contexts this process has built (each loads a trust store)."""
+    return _context.cache_info().misses
+
+
+def handshake_context(options: TLSOptions, name: str | None) -> (
+    tuple[ssl.SSLContext, str | None]
+):
+    """The context for a handshake with ``name``, and the name handed to OpenSSL.
+
+    Python sends no SNI for IP literals; with ``send_sni=False`` we pass no name at all and
+    check it ourselves after the handshake.
+    """
+    is_ip = name is not None and ip_literal(name) is not None
+    server_hostname = name if (options.send_sni or is_ip) else None
+    context = _context(options, not options.insecure and server_hostname is not None,
+                       os.environ.get("SSLKEYLOGFILE"))
+    return context, server_hostname
+
+
+def trust_source(ca_file: str | None) -> str:
+    """The CA file (or directory) trusted: ``--ca-file``, else certifi's bundle."""
+    return ca_file or certifi.where()
+
+
+@functools.lru_cache(maxsize=32)
+def _context(options: TLSOptions, check_hostname: bool, keylog_env: str | None) -> (
+    ssl.SSLContext
+):
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    # Names are matched against subjectAltName only, as browsers do (no CN fallback).
+    context.hostname_checks_common_name = False
+    # A peer that closes without close_notify must be visible (TLSStream.truncated).
+    context.options &= ~getattr(ssl, "OP_IGNORE_UNEXPECTED_EOF", 0)
+    if options.insecure:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    else:
+        context.check_hostname = check_hostname
+    _load_trust(context, options)  # insecure too: a bad --ca-file is an error either way
+    with warnings.catch_warnings():  # TLS 1.0/1.1 are deprecated; here they were asked for
+        warnings.simplefilter("ignore", DeprecationWarning)
+        if options.min_version is not None:
+            context.minimum_version = _VERSIONS[options.min_version]
+        elif options.max_version in ("1.0", "1.1"):
+            context.minimum_version = ssl.TLSVersion.TLSv1  # Python's floor is 1.2: lower it
+        if options.max_version is not None:
+            context.maximum_version = _VERSIONS[options.max_version]
+    if {options.min_version, options.max_version} & {"1.0", "1.1"}:
+        # Asking for TLS 1.0/1.1 explicitly: OpenSSL 3's default security level forbids
+        # them (and their SHA-1 signatures), which would make the option a no-op.
+        context.set_ciphers("DEFAULT:@SECLEVEL=0")
+    if options.alpn:
+        context.set_alpn_protocols(list(options.alpn))
+    if options.cert_file is not None:
+        try:
+            context.load_cert_chain(options.cert_file, options.key_file)
+        except (OSError, ssl.SSLError) as exc:
+            raise SocketOptionError(
+                f"cannot load the client certificate {options.cert_file}: {_why(exc)}"
+            ) from exc
+        context.post_handshake_auth = True
+    keylog = options.keylog_file or keylog_env
+    if keylog:
+        context.keylog_filename = keylog
+    return context
+
+
+def _load_trust(context: ssl.SSLContext, options: TLSOptions) -> None:
+    source = trust_source(options.ca_file)
+    try:
+        if options.ca_file is not None and os.path.isdir(options.ca_file):
+            context.load_verify_locations(capath=options.ca_file)
+        else:
+            context.load_verify_locations(cafile=source)
+    except (OSError, ssl.SSLError) as exc:
+        raise SocketOptionError(f"cannot load the CA file {source}: {_why(exc)}") from exc
+    if options.system_store:
+        context.load_default_certs(ssl.Purpose.SERVER_AUTH)
+
+
+def _why(exc: BaseException) -> str:
+    if isinstance(exc, ssl.SSLError) and exc.reason:
+        return str(exc.reason)
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return str(exc)

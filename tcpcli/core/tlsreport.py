@@ -1,0 +1,80 @@
+"""What tcpcli reports about a TLS session: the certificates, the verdict, the session facts.
+
+Plain frozen data with a JSON form and no cryptography import, so renderers and callers can
+name these types cheaply; :mod:`tcpcli.core.certs` fills in a :class:`CertificateSummary`,
+:mod:`tcpcli.core.tlsverify` reaches a :class:`Verification`, and
+:class:`tcpcli.core.tls.TLSStream` assembles the :class:`TLSReport` after its handshake.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields, is_dataclass
+from datetime import UTC, datetime
+
+__all__ = ["CertificateSummary", "TLSReport", "Verification"]
+
+
+@dataclass(frozen=True)
+class CertificateSummary:
+    """What a person wants to know about one certificate."""
+
+    subject: str
+    issuer: str
+    sans: tuple[str, ...]  # "DNS:example.com", "IP:192.0.2.1", ...
+    not_before: datetime
+    not_after: datetime
+    days_left: int  # whole days until not_after (truncated), negative once a day expired
+    key_type: str  # "RSA", "EC", "Ed25519", "Ed448", "DSA", ...
+    key_bits: int | None
+    curve: str | None
+    signature_algorithm: str  # OpenSSL's name: "sha256WithRSAEncryption", "ecdsa-with-SHA256"
+    spki_sha256: str  # "sha256/<base64>", the value --pin takes
+    sha256_fingerprint: str  # "AB:CD:..."
+    serial: str  # upper-case hex
+    self_signed: bool
+    is_ca: bool
+
+
+@dataclass(frozen=True)
+class Verification:
+    """The verification verdict. ``verify_code``/``reason`` are OpenSSL's when it failed."""
+
+    verified: bool
+    verify_code: int | None
+    reason: str  # "ok" or the verification message
+    hostname_matched: bool | None  # None when there was no name to check
+    pin_matched: bool | None  # None when no pins were given
+
+
+@dataclass(frozen=True)
+class TLSReport:
+    """Facts about one TLS session, filled in after the handshake."""
+
+    version: str  # "TLSv1.3"
+    cipher: str
+    cipher_bits: int | None
+    alpn: str | None
+    sni: str | None  # the name sent as SNI, None when none was sent
+    session_reused: bool
+    chain: tuple[CertificateSummary, ...]  # as sent by the server, leaf first
+    verified_chain: tuple[CertificateSummary, ...]  # leaf to trust anchor, when verified
+    verification: Verification
+    #: A previous session was offered for resumption; with ``session_reused`` False the
+    #: server declined it (a full handshake).
+    session_offered: bool = False
+
+    def to_dict(self) -> dict[str, object]:
+        """JSON-safe: numbers stay numbers, datetimes become ISO 8601 UTC strings."""
+        result = _jsonable(self)
+        assert isinstance(result, dict)
+        return result
+
+
+def _jsonable(value: object) -> object:
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    if isinstance(value, tuple | list):
+        return [_jsonable(item) for item in value]
+    if is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _jsonable(getattr(value, f.name)) for f in fields(value)}
+    return value
