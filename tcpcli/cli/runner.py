@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 from tcpcli.cli.environment import Environment
 from tcpcli.cli.exit_codes import ExitCode, exit_code_for
-from tcpcli.core.errors import TcpcliError
+from tcpcli.core.errors import TcpcliError, translate_dialogue_error
 
 if TYPE_CHECKING:
     from tcpcli.render.events import EventWriter
@@ -129,7 +129,7 @@ def _exit_code(
     traceback: bool,
     on_error: Callable[[TcpcliError, ExitCode], None] | None,
 ) -> int:
-    leaves = _leaves(exc)
+    leaves = [translate_dialogue_error(leaf) for leaf in _leaves(exc)]
     if any(isinstance(leaf, KeyboardInterrupt) for leaf in leaves):
         return ExitCode.INTERRUPTED
     if any(isinstance(leaf, Terminated) for leaf in leaves):

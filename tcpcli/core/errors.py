@@ -13,7 +13,7 @@
     │   │   ├── NoAddressError        the name exists but has no A/AAAA (for the family)
     │   │   ├── ResolverFailureError  SERVFAIL, REFUSED, malformed or truncated answers
     │   │   └── ResolveTimeoutError
-    │   ├── ConnectRefusedError  RST to our SYN
+    │   ├── ConnectRefusedError      RST to our SYN
     │   ├── UnreachableError         ICMP / routing errors, with errno
     │   ├── ConnectTimeoutError
     │   └── ProxyError
@@ -28,23 +28,35 @@
         ├── RemoteProtocolError   the peer broke the protocol
         └── LocalProtocolError    we were asked to do something the protocol forbids
 
-Every error carries ``kind``, a short stable category used by JSON events, bench error
-counts and the CLI's exit codes, and ``workers_message``, the text a Worker's ``connect()``
-would surface for the same failure (``shared/reference/workers-sockets-spec.md`` §4).
+Every error carries ``kind``, an :class:`ErrorKind` (a short stable string) used by JSON
+events, bench error counts and the CLI's exit codes, and ``workers_message``, the text a
+Worker's ``connect()`` would surface for the same failure
+(``shared/reference/workers-sockets-spec.md`` §4).
 
-``map_exceptions()`` is the translation boundary: OSError, ssl, anyio, dnspython and
-exception groups become this tree there and nowhere else.
+``map_exceptions()`` is the translation boundary: OSError, ssl, anyio, dnspython, the
+dialogues' own errors and exception groups become this tree there and nowhere else.
+
+The dialogues (``tcpcli.protocols``) are pure and cannot import this module (it needs anyio
+and ssl), so they raise ``tcpcli.protocols.errors``. The core's three protocol classes
+derive from both this tree and theirs: an ``except`` written against either side catches
+what the core raises, and ``translate`` turns a dialogue's error into the core class of
+the same family, keeping its message and ``reason`` (the original is the ``__cause__``).
+Translating, rather than making the dialogues' classes TcpcliErrors, keeps a one-way
+dependency: core → protocols, never back.
 """
 
 from __future__ import annotations
 
-import errno
 import ssl
 from collections.abc import Iterator
 from contextlib import contextmanager
+from enum import StrEnum
 from typing import ClassVar
 
 import anyio
+
+from tcpcli.core.errnos import ErrnoClass, errno_class
+from tcpcli.protocols import errors as dialogue_errors
 
 #: Workers spec §4 row 7: a refused, failed or disallowed connection.
 PROXY_FAILED = "proxy request failed, cannot connect to the specified address"
@@ -85,10 +97,32 @@ def proxy_failed_message(port: int | None) -> str:
     return PROXY_FAILED + (FETCH_HINT if port in (80, 443) else "")
 
 
+class ErrorKind(StrEnum):
+    """An error's stable category: the ``kind`` of JSON ``error`` events, the keys of
+    bench's error counts, and what picks the exit code (``tcpcli.cli.exit_codes``)."""
+
+    ERROR = "error"
+    USAGE = "usage"
+    CLOSED = "closed"
+    BLOCKED = "blocked"
+    CONNECT = "connect"
+    DNS = "dns"
+    DNS_TIMEOUT = "dns-timeout"
+    REFUSED = "refused"
+    UNREACHABLE = "unreachable"
+    TIMEOUT = "timeout"
+    PROXY = "proxy"
+    TLS = "tls"
+    TLS_VERIFY = "tls-verify"
+    RESET = "reset"
+    CANCELED = "canceled"
+    PROTOCOL = "protocol"
+
+
 class TcpcliError(Exception):
     """Base of every error tcpcli raises on purpose."""
 
-    kind: ClassVar[str] = "error"
+    kind: ClassVar[ErrorKind] = ErrorKind.ERROR
 
     @property
     def workers_message(self) -> str:
@@ -99,26 +133,26 @@ class TcpcliError(Exception):
 class AddressError(TcpcliError, TypeError):
     """The address is invalid; the message is the exact Workers text (spec §4 rows 1–4, 6)."""
 
-    kind = "usage"
+    kind = ErrorKind.USAGE
 
 
 class SocketOptionError(TcpcliError, TypeError):
     """A socket option has an unsupported value (spec §4 row 5)."""
 
-    kind = "usage"
+    kind = ErrorKind.USAGE
 
 
 class StartTlsError(TcpcliError, TypeError):
     """start_tls() was misused; the message is the exact Workers text (rows 11–16)."""
 
-    kind = "usage"
+    kind = ErrorKind.USAGE
 
 
 class StreamClosedError(TcpcliError, anyio.ClosedResourceError, TypeError):
     """A read or write on a side that is closed, closing or locked (a TypeError, as in
     workerd; also anyio's ClosedResourceError, as anyio stream users expect)."""
 
-    kind = "closed"
+    kind = ErrorKind.CLOSED
 
     def __init__(self, message: str | None = None) -> None:
         super().__init__(message or WRITABLE_CLOSED)
@@ -128,7 +162,7 @@ class StreamCancelledError(TcpcliError):
     """A read on a socket whose connection failed: the readable was cancelled (row 20).
     The connection error is the ``__cause__``."""
 
-    kind = "closed"
+    kind = ErrorKind.CLOSED
 
     def __init__(self, message: str = STREAM_CANCELLED) -> None:
         super().__init__(message)
@@ -153,7 +187,7 @@ class PolicyError(_TargetedError):
     ``rule`` names the rule that decided, ``lift`` is the option that would allow it.
     """
 
-    kind = "blocked"
+    kind = ErrorKind.BLOCKED
 
     def __init__(
         self,
@@ -180,11 +214,11 @@ class PolicyError(_TargetedError):
 class ConnectError(_TargetedError):
     """The connection could not be opened."""
 
-    kind = "connect"
+    kind = ErrorKind.CONNECT
 
 
 class ResolveError(ConnectError):
-    kind = "dns"
+    kind = ErrorKind.DNS
 
 
 class NameNotFoundError(ResolveError):
@@ -200,15 +234,15 @@ class ResolverFailureError(ResolveError):
 
 
 class ResolveTimeoutError(ResolveError):
-    kind = "dns-timeout"
+    kind = ErrorKind.DNS_TIMEOUT
 
 
 class ConnectRefusedError(ConnectError):
-    kind = "refused"
+    kind = ErrorKind.REFUSED
 
 
 class UnreachableError(ConnectError):
-    kind = "unreachable"
+    kind = ErrorKind.UNREACHABLE
 
     def __init__(
         self,
@@ -223,21 +257,21 @@ class UnreachableError(ConnectError):
 
 
 class ConnectTimeoutError(ConnectError):
-    kind = "timeout"
+    kind = ErrorKind.TIMEOUT
 
 
 class ProxyError(ConnectError):
-    kind = "proxy"
+    kind = ErrorKind.PROXY
 
 
 class TLSError(_TargetedError):
-    kind = "tls"
+    kind = ErrorKind.TLS
 
 
 class CertificateVerifyError(TLSError):
     """Certificate verification failed; ``verify_code``/``reason`` come from OpenSSL."""
 
-    kind = "tls-verify"
+    kind = ErrorKind.TLS_VERIFY
 
     def __init__(
         self,
@@ -262,7 +296,7 @@ class TLSHandshakeError(TLSError):
 
 
 class ConnectionLostError(_TargetedError):
-    kind = "reset"
+    kind = ErrorKind.RESET
 
     @property
     def workers_message(self) -> str:
@@ -270,40 +304,56 @@ class ConnectionLostError(_TargetedError):
 
 
 class SocketCanceledError(TcpcliError):
-    kind = "canceled"
+    kind = ErrorKind.CANCELED
 
     def __init__(self, message: str = SOCKET_CANCELED) -> None:
         super().__init__(message)
 
 
 class IdleTimeoutError(_TargetedError):
-    kind = "timeout"
+    kind = ErrorKind.TIMEOUT
 
 
-class ProtocolError(TcpcliError):
-    kind = "protocol"
+class ProtocolError(TcpcliError, dialogue_errors.ProtocolError):
+    """A sans-IO dialogue failed, or the peer broke an application protocol.
+
+    ``reason`` is the dialogue's name for the failure ("starttls-refused", "injection",
+    ...), or None.
+    """
+
+    kind = ErrorKind.PROTOCOL
+
+    def __init__(self, message: str, *, reason: str | None = None) -> None:
+        super().__init__(message)
+        if reason is not None:
+            self.reason = reason
 
 
-class RemoteProtocolError(ProtocolError):
+class RemoteProtocolError(ProtocolError, dialogue_errors.RemoteProtocolError):
     """The peer broke the protocol (bad, oversized or injected reply)."""
 
 
-class LocalProtocolError(ProtocolError):
+class LocalProtocolError(ProtocolError, dialogue_errors.LocalProtocolError):
     """We were asked to do something the protocol forbids in its current state."""
 
 
-_REFUSED = {errno.ECONNREFUSED}
-_UNREACHABLE = {
-    errno.ENETUNREACH,
-    errno.EHOSTUNREACH,
-    errno.ENETDOWN,
-    errno.EHOSTDOWN,
-    errno.EADDRNOTAVAIL,
-    errno.EAFNOSUPPORT,
-    errno.EACCES,
-    errno.EPERM,
-}
-_LOST = {errno.ECONNRESET, errno.EPIPE, errno.ECONNABORTED, errno.ESHUTDOWN}
+def translate_dialogue_error(exc: BaseException) -> BaseException:
+    """A dialogue's error (``tcpcli.protocols.errors``) as the core class of the same
+    family, with its message and reason; any other exception as it is.
+
+    ``translate`` does this for everything passing ``map_exceptions``; the CLI's runner
+    calls it for a dialogue error raised outside the core (e.g. a bad ``--ehlo-name``).
+    """
+    if isinstance(exc, TcpcliError) or not isinstance(exc, dialogue_errors.ProtocolError):
+        return exc
+    family: type[ProtocolError] = ProtocolError
+    if isinstance(exc, dialogue_errors.RemoteProtocolError):
+        family = RemoteProtocolError
+    elif isinstance(exc, dialogue_errors.LocalProtocolError):
+        family = LocalProtocolError
+    mapped = family(str(exc), reason=exc.reason)
+    mapped.__cause__ = exc
+    return mapped
 
 
 def _single_leaf(group: BaseExceptionGroup[BaseException]) -> BaseException | None:
@@ -336,6 +386,8 @@ def translate(exc: BaseException, *, target: str | None, port: int | None, phase
     """
     if isinstance(exc, TcpcliError):
         return exc
+    if isinstance(exc, dialogue_errors.ProtocolError):
+        return translate_dialogue_error(exc)
     if isinstance(exc, BaseExceptionGroup):
         leaf = _single_leaf(exc)
         return exc if leaf is None else translate(leaf, target=target, port=port, phase=phase)
@@ -371,19 +423,20 @@ def translate(exc: BaseException, *, target: str | None, port: int | None, phase
     if isinstance(exc, OSError):
         code = exc.errno
         text = exc.strerror or str(exc)
-        if code in _REFUSED:
+        meaning = errno_class(code)
+        if meaning is ErrnoClass.REFUSED:
             return ConnectRefusedError(
                 f"connection to {where} refused", target=target, port=port
             )
-        if code in _LOST or (phase == "stream" and code is not None):
+        if meaning is ErrnoClass.LOST or (phase == "stream" and code is not None):
             return ConnectionLostError(
                 f"connection to {where} was reset ({text})", target=target, port=port
             )
-        if code == errno.ETIMEDOUT:
+        if meaning is ErrnoClass.TIMEOUT:
             return ConnectTimeoutError(
                 f"timed out connecting to {where}", target=target, port=port
             )
-        if code in _UNREACHABLE:
+        if meaning is ErrnoClass.UNREACHABLE:
             return UnreachableError(
                 f"{where} is unreachable: {text}", target=target, port=port, errno_=code
             )

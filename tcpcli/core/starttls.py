@@ -11,7 +11,12 @@ from dataclasses import dataclass, field
 
 import anyio
 
-from tcpcli.core.errors import ConnectTimeoutError, IdleTimeoutError, TcpcliError
+from tcpcli.core.errors import (
+    ConnectTimeoutError,
+    IdleTimeoutError,
+    TcpcliError,
+    map_exceptions,
+)
 from tcpcli.core.socket import Socket
 from tcpcli.core.tlsoptions import TLSOptions
 from tcpcli.protocols.base import (
@@ -73,7 +78,8 @@ async def _feed(sock: Socket, dialogue: Dialogue, deadline: _ReplyDeadline) -> N
             f"(at step {getattr(dialogue, 'step', '?')})",
             target=str(sock.address), port=sock.address.port) from None
     deadline.partial = True
-    dialogue.receive_data(data)
+    with map_exceptions():  # the dialogue's errors become the core's
+        dialogue.receive_data(data)
 
 
 async def _drive(dialogue: Dialogue, sock: Socket, deadline: _ReplyDeadline,
@@ -82,7 +88,8 @@ async def _drive(dialogue: Dialogue, sock: Socket, deadline: _ReplyDeadline,
 
     Greetings and capabilities are the dialogue's report; nothing to do here."""
     while True:
-        event = dialogue.next_event()
+        with map_exceptions():
+            event = dialogue.next_event()
         if event is NEED_DATA:
             await _feed(sock, dialogue, deadline)
             continue
@@ -120,7 +127,8 @@ async def run_starttls(sock: Socket, dialogue: Dialogue, *,
         raise ConnectTimeoutError(
             f"timed out after {reply_timeout:g} s in the TLS handshake with {sock.address}",
             target=str(sock.address), port=sock.address.port) from None
-    dialogue.tls_established()
+    with map_exceptions():
+        dialogue.tls_established()
     deadline.reply_complete()
     try:
         await _drive(dialogue, upgraded, deadline, steps, until=Done)

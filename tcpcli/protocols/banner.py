@@ -17,8 +17,8 @@ import enum
 import re
 from dataclasses import dataclass
 
-from tcpcli.core.errors import ProtocolError
 from tcpcli.protocols.base import check_token, printable
+from tcpcli.protocols.errors import ProtocolError
 from tcpcli.protocols.mysql import ServerError, parse_greeting, take_packet
 from tcpcli.protocols.postgres import SSL_REQUEST
 from tcpcli.protocols.telnet import IAC, SB, VERBS

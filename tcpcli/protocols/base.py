@@ -30,7 +30,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar, Final, Generic, NoReturn, TypeVar
 
-from tcpcli.core.errors import LocalProtocolError, ProtocolError, RemoteProtocolError
+from tcpcli.protocols.errors import (
+    LimitExceededError,
+    LocalProtocolError,
+    ProtocolError,
+    RemoteProtocolError,
+    ResponseInjectionError,
+    SessionRefusedError,
+    StartTlsNotOfferedError,
+    StartTlsRefusedError,
+)
 
 #: A line longer than this (without its line ending) is a remote protocol error.
 DEFAULT_MAX_LINE: Final = 8192
@@ -42,52 +51,6 @@ DEFAULT_MAX_REPLY: Final = 65536
 TOTAL_REPLIES: Final = 4
 #: Server text shown in events, reports and error messages is cut to this many characters.
 MAX_TEXT: Final = 300
-
-
-# -- Errors ---------------------------------------------------------------------------------
-
-
-class ResponseInjectionError(RemoteProtocolError):
-    """The server sent bytes after its go-ahead, before the TLS handshake.
-
-    Such bytes would be taken as the first TLS-protected data (response injection,
-    CVE-2011-0411 for SMTP, CVE-2021-23222 for PostgreSQL), so the dialogue stops.
-    """
-
-    reason: ClassVar[str] = "injection"
-
-
-class LimitExceededError(RemoteProtocolError):
-    """A line, reply, packet or element exceeded its bound."""
-
-    reason: ClassVar[str] = "too-large"
-
-
-class StartTlsUnavailableError(ProtocolError):
-    """The server speaks the protocol correctly but will not start TLS.
-
-    Never a reason to continue in plaintext: the caller reports it and stops.
-    """
-
-    reason: ClassVar[str] = "starttls-unavailable"
-
-
-class StartTlsNotOfferedError(StartTlsUnavailableError):
-    """The server's capabilities (EHLO, CAPA, features, greeting flags, ...) lack STARTTLS."""
-
-    reason = "starttls-not-offered"
-
-
-class StartTlsRefusedError(StartTlsUnavailableError):
-    """The server answered the STARTTLS request negatively (454, -ERR, NO, ``N``, ...)."""
-
-    reason = "starttls-refused"
-
-
-class SessionRefusedError(StartTlsUnavailableError):
-    """The server refused or closed the session before STARTTLS (554 greeting, BYE, ...)."""
-
-    reason = "session-refused"
 
 
 # -- Events ---------------------------------------------------------------------------------

@@ -7,7 +7,7 @@ length against what is there. Decoding failures are remote protocol errors.
 
 from __future__ import annotations
 
-from tcpcli.core.errors import RemoteProtocolError
+from tcpcli.protocols.errors import RemoteProtocolError
 
 SEQUENCE = 0x30
 SET = 0x31

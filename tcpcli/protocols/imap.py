@@ -16,7 +16,6 @@ from __future__ import annotations
 import enum
 from typing import ClassVar
 
-from tcpcli.core.errors import RemoteProtocolError
 from tcpcli.protocols.base import (
     DEFAULT_MAX_LINE,
     DEFAULT_MAX_REPLY,
@@ -27,6 +26,7 @@ from tcpcli.protocols.base import (
     TableDialogue,
     printable,
 )
+from tcpcli.protocols.errors import RemoteProtocolError
 from tcpcli.protocols.lines import LineReader
 from tcpcli.protocols.literals import LiteralLineReader, LogicalLine
 

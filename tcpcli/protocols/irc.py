@@ -19,7 +19,6 @@ import enum
 from collections.abc import Mapping
 from typing import ClassVar
 
-from tcpcli.core.errors import RemoteProtocolError
 from tcpcli.protocols.base import (
     DEFAULT_MAX_LINE,
     DEFAULT_MAX_REPLY,
@@ -30,6 +29,7 @@ from tcpcli.protocols.base import (
     TableDialogue,
     printable,
 )
+from tcpcli.protocols.errors import RemoteProtocolError
 from tcpcli.protocols.lines import PLAINTEXT_MECHANISMS, LineReader
 
 

@@ -16,19 +16,18 @@ import enum
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-from tcpcli.core.errors import LocalProtocolError, RemoteProtocolError
 from tcpcli.protocols import ber
 from tcpcli.protocols.base import (
     DEFAULT_MAX_LINE,
     DEFAULT_MAX_REPLY,
     Goal,
-    LimitExceededError,
     Outcome,
     Send,
     Table,
     TableDialogue,
     printable,
 )
+from tcpcli.protocols.errors import LimitExceededError, LocalProtocolError, RemoteProtocolError
 from tcpcli.protocols.lines import PLAINTEXT_MECHANISMS
 
 STARTTLS_OID = "1.3.6.1.4.1.1466.20037"

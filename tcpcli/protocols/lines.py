@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from tcpcli.core.errors import RemoteProtocolError
-from tcpcli.protocols.base import LimitExceededError, Outcome, printable
+from tcpcli.protocols.base import Outcome, printable
+from tcpcli.protocols.errors import LimitExceededError, RemoteProtocolError
 
 
 class LineReader:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from tcpcli.protocols.base import LimitExceededError
+from tcpcli.protocols.errors import LimitExceededError
 from tcpcli.protocols.lines import LineReader
 
 _LITERAL = re.compile(rb"\{([0-9]{1,10})\+?\}$")

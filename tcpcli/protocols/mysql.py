@@ -17,18 +17,17 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import ClassVar
 
-from tcpcli.core.errors import RemoteProtocolError
 from tcpcli.protocols.base import (
     DEFAULT_MAX_LINE,
     DEFAULT_MAX_REPLY,
     Goal,
-    LimitExceededError,
     Outcome,
     Send,
     Table,
     TableDialogue,
     printable,
 )
+from tcpcli.protocols.errors import LimitExceededError, RemoteProtocolError
 
 CAPABILITY_NAMES = (
     "LONG_PASSWORD", "FOUND_ROWS", "LONG_FLAG", "CONNECT_WITH_DB", "NO_SCHEMA", "COMPRESS",

@@ -15,7 +15,6 @@ import enum
 from dataclasses import dataclass
 from typing import ClassVar
 
-from tcpcli.core.errors import RemoteProtocolError
 from tcpcli.protocols.base import (
     DEFAULT_MAX_LINE,
     DEFAULT_MAX_REPLY,
@@ -26,6 +25,7 @@ from tcpcli.protocols.base import (
     TableDialogue,
     printable,
 )
+from tcpcli.protocols.errors import RemoteProtocolError
 from tcpcli.protocols.lines import PLAINTEXT_MECHANISMS, DotBlockFramer, LineReader
 
 

@@ -14,8 +14,8 @@ import enum
 import struct
 from typing import ClassVar
 
-from tcpcli.core.errors import RemoteProtocolError
 from tcpcli.protocols.base import Goal, Outcome, Send, Table, TableDialogue, printable
+from tcpcli.protocols.errors import RemoteProtocolError
 
 SSL_REQUEST_CODE = 80877103
 SSL_REQUEST = struct.pack("!II", 8, SSL_REQUEST_CODE)

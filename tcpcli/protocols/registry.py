@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from tcpcli.core.errors import LocalProtocolError, ProtocolError
 from tcpcli.protocols.base import Dialogue
+from tcpcli.protocols.errors import LocalProtocolError, ProtocolError
 from tcpcli.protocols.ftp import FtpDialogue
 from tcpcli.protocols.imap import ImapDialogue
 from tcpcli.protocols.irc import IrcDialogue

@@ -14,18 +14,17 @@ import enum
 from dataclasses import dataclass
 from typing import ClassVar
 
-from tcpcli.core.errors import RemoteProtocolError
 from tcpcli.protocols.base import (
     DEFAULT_MAX_LINE,
     DEFAULT_MAX_REPLY,
     Goal,
-    LimitExceededError,
     Outcome,
     Send,
     Table,
     TableDialogue,
     printable,
 )
+from tcpcli.protocols.errors import LimitExceededError, RemoteProtocolError
 from tcpcli.protocols.lines import PLAINTEXT_MECHANISMS, LineReader
 from tcpcli.protocols.literals import LiteralLineReader, LogicalLine
 

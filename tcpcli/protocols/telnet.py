@@ -15,18 +15,17 @@ import enum
 from dataclasses import dataclass
 from typing import ClassVar
 
-from tcpcli.core.errors import RemoteProtocolError
 from tcpcli.protocols.base import (
     DEFAULT_MAX_LINE,
     DEFAULT_MAX_REPLY,
     Goal,
-    LimitExceededError,
     Outcome,
     Send,
     Table,
     TableDialogue,
     printable,
 )
+from tcpcli.protocols.errors import LimitExceededError, RemoteProtocolError
 
 IAC, DONT, DO, WONT, WILL, SB, SE = 255, 254, 253, 252, 251, 250, 240
 START_TLS = 46

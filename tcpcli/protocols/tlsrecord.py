@@ -12,7 +12,7 @@ import os
 import struct
 from dataclasses import dataclass
 
-from tcpcli.core.errors import LocalProtocolError
+from tcpcli.protocols.errors import LocalProtocolError
 
 HANDSHAKE, ALERT = 0x16, 0x15
 MAX_RECORD = (1 << 14) + 2048

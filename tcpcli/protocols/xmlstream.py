@@ -20,8 +20,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from tcpcli.core.errors import RemoteProtocolError
-from tcpcli.protocols.base import LimitExceededError, printable
+from tcpcli.protocols.base import printable
+from tcpcli.protocols.errors import LimitExceededError, RemoteProtocolError
 
 STREAMS_NS = "http://etherx.jabber.org/streams"
 XML_NS = "http://www.w3.org/XML/1998/namespace"

@@ -16,7 +16,6 @@ from __future__ import annotations
 import enum
 from typing import ClassVar
 
-from tcpcli.core.errors import LocalProtocolError, RemoteProtocolError
 from tcpcli.protocols.base import (
     DEFAULT_MAX_LINE,
     DEFAULT_MAX_REPLY,
@@ -28,6 +27,7 @@ from tcpcli.protocols.base import (
     check_token,
     printable,
 )
+from tcpcli.protocols.errors import LocalProtocolError, RemoteProtocolError
 from tcpcli.protocols.lines import PLAINTEXT_MECHANISMS
 from tcpcli.protocols.xmlstream import (
     STREAMS_NS,

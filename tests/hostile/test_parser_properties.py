@@ -28,9 +28,9 @@ from typing import Any
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from tcpcli.core.errors import ProtocolError
 from tcpcli.protocols import DIALOGUES, NEED_DATA, Done, ReadyForTls, get_dialogue
 from tcpcli.protocols.ber import header
+from tcpcli.protocols.errors import ProtocolError
 from tcpcli.protocols.lines import CodedReplyFramer, DotBlockFramer, LineReader
 from tcpcli.protocols.literals import LiteralLineReader
 from tcpcli.protocols.xmlstream import XmlStreamParser

@@ -6,7 +6,6 @@ import ssl
 
 import pytest
 
-from tcpcli.core.errors import LocalProtocolError
 from tcpcli.protocols import (
     Confidence,
     ServiceGuess,
@@ -20,6 +19,7 @@ from tcpcli.protocols import (
     wants_more,
 )
 from tcpcli.protocols.banner import REDIS_PING
+from tcpcli.protocols.errors import LocalProtocolError
 from tcpcli.protocols.postgres import SSL_REQUEST
 
 MARIADB = bytes.fromhex(

@@ -9,7 +9,6 @@ from __future__ import annotations
 import pytest
 from hypothesis import given, strategies as st
 
-from tcpcli.core.errors import RemoteProtocolError
 from tcpcli.protocols import (
     DIALOGUES,
     auto_detect,
@@ -18,6 +17,7 @@ from tcpcli.protocols import (
     parse_tls_reply,
     wants_more,
 )
+from tcpcli.protocols.errors import RemoteProtocolError
 from tests.protocols.conftest import PROTOCOL_SETTINGS
 from tests.protocols.transcript import (
     FUZZ,

@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 from hypothesis import given, strategies as st
 
-from tcpcli.core.errors import LocalProtocolError, RemoteProtocolError
 from tcpcli.protocols import (
     DIALOGUES,
     LimitExceededError,
@@ -20,6 +19,7 @@ from tcpcli.protocols import (
     State,
     get_dialogue,
 )
+from tcpcli.protocols.errors import LocalProtocolError, RemoteProtocolError
 from tests.protocols.conftest import PROTOCOL_SETTINGS
 from tests.protocols.transcript import (
     REQUIRED_OPTIONS,

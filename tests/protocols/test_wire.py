@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import pytest
 
-from tcpcli.core.errors import LocalProtocolError, RemoteProtocolError
 from tcpcli.protocols import (
     NEED_DATA,
     Capabilities,
@@ -16,6 +15,7 @@ from tcpcli.protocols import (
     get_dialogue,
 )
 from tcpcli.protocols.base import Dialogue
+from tcpcli.protocols.errors import LocalProtocolError, RemoteProtocolError
 from tcpcli.protocols.irc import parse_message
 from tcpcli.protocols.ldap import parse_message as parse_ldap, search_root_dse, starttls_request
 from tcpcli.protocols.mysql import CLIENT_SSL, Packet, parse_greeting, ssl_request

@@ -26,7 +26,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tcpcli.core.errors import ProtocolError, RemoteProtocolError
 from tcpcli.protocols import (
     NEED_DATA,
     Done,
@@ -41,6 +40,7 @@ from tcpcli.protocols import (
     get_dialogue,
 )
 from tcpcli.protocols.base import Dialogue, DialogueReport
+from tcpcli.protocols.errors import ProtocolError, RemoteProtocolError
 
 CORPUS = Path(__file__).resolve().parent.parent / "corpus"
 TRANSCRIPTS = CORPUS / "transcripts"
