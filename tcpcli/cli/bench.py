@@ -9,10 +9,8 @@ exits 130. ``--compare`` exits 9 when the chosen percentile regressed past ``--t
 
 from __future__ import annotations
 
-import io
 import json
 import math
-import shutil
 import time
 from bisect import bisect_right
 from pathlib import Path
@@ -25,6 +23,7 @@ from tcpcli.cli.environment import Environment
 from tcpcli.cli.exit_codes import ExitCode, exit_code_for
 from tcpcli.cli.options import CommonOptions, common_options, target_argument
 from tcpcli.cli.runner import interrupted, report_error, run
+from tcpcli.cli.stdout_report import render_rich, stdout_is_rich
 from tcpcli.cli.throughput import THROUGHPUT_ONLY, ByteSize, bench_throughput
 
 if TYPE_CHECKING:
@@ -309,22 +308,14 @@ class BenchSession:
         return ExitCode.OK
 
     def _stdout_rich(self) -> bool:
-        env = self.env
-        return env.stdout_isatty or bool(env.environ.get("FORCE_COLOR"))
+        return stdout_is_rich(self.env)
 
     def _write(self, text: str) -> None:
         self.env.stdout.write(text.encode("utf-8"))
         self.env.stdout.flush()
 
     def _rich_report(self, result: BenchResult, comparison: dict[str, Any] | None) -> str:
-        from rich.console import Console
-
-        buffer = io.StringIO()
-        console = Console(file=buffer, force_terminal=True, no_color=not _color(self.env),
-                          width=shutil.get_terminal_size((100, 24)).columns, highlight=False)
-        for renderable in rich_report(result, comparison):
-            console.print(renderable)
-        return buffer.getvalue()
+        return render_rich(self.env, rich_report(result, comparison))
 
     def _save(self, result: BenchResult, data: dict[str, Any]) -> None:
         assert self.save_file is not None
@@ -503,9 +494,3 @@ def rich_report(result: BenchResult, comparison: dict[str, Any] | None) -> list[
             style = "red" if "REGRESSED" in line or "verdict     regressed" in line else None
             out.append(Text(line, style=style or ""))
     return out
-
-
-def _color(env: Environment) -> bool:
-    if env.environ.get("NO_COLOR"):
-        return False
-    return bool(env.environ.get("FORCE_COLOR")) or env.environ.get("TERM") != "dumb"

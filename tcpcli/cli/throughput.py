@@ -8,9 +8,7 @@ events on stderr (or ``--events FILE``), Ctrl-C prints what was measured so far,
 
 from __future__ import annotations
 
-import io
 import re
-import shutil
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +18,7 @@ from tcpcli.cli.environment import Environment
 from tcpcli.cli.exit_codes import ExitCode, exit_code_for
 from tcpcli.cli.options import CommonOptions
 from tcpcli.cli.runner import interrupted, report_error, run
+from tcpcli.cli.stdout_report import render_rich, stdout_is_rich
 
 if TYPE_CHECKING:
     from rich.console import RenderableType
@@ -192,7 +191,6 @@ class ThroughputSession:
     # ---------------------------------------------------------------- results
 
     def _report(self, result: ThroughputResult) -> int:
-        from tcpcli.cli.bench import _color
         from tcpcli.engines.throughput import summary
 
         self.reported = True
@@ -201,16 +199,8 @@ class ThroughputSession:
         verbose = self.common.verbose > 0
         if not self.common.quiet:
             env = self.env
-            if env.stdout_isatty or env.environ.get("FORCE_COLOR"):
-                from rich.console import Console
-
-                buffer = io.StringIO()
-                console = Console(file=buffer, force_terminal=True, no_color=not _color(env),
-                                  width=shutil.get_terminal_size((100, 24)).columns,
-                                  highlight=False)
-                for renderable in rich_report(result, verbose=verbose):
-                    console.print(renderable)
-                text = buffer.getvalue()
+            if stdout_is_rich(env):
+                text = render_rich(env, rich_report(result, verbose=verbose))
             else:
                 text = "".join(line + "\n" for line in plain_lines(result, verbose=verbose))
             env.stdout.write(text.encode("utf-8"))
