@@ -98,7 +98,7 @@ def probe_command(env: Environment | None, /, targets: tuple[str, ...], **kwargs
     --policy open.
     """
     from tcpcli.core.errors import AddressError
-    from tcpcli.engines.scan import choose_ports, guard, parse_target
+    from tcpcli.engines.scan_targets import choose_ports, guard, parse_target
 
     env = env or Environment()
     common = CommonOptions.from_kwargs(kwargs)
@@ -152,7 +152,7 @@ class ProbeSession:
     def all_targets(self) -> Iterator[Any]:
         """Command-line targets, then the --targets file, streamed line by line."""
         from tcpcli.core.errors import AddressError
-        from tcpcli.engines.scan import GUARD_ADDRESSES, parse_target, read_target_lines
+        from tcpcli.engines.scan_targets import GUARD_ADDRESSES, parse_target, read_target_lines
 
         yield from self.targets
         path = self.options["targets_file"]
@@ -234,7 +234,7 @@ class ProbeSession:
     def expected_probes(self) -> int | None:
         """How many probes the scan will make, when the targets say so in advance (a
         --targets file streams, and names may resolve to several addresses)."""
-        from tcpcli.engines.scan import estimate_probes
+        from tcpcli.engines.scan_targets import estimate_probes
 
         if self.options["targets_file"] or self.options["all_addresses"]:
             return None

@@ -22,9 +22,11 @@ from tcpcli.engines.scan import (
     ProbeResult,
     Scanner,
     ScanOptions,
+    is_self_connect,
+)
+from tcpcli.engines.scan_targets import (
     choose_ports,
     guard,
-    is_self_connect,
     parse_ports,
     parse_target,
     read_target_lines,
