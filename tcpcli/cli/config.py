@@ -1,6 +1,6 @@
 """``tcpcli config``: which configuration file tcpcli reads, whether it is valid, and every
 setting a command would use with where it came from. The file itself, and how it meets
-click's precedence, is :mod:`tcpcli.cli.configfile`."""
+click's precedence, are :mod:`tcpcli.cli.configfile` and :mod:`tcpcli.cli.configcontext`."""
 
 from __future__ import annotations
 
@@ -12,21 +12,15 @@ from typing import Any
 import click
 from click.core import ParameterSource
 
-from tcpcli.cli.configfile import (
-    ADDITIVE,
-    CONFIG_ENV,
-    Config,
-    Setting,
-    config_key,
+from tcpcli.cli.configcheck import CommandTree, config_key, shared_options
+from tcpcli.cli.configcontext import (
     config_options,
-    configurable_command,
-    configurable_commands,
     current_config,
     invocation_state,
     policy_list,
-    shared_options,
-    suggest,
 )
+from tcpcli.cli.configfile import CONFIG_ENV
+from tcpcli.cli.configmodel import ADDITIVE, Config, Setting, suggest
 from tcpcli.cli.environment import Environment
 
 ACTIONS = ("show", "path", "check")
@@ -141,12 +135,11 @@ def resolve_settings(ctx: click.Context, name: str, args: list[str]) -> list[Eff
     """Parse ``args`` as command ``name`` would (resiliently: TARGET may be left out) and
     report every option's value and where it came from."""
     shared_only = not name
-    command = configurable_command(name or "connect")
+    tree = CommandTree.of(ctx)
+    command = tree.configurable(name or "connect")
     if command is None:
-        from tcpcli.cli.main import COMMANDS
-
-        names = configurable_commands()
-        problem = f"tcpcli {name} reads no configuration" if name in COMMANDS \
+        names = tree.configurable_names()
+        problem = f"tcpcli {name} reads no configuration" if name in tree.names() \
             else f"no command {name!r}{suggest(name, names)}"
         raise click.UsageError(f"{problem} (show knows {', '.join(names)})", ctx)
     state = invocation_state(ctx)

@@ -4,6 +4,8 @@ Many options have a ``TCPCLI_*`` environment variable, and every option can be s
 configuration file (:mod:`tcpcli.cli.configfile`); precedence is flag > environment > config >
 default. One decorator (``common_options``) applies them so every command spells them the
 same way. Booleans the file can switch on have a ``--no-...`` form to switch them off.
+The options themselves are declared in :mod:`tcpcli.cli.sharedoptions`, below the
+configuration file's checker, which reads them too.
 """
 
 from __future__ import annotations
@@ -15,33 +17,16 @@ from typing import Any, TypeVar
 
 import click
 
+from tcpcli.cli.configcontext import (
+    check_port,
+    complete_target,
+    config_options,
+    expand_target,
+    policy_list,
+)
+from tcpcli.cli.sharedoptions import add_shared_options
+
 F = TypeVar("F", bound=Callable[..., Any])
-
-TLS_VERSIONS = ("1.0", "1.1", "1.2", "1.3")
-POLICIES = ("workers", "workers-strict", "open")
-
-
-def _max_sockets(value: str | int | None) -> int | None:
-    if value is None:
-        return 6
-    if isinstance(value, int):
-        return value
-    if value.lower() in ("none", "unlimited", "0"):
-        return None
-    if not value.isascii() or not value.isdigit():
-        raise click.BadParameter(f"{value!r} is not a number (or 'unlimited')")
-    return int(value)
-
-
-class MaxSockets(click.ParamType):  # type: ignore[type-arg]
-    name = "N|unlimited"
-
-    def convert(self, value: Any, param: click.Parameter | None,
-                ctx: click.Context | None) -> int | None:
-        try:
-            return _max_sockets(value)
-        except click.BadParameter as exc:
-            self.fail(str(exc), param, ctx)
 
 
 @dataclass(frozen=True)
@@ -79,8 +64,6 @@ class CommonOptions:
         map: its allow/deny entries come first and the flags' are added, and a -4/-6
         from the file yields to the other one given as a flag.
         """
-        from tcpcli.cli.configfile import check_port, policy_list
-
         ctx = click.get_current_context(silent=True)
         ipv4, ipv6 = kwargs.pop("ipv4"), kwargs.pop("ipv6")
         if ipv4 and ipv6 and ctx is not None:
@@ -161,69 +144,12 @@ class CommonOptions:
 def common_options(func: F) -> F:
     """Attach the shared options (policy, limits, network, TLS, output, configuration file)
     to a command."""
-    from tcpcli.cli.configfile import config_options
-
-    options = [
-        click.option("--policy", type=click.Choice(POLICIES), default="workers",
-                     envvar="TCPCLI_POLICY", show_default=True,
-                     help="Destination policy profile (workers = what a Worker may reach)."),
-        click.option("--allow", multiple=True, envvar="TCPCLI_ALLOW", metavar="ENTRY",
-                     help="Allow a host, *.suffix, IP, CIDR or port:N despite the profile."),
-        click.option("--deny", multiple=True, envvar="TCPCLI_DENY", metavar="ENTRY",
-                     help="Deny a host, *.suffix, IP, CIDR or port:N (beats --allow)."),
-        click.option("--max-sockets", type=MaxSockets(), default="6",
-                     envvar="TCPCLI_MAX_SOCKETS", show_default=True,
-                     help="Simultaneous sockets (the Workers limit is 6; 'unlimited' lifts it)."),
-        click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=None,
-                     envvar="TCPCLI_TIMEOUT", metavar="SECONDS",
-                     help="Give up connecting (resolve, queue, dial, TLS), or waiting for "
-                          "a STARTTLS reply, after this long (default: no limit on "
-                          "connecting; 10 s for a TLS handshake or a STARTTLS reply)."),
-        click.option("-4", "ipv4", is_flag=True, help="IPv4 only."),
-        click.option("-6", "ipv6", is_flag=True, help="IPv6 only."),
-        click.option("--resolver", envvar="TCPCLI_RESOLVER", metavar="IP[:PORT]",
-                     help="Ask this DNS server instead of the system's."),
-        click.option("--proxy", envvar="TCPCLI_PROXY", metavar="URL",
-                     help="Go through a socks5://, socks4:// or http:// (CONNECT) proxy."),
-        click.option("--source", envvar="TCPCLI_SOURCE", metavar="ADDRESS",
-                     help="Local address to connect from."),
-        click.option("--tls/--no-tls", default=False, help="Speak TLS from the first byte."),
-        click.option("--sni", metavar="NAME",
-                     help="Server name for SNI and verification (default: the target host)."),
-        click.option("--no-sni", is_flag=True, help="Send no SNI."),
-        click.option("--alpn", multiple=True, metavar="PROTO",
-                     help="Offer this ALPN protocol (repeatable)."),
-        click.option("--tls-min", type=click.Choice(TLS_VERSIONS), help="Lowest TLS version."),
-        click.option("--tls-max", type=click.Choice(TLS_VERSIONS), help="Highest TLS version."),
-        click.option("--ca-file", type=click.Path(exists=True, dir_okay=False),
-                     envvar="TCPCLI_CA_FILE", help="Trust these CAs instead of certifi's."),
-        click.option("--cert", type=click.Path(exists=True, dir_okay=False),
-                     help="Client certificate (PEM)."),
-        click.option("--key", type=click.Path(exists=True, dir_okay=False),
-                     help="Client certificate key (PEM), if not in --cert."),
-        click.option("--insecure/--no-insecure", "-k", default=False,
-                     help="Report a failed certificate verification but continue."),
-        click.option("--pin", "pins", multiple=True, metavar="sha256/BASE64",
-                     help="Require this SPKI pin somewhere in the chain."),
-        click.option("-v", "--verbose", count=True,
-                     help="Show the timing waterfall and TLS report on stderr."),
-        click.option("-q", "--quiet/--no-quiet", default=False,
-                     help="Print no diagnostics, only errors."),
-        click.option("--json/--no-json", default=False,
-                     help="JSON Lines events on stderr (schema tcpcli/1)."),
-        click.option("--traceback", is_flag=True, hidden=False,
-                     help="Show the Python traceback on errors."),
-    ]
     func = config_options()(func)  # last in --help; the file is read first anyway (eager)
-    for option in reversed(options):
-        func = option(func)
-    return func
+    return add_shared_options(func)
 
 
 def target_argument(name: str = "target", **kwargs: Any) -> Callable[[F], F]:
     """The TARGET argument of a command that dials: ``@NAME`` stands for a target from the
     configuration file (its address, and its options as defaults), and completes as one."""
-    from tcpcli.cli.configfile import complete_target, expand_target
-
     return click.argument(name, callback=expand_target, shell_complete=complete_target,
                           **kwargs)

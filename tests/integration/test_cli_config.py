@@ -294,9 +294,10 @@ def test_targets_complete(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
 
 
 def test_every_dialing_command_expands_targets() -> None:
-    from tcpcli.cli.configfile import configurable_commands, expand_target
+    from tcpcli.cli.configcheck import CommandTree
+    from tcpcli.cli.configcontext import expand_target
 
-    names = configurable_commands()
+    names = CommandTree(cli).configurable_names()
     assert {"bench", "connect", "probe", "starttls"} <= set(names)
     for name in names:  # a new command with the shared options must expand @NAME too
         command = cli.get_command(None, name)  # type: ignore[arg-type]

@@ -6,13 +6,18 @@ from pathlib import Path
 
 import pytest
 
-from tcpcli.cli.configfile import ConfigError, Location, key_lines, load, locate
+from tcpcli.cli.configcheck import CommandTree
+from tcpcli.cli.configfile import key_lines, load, locate
+from tcpcli.cli.configmodel import ConfigError, Location
+from tcpcli.cli.main import cli
+
+TREE = CommandTree(cli)
 
 
 def _load(tmp_path: Path, text: str, name: str = "config.toml") -> object:
     path = tmp_path / name
     path.write_text(text, encoding="utf-8")
-    return load(Location(path, "--config", required=True))
+    return load(Location(path, "--config", required=True), TREE)
 
 
 def _error(tmp_path: Path, text: str) -> str:
@@ -40,14 +45,14 @@ def test_locate_order() -> None:
 
 
 def test_missing_default_file_is_no_configuration(tmp_path: Path) -> None:
-    config = load(Location(tmp_path / "absent.toml", "~/.config", required=False))
+    config = load(Location(tmp_path / "absent.toml", "~/.config", required=False), TREE)
     assert not config.exists and not config.shared and not config.targets
 
 
 def test_missing_named_file_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"absent.toml: no such configuration file "
                                           r"\(named by \$TCPCLI_CONFIG\)"):
-        load(Location(tmp_path / "absent.toml", "$TCPCLI_CONFIG", required=True))
+        load(Location(tmp_path / "absent.toml", "$TCPCLI_CONFIG", required=True), TREE)
 
 
 # -- what ---------------------------------------------------------------------------------
