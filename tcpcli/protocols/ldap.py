@@ -16,7 +16,7 @@ import enum
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-from tcpcli.protocols import ber
+import tcpcli.protocols.ber as ber
 from tcpcli.protocols.base import (
     DEFAULT_MAX_LINE,
     DEFAULT_MAX_REPLY,
