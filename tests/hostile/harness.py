@@ -12,18 +12,13 @@ import hashlib
 import os
 import shutil
 import signal as signals
-import socket
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import IO
-
-#: shared/tools/isolated sits beside the repository (as in CI's checkout).
-ISOLATED = Path(__file__).resolve().parents[3] / "shared" / "tools" / "isolated"
 
 #: The resident-memory ceiling for one tcpcli run, whatever the peer does. Measured peaks:
 #: ~28 MB for a plain ``connect``, ~45 MB with TLS loaded, ~65 MB after streaming 1 GiB
@@ -35,11 +30,6 @@ RSS_LIMIT_MB = 100
 def tcpcli_command() -> list[str]:
     exe = shutil.which("tcpcli")
     return [exe] if exe else [sys.executable, "-m", "tcpcli"]
-
-
-def in_loopback_namespace() -> bool:
-    """True inside a network namespace that holds only ``lo`` (shared/tools/isolated)."""
-    return [name for _, name in socket.if_nameindex()] == ["lo"]
 
 
 @dataclass

@@ -1,6 +1,6 @@
 """Run this directory's ``isolated`` tests inside a loopback-only network namespace.
 
-One pytest under ``shared/tools/isolated`` runs them all (a namespace per case would cost
+One pytest under ``tests/support/isolated`` runs them all (a namespace per case would cost
 more than the cases). Outside the namespace they are skipped (see conftest.py), so a plain
 ``pytest tests/hostile`` still runs them — here.
 """
@@ -14,7 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.hostile.harness import ISOLATED, in_loopback_namespace
+from tests.support.isolated_namespace import (
+    in_loopback_namespace,
+    isolated_command,
+    skip_without_namespace,
+)
 
 HERE = Path(__file__).parent
 REPO = HERE.parents[1]
@@ -23,12 +27,10 @@ REPO = HERE.parents[1]
 @pytest.mark.timeout(180)
 @pytest.mark.skipif(in_loopback_namespace(), reason="already inside the namespace")
 def test_isolated_cases_pass_inside_the_namespace() -> None:
-    probe = subprocess.run([str(ISOLATED), "true"], capture_output=True, text=True, timeout=30)
-    if probe.returncode != 0:
-        pytest.skip(f"cannot create a network namespace here: {probe.stderr.strip()}")
+    skip_without_namespace()
     proc = subprocess.run(
-        [str(ISOLATED), sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-         "-m", "isolated", "-o", "addopts=", str(HERE)],
+        isolated_command(sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                         "-m", "isolated", "-o", "addopts=", str(HERE)),
         capture_output=True, text=True, timeout=170, cwd=REPO,
         env={**os.environ, "NO_COLOR": "1"},
     )

@@ -13,10 +13,10 @@ import ssl
 import subprocess
 import sys
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
+from tests.support.isolated_namespace import isolated_command, skip_without_namespace
 from tests.support.peers import filtered_port as filtered_listener, serve
 
 pytestmark = pytest.mark.timeout(60)
@@ -163,16 +163,14 @@ def test_cap_is_respected_and_said_in_help() -> None:
     assert summary["probes"] == 2000 and summary["peak_sockets"] <= 6
 
 
-@pytest.mark.skipif(shutil.which("unshare") is None, reason="needs unshare")
 def test_self_connect_is_never_open() -> None:
     """In a private network namespace whose only ephemeral port is P, connecting to
     127.0.0.1:P must use P as the source: a self-connect, which is not "open"."""
-    # shared/ sits beside the repository (as in CI's checkout).
-    isolated = str(Path(__file__).resolve().parents[3] / "shared" / "tools" / "isolated")
+    skip_without_namespace()
     script = ("sysctl -q -w net.ipv4.ip_local_port_range='40000 40000' && "
               f"{sys.executable} -m tcpcli probe 127.0.0.1 -p 40000 --policy open --json")
-    proc = subprocess.run([isolated, "sh", "-c", script], capture_output=True, text=True,
-                          timeout=60, cwd=os.getcwd())
+    proc = subprocess.run(isolated_command("sh", "-c", script), capture_output=True,
+                          text=True, timeout=60, cwd=os.getcwd())
     if proc.returncode not in (0, 9):
         pytest.skip(f"cannot run in a network namespace here: {proc.stderr.strip()}")
     row = json.loads(proc.stdout.splitlines()[0])

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.hostile.harness import ISOLATED
+from tests.support.isolated_namespace import isolated_command, skip_without_namespace
 
 BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
 
@@ -52,9 +52,7 @@ def test_throughput() -> None:
 def test_probe_scan() -> None:
     # In a loopback-only namespace, as the README's figures were taken: outside it, other
     # processes' listeners come and go mid-scan and the open-port sets may differ.
-    probe = subprocess.run([str(ISOLATED), "true"], capture_output=True, timeout=30)
-    if probe.returncode != 0:
-        pytest.skip("cannot create a network namespace here")
-    out = run_benchmark("probe_scan.py", "--rounds", "1", prefix=(str(ISOLATED),))
+    skip_without_namespace()
+    out = run_benchmark("probe_scan.py", "--rounds", "1", prefix=tuple(isolated_command()))
     assert "tcpcli/nmap median ratio" in out
     assert "open-port sets identical in 1/1 rounds" in out
