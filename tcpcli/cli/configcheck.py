@@ -6,8 +6,8 @@ any option of a command in that command's table. Values are checked as click wou
 convert them, so the file fails with FILE:LINE and the key rather than mid-run.
 
 The commands come from a :class:`CommandTree` the caller hands in (the root of the
-running click context): checking the file imports no command module, since the commands
-themselves import the configuration machinery.
+running click context) rather than from an import: the commands themselves import the
+configuration machinery, so this module must not depend on them (nor on ``cli.main``).
 """
 
 from __future__ import annotations
