@@ -201,7 +201,8 @@ async def _probe_section(console: Any, policy: Any, tls: Any, open_ports: list[i
     from tcpcli.cli.probe import results_table
     from tcpcli.core.connect import ConnectOptions
     from tcpcli.core.invocation import Invocation
-    from tcpcli.engines.scan import ProbeResult, Scanner, ScanOptions
+    from tcpcli.engines.scan import Scanner
+    from tcpcli.engines.scan_results import ProbeResult, ScanOptions
     from tcpcli.engines.scan_targets import parse_target
 
     # A bound socket that does not listen: its port refuses, and stays ours meanwhile.

@@ -189,7 +189,7 @@ class ProbeSession:
         self.env.note(message)
 
     def report_states(self) -> frozenset[Any]:
-        from tcpcli.engines.scan import PortState
+        from tcpcli.engines.scan_results import PortState
 
         show = self.options["show"]
         if show == "all" or (show == "auto" and len(self.ports) <= 100):
@@ -252,7 +252,8 @@ class ProbeSession:
     # ------------------------------------------------------------------ run
 
     async def main(self, invocation: Any) -> int:
-        from tcpcli.engines.scan import Scanner, ScanOptions
+        from tcpcli.engines.scan import Scanner
+        from tcpcli.engines.scan_results import ScanOptions
 
         common = self.common
         options = ScanOptions(
@@ -283,7 +284,7 @@ class ProbeSession:
 
     def _finish(self, summary: Any, *, cut_short: bool = False) -> ExitCode:
         """The table (on a terminal), the summary event and line; the exit code."""
-        from tcpcli.engines.scan import PortState
+        from tcpcli.engines.scan_results import PortState
 
         if self.table:
             self.render_table()

@@ -30,10 +30,8 @@ import selectors
 import socket
 import sys
 import time
-from collections import Counter, deque
-from collections.abc import AsyncIterator, Callable, Iterable
-from dataclasses import dataclass, field
-from enum import StrEnum
+from collections import deque
+from collections.abc import AsyncIterator, Iterable
 from ipaddress import ip_address
 from typing import Any, Final
 
@@ -42,135 +40,36 @@ import anyio.abc
 import anyio.lowlevel
 
 from tcpcli.core.connect import BatchConnector
-from tcpcli.core.destination import Destination, IPAddress, literal_destination, locate
+from tcpcli.core.destination import IPAddress, literal_destination, locate
+from tcpcli.core.errnos import NONBLOCKING_CONNECT_ANSWERS, OUT_OF_SOCKETS_ERRNOS
 from tcpcli.core.errors import ResolveError, TcpcliError
 from tcpcli.core.invocation import Invocation
-from tcpcli.core.policy import Decision, Policy
+from tcpcli.core.policy import Policy
 from tcpcli.core.slots import SocketSlot
-from tcpcli.data.services import port_name
-from tcpcli.engines.scan_targets import Target
+from tcpcli.engines.scan_results import (
+    SELF_CONNECT_REASON,
+    ErrorSink,
+    PortState,
+    ProbeResult,
+    ResultSink,
+    ScanOptions,
+    ScanSummary,
+    Tally,
+    connect_failure,
+    is_self_connect,
+    no_answer_reason,
+)
+from tcpcli.engines.scan_targets import HostPlan, Target
 
 #: Non-blocking connects issued before the poller is harvested again.
 BATCH: Final = 64
-#: Default in-flight connects when the cap is lifted.
-DEFAULT_CONCURRENCY: Final = 1024
-#: Default per-port connect timeout (seconds).
-DEFAULT_TIMEOUT: Final = 1.0
 #: How many bytes of a banner are kept.
 BANNER_LIMIT: Final = 4096
 
-_UNREACHABLE_ERRNOS = frozenset({
-    errno.ENETUNREACH, errno.EHOSTUNREACH, errno.ENETDOWN, errno.EHOSTDOWN,
-    errno.EADDRNOTAVAIL, errno.EAFNOSUPPORT, errno.EACCES, errno.EPERM,
-})
-#: socket() failing for want of a descriptor or buffer: says nothing about the port.
-#: What a first connect() on a non-blocking socket may answer.
-_FIRST_CONNECT_ANSWERS = frozenset({0, errno.EINPROGRESS, errno.EWOULDBLOCK, errno.ECONNREFUSED,
-                                    errno.ENETUNREACH, errno.EHOSTUNREACH, errno.ETIMEDOUT})
-_OUT_OF_SOCKETS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 #: How long a probe may go without being able to open any socket before giving up.
 OUT_OF_SOCKETS_PATIENCE: Final = 10.0
 #: File descriptors a scan leaves free for everything else the run opens.
 FD_RESERVE: Final = 16
-
-
-class PortState(StrEnum):
-    OPEN = "open"
-    CLOSED = "closed"
-    FILTERED = "filtered"
-    UNREACHABLE = "unreachable"
-    BLOCKED = "blocked"
-
-
-# --------------------------------------------------------------------------- results
-
-
-@dataclass
-class ProbeResult:
-    """One (address, port) row."""
-
-    host: str
-    address: str
-    port: int
-    state: PortState
-    reason: str
-    latency_ms: float | None = None
-    errno: int | None = None
-    attempts: int = 1
-    service: str = ""  # the conventional service on this port (a guess by number)
-    rule: str | None = None  # the policy rule that blocked it
-    lift: str | None = None
-    workers_allowed: bool = False
-    workers_rule: str = ""
-    workers_reason: str = ""
-    banner: str | None = None
-    identified: str | None = None  # the service named from the banner
-    identified_detail: str | None = None
-    confidence: str | None = None  # high | medium | low
-    tls: dict[str, Any] | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        data = {k: v for k, v in self.__dict__.items() if v is not None}
-        data["state"] = str(self.state)
-        return data
-
-
-@dataclass(frozen=True)
-class ScanOptions:
-    timeout: float = DEFAULT_TIMEOUT
-    retries: int = 0
-    concurrency: int = DEFAULT_CONCURRENCY
-    rate: float | None = None  # new connects per second, overall
-    host_rate: float | None = None  # new connects per second to any one address
-    all_addresses: bool = False
-    banner: bool = False
-    banner_wait: float = 1.0
-    tls_detect: bool = False
-    family: int = socket.AF_UNSPEC
-    local_address: str | None = None
-
-
-@dataclass
-class ScanSummary:
-    counts: Counter[str] = field(default_factory=Counter)
-    probes: int = 0
-    hosts: int = 0
-    errors: list[TcpcliError] = field(default_factory=list)
-    elapsed_ms: float = 0.0
-    peak_sockets: int = 0
-    #: socket() failed for want of descriptors (EMFILE...) and the probe waited and retried.
-    socket_backoffs: int = 0
-    #: A name's further addresses, left unprobed (only the first is, unless all_addresses),
-    #: as nmap's "Other addresses for NAME (not scanned)".
-    unprobed: dict[str, list[str]] = field(default_factory=dict)
-
-
-ResultSink = Callable[[ProbeResult], None]
-ErrorSink = Callable[[Target, TcpcliError], None]
-
-
-# --------------------------------------------------------------------------- plans
-
-
-@dataclass
-class HostPlan:
-    """One address to probe, with its destination's verdicts (the user's policy and a
-    Worker's), judged once for the whole host by ``core.destination``."""
-
-    host: str
-    address: IPAddress | None  # None: refused before DNS, nothing to dial
-    ports: list[int]
-    destination: Destination
-    address_text: str = ""
-
-    def __post_init__(self) -> None:
-        self.address_text = str(self.address) if self.address is not None else ""
-
-    def judge(self, port: int) -> Decision:
-        return self.destination.verdict(port)
-
-    def workers(self, port: int) -> Decision:
-        return self.destination.workers(port)
 
 
 # --------------------------------------------------------------------------- pollers
@@ -266,32 +165,6 @@ class _Pending:
         self.started, self.deadline, self.attempt, self.slot = started, deadline, attempt, slot
 
 
-def errno_name(code: int) -> str:
-    return errno.errorcode.get(code, str(code))
-
-
-_LOST_AFTER_HANDSHAKE = frozenset({errno.ECONNRESET, errno.ECONNABORTED})
-
-
-def classify_errno(code: int) -> tuple[PortState, str]:
-    """A failed connect's errno -> (state, reason)."""
-    if code == errno.ECONNREFUSED:
-        return PortState.CLOSED, "refused"
-    if code == errno.ETIMEDOUT:
-        return PortState.FILTERED, "timeout (kernel)"
-    if code in _UNREACHABLE_ERRNOS:
-        return PortState.UNREACHABLE, f"{errno_name(code)}: {os.strerror(code)}"
-    return PortState.UNREACHABLE, f"{errno_name(code)}: {os.strerror(code)}"
-
-
-def is_self_connect(local: object, remote: object) -> bool:
-    """TCP simultaneous open with itself: connecting to a free ephemeral port on loopback
-    can pick that very port as the source. Nothing listens there; it is never "open"."""
-    if not isinstance(local, tuple) or not isinstance(remote, tuple):
-        return False
-    return local[:2] == remote[:2]
-
-
 # --------------------------------------------------------------------------- the scanner
 
 
@@ -307,10 +180,8 @@ class Scanner:
                  report: frozenset[PortState] = frozenset(PortState)) -> None:
         self.invocation = invocation
         self.options = options
-        self.on_result = on_result
-        self.on_error = on_error
-        self.report = report
-        self.summary = ScanSummary()
+        self.tally = Tally(on_result, report, on_error)
+        self.summary = self.tally.summary
         self.slots = invocation.slots
         cap = self.slots.limit
         self.limit = max(1, min(options.concurrency, cap if cap is not None else math.inf,
@@ -363,14 +234,14 @@ class Scanner:
                                        family=self.options.family,
                                        timeout=self.options.timeout * 5, target=target.host)
         except TcpcliError as exc:
-            self._error(target, exc)
+            self.tally.error(target, exc)
             return
         if destination.resolution is None:  # refused before DNS for every port
             yield HostPlan(target.host, None, ports, destination)
             return
         ordered = destination.ordered(self.options.family)
         if not ordered:
-            self._error(target, ResolveError(f"{target.host} has no address of the requested "
+            self.tally.error(target, ResolveError(f"{target.host} has no address of the requested "
                                              "family", target=target.host))
             return
         probed = ordered if self.options.all_addresses else ordered[:1]
@@ -378,11 +249,6 @@ class Scanner:
             self.summary.unprobed[target.host] = [str(ip) for ip in ordered[len(probed):]]
         for ip in probed:
             yield HostPlan(target.host, ip, ports, destination)
-
-    def _error(self, target: Target, error: TcpcliError) -> None:
-        self.summary.errors.append(error)
-        if self.on_error is not None:
-            self.on_error(target, error)
 
     # ------------------------------------------------------------------ running
 
@@ -401,23 +267,6 @@ class Scanner:
             self.summary.peak_sockets = self.slots.peak
         return self.summary
 
-    def _blocked(self, plan: HostPlan, port: int, decision: Decision) -> None:
-        self._emit(plan, port, PortState.BLOCKED, f"policy rule {decision.rule}",
-                   rule=decision.rule, lift=decision.lift or None)
-
-    def _emit(self, plan: HostPlan, port: int, state: PortState, reason: str,
-              **fields: Any) -> None:
-        self.summary.probes += 1
-        self.summary.counts[state] += 1
-        if state not in self.report:
-            return
-        workers = plan.workers(port)
-        result = ProbeResult(
-            plan.host, plan.address_text, port, state,
-            reason, service=port_name(port), workers_allowed=workers.allowed,
-            workers_rule=workers.rule, workers_reason=workers.reason, **fields)
-        self.on_result(result)
-
     # ------------------------------------------------------------------ fast path
 
     async def _run_fast(self, plans: AsyncIterator[HostPlan]) -> None:
@@ -426,13 +275,13 @@ class Scanner:
         async for plan in plans:
             if plan.address is None:
                 for port in plan.ports:
-                    self._blocked(plan, port, plan.judge(port))
+                    self.tally.blocked(plan, port, plan.judge(port))
                 continue
             judge = plan.judge
             for port in plan.ports:
                 decision = judge(port)
                 if not decision.allowed:
-                    self._blocked(plan, port, decision)
+                    self.tally.blocked(plan, port, decision)
                     continue
                 await self._start_when_allowed(plan, port, 1)
                 started += 1
@@ -509,7 +358,7 @@ class Scanner:
         if spares:
             sock, code = self._batch.start_connect(address, port, local_address=local_address,
                                                    reuse=spares.pop())
-            if code not in _FIRST_CONNECT_ANSWERS:
+            if code not in NONBLOCKING_CONNECT_ANSWERS:
                 # This kernel does not reconnect a failed socket after all: stop trying.
                 sock.close()
                 self._recycling = False
@@ -521,7 +370,7 @@ class Scanner:
                                                        local_address=local_address)
             except OSError as exc:
                 self._release(slot)
-                if exc.errno in _OUT_OF_SOCKETS:
+                if exc.errno in OUT_OF_SOCKETS_ERRNOS:
                     return exc
                 raise
         if code == errno.EINPROGRESS or code == errno.EWOULDBLOCK:
@@ -548,7 +397,7 @@ class Scanner:
             for item in fresh:
                 batch.register(item.sock.fileno(), select.POLLOUT)
             ready = {fd for fd, _ in batch.poll(0)}
-            refused, report_closed = errno.ECONNREFUSED, PortState.CLOSED in self.report
+            refused, report_closed = errno.ECONNREFUSED, PortState.CLOSED in self.tally.report
             counts = self.summary.counts
             recycling = self._recycling
             for item in fresh:
@@ -605,9 +454,8 @@ class Scanner:
             if item.attempt <= self.options.retries:
                 self._retry.append((item.plan, item.port, item.attempt + 1))
             else:
-                self._emit(item.plan, item.port, PortState.FILTERED,
-                           f"no answer within {self.options.timeout:g} s",
-                           attempts=item.attempt)
+                self.tally.emit(item.plan, item.port, PortState.FILTERED,
+                                no_answer_reason(self.options.timeout), attempts=item.attempt)
 
     async def _wait(self, until: float | None = None) -> None:
         """Wait for any in-progress connect to finish, the oldest deadline, or ``until``."""
@@ -633,21 +481,18 @@ class Scanner:
     def _failed(self, item: _Pending, code: int) -> None:
         item.sock.close()
         self._release(item.slot)
-        if code in _LOST_AFTER_HANDSHAKE:
-            # A refused SYN is ECONNREFUSED; these errors exist only once the handshake
-            # completed, so something listens there and hung up at once (tcpwrappers,
-            # a full accept queue's abort, a service rejecting our address).
+        state, reason = connect_failure(code)
+        if state is PortState.OPEN:  # accepted, then reset (see port_state)
             latency = (time.monotonic() - item.started) * 1000
-            result = self._open_result(item.plan, item.port, latency, item.attempt,
-                                       reason=f"accepted, then {errno_name(code)}")
+            result = self.tally.open_result(item.plan, item.port, latency, item.attempt,
+                                            reason=reason)
             if result is not None:
-                self._finish_open(result)
+                self.tally.finish_open(result)
             return
-        state, reason = classify_errno(code)
         if state is PortState.FILTERED and item.attempt <= self.options.retries:
             self._retry.append((item.plan, item.port, item.attempt + 1))
             return
-        self._emit(item.plan, item.port, state, reason, errno=code, attempts=item.attempt)
+        self.tally.emit(item.plan, item.port, state, reason, errno=code, attempts=item.attempt)
 
     def _connected(self, item: _Pending) -> None:
         latency = (time.monotonic() - item.started) * 1000
@@ -660,16 +505,15 @@ class Scanner:
         if is_self_connect(local, remote):
             sock.close()
             self._release(item.slot)
-            self._emit(item.plan, item.port, PortState.CLOSED,
-                       "self-connect (the source port was the port probed; nothing listens)",
-                       attempts=item.attempt)
+            self.tally.emit(item.plan, item.port, PortState.CLOSED, SELF_CONNECT_REASON,
+                            attempts=item.attempt)
             return
-        result = self._open_result(item.plan, item.port, latency, item.attempt)
+        result = self.tally.open_result(item.plan, item.port, latency, item.attempt)
         if result is None or not (self.options.banner or self.options.tls_detect):
             sock.close()
             self._release(item.slot)
             if result is not None:
-                self._finish_open(result)
+                self.tally.finish_open(result)
             return
         from tcpcli.core.rawsocket import RawSocketStream
 
@@ -684,24 +528,6 @@ class Scanner:
             await self._inspect(stream, slot, plan, result)
         finally:
             self._inspecting -= 1
-
-    def _open_result(self, plan: HostPlan, port: int, latency: float, attempt: int,
-                     reason: str = "connected") -> ProbeResult | None:
-        """Count an open port; build its row unless it is to be counted only."""
-        if PortState.OPEN not in self.report:
-            self.summary.probes += 1
-            self.summary.counts[PortState.OPEN] += 1
-            return None
-        workers = plan.workers(port)
-        return ProbeResult(plan.host, plan.address_text, port, PortState.OPEN, reason,
-                           latency_ms=round(latency, 3), attempts=attempt,
-                           service=port_name(port), workers_allowed=workers.allowed,
-                           workers_rule=workers.rule, workers_reason=workers.reason)
-
-    def _finish_open(self, result: ProbeResult) -> None:
-        self.summary.probes += 1
-        self.summary.counts[PortState.OPEN] += 1
-        self.on_result(result)
 
     def _release(self, slot: SocketSlot | None) -> None:
         if slot is not None:
@@ -732,12 +558,12 @@ class Scanner:
         async for plan in plans:
             if plan.address is None:
                 for port in plan.ports:
-                    self._blocked(plan, port, plan.judge(port))
+                    self.tally.blocked(plan, port, plan.judge(port))
                 continue
             for port in plan.ports:
                 decision = plan.judge(port)
                 if not decision.allowed:
-                    self._blocked(plan, port, decision)
+                    self.tally.blocked(plan, port, decision)
                     continue
                 await limiter.acquire()
                 pacer = self._pacer
@@ -766,40 +592,39 @@ class Scanner:
             try:
                 stream, started = await self._connect(plan.address, port)
             except OSError as exc:
-                if exc.errno in _OUT_OF_SOCKETS:
+                if exc.errno in OUT_OF_SOCKETS_ERRNOS:
                     raise
-                if exc.errno in _LOST_AFTER_HANDSHAKE:
-                    result = self._open_result(
+                state, reason = connect_failure(exc.errno or errno.EIO)
+                if state is PortState.OPEN:  # accepted, then reset (see port_state)
+                    result = self.tally.open_result(
                         plan, port, (time.monotonic() - started) * 1000, attempt,
-                        reason=f"accepted, then {errno_name(exc.errno)}")
+                        reason=reason)
                     if result is not None:
-                        self._finish_open(result)
+                        self.tally.finish_open(result)
                     return True
-                state, reason = classify_errno(exc.errno or errno.EIO)
                 if state is PortState.FILTERED and attempt <= self.options.retries:
                     return False
-                self._emit(plan, port, state, reason, errno=exc.errno, attempts=attempt)
+                self.tally.emit(plan, port, state, reason, errno=exc.errno, attempts=attempt)
                 return True
             if stream is None:
                 if attempt <= self.options.retries:
                     return False
-                self._emit(plan, port, PortState.FILTERED,
-                           f"no answer within {self.options.timeout:g} s", attempts=attempt)
+                self.tally.emit(plan, port, PortState.FILTERED,
+                                no_answer_reason(self.options.timeout), attempts=attempt)
                 return True
             latency = (time.monotonic() - started) * 1000
             local = stream.extra(anyio.abc.SocketAttribute.local_address, None)
             remote = stream.extra(anyio.abc.SocketAttribute.remote_address, None)
             if is_self_connect(local, remote):
                 await anyio.aclose_forcefully(stream)
-                self._emit(plan, port, PortState.CLOSED,
-                           "self-connect (the source port was the port probed; nothing "
-                           "listens)", attempts=attempt)
+                self.tally.emit(plan, port, PortState.CLOSED, SELF_CONNECT_REASON,
+                                attempts=attempt)
                 return True
-            result = self._open_result(plan, port, latency, attempt)
+            result = self.tally.open_result(plan, port, latency, attempt)
             if result is None or not (self.options.banner or self.options.tls_detect):
                 await anyio.aclose_forcefully(stream)
                 if result is not None:
-                    self._finish_open(result)
+                    self.tally.finish_open(result)
                 return True
             handed_over = True
             await self._inspect(stream, slot, plan, result)
@@ -827,7 +652,7 @@ class Scanner:
                         address, port, local_address=self.options.local_address)
                     return stream, started
                 except OSError as exc:
-                    if exc.errno not in _OUT_OF_SOCKETS:
+                    if exc.errno not in OUT_OF_SOCKETS_ERRNOS:
                         raise
                     out_of_sockets = exc
             if out_of_sockets is None:
@@ -866,7 +691,7 @@ class Scanner:
         finally:
             self._release(slot)
             self._room.set()
-            self._finish_open(result)
+            self.tally.finish_open(result)
 
     async def _read_banner(self, stream: anyio.abc.ByteStream,
                            result: ProbeResult) -> list[tuple[str, bytes]]:

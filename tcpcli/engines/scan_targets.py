@@ -1,6 +1,7 @@
-"""What a scan probes: ``--ports`` lists, targets (names, literals, CIDR blocks) and the
-guard that asks for ``--yes`` before a very large expansion. Parsing only: nothing here
-resolves or dials.
+"""What a scan probes: ``--ports`` lists, targets (names, literals, CIDR blocks), the guard
+that asks for ``--yes`` before a very large expansion, and :class:`HostPlan`, one address
+with its verdicts. Nothing here resolves or dials: the scanner turns targets into plans
+through ``core.destination``.
 """
 
 from __future__ import annotations
@@ -11,8 +12,9 @@ from ipaddress import IPv4Network, IPv6Network, ip_network
 from typing import Final
 
 from tcpcli.core.address import normalize_host, parse_port, split_target
-from tcpcli.core.destination import IPAddress
+from tcpcli.core.destination import Destination, IPAddress
 from tcpcli.core.errors import AddressError
+from tcpcli.core.policy import Decision
 from tcpcli.data.services import service_port, top_ports
 
 IPNetwork = IPv4Network | IPv6Network
@@ -136,3 +138,27 @@ def guard(targets: Iterable[Target], ports: int) -> str | None:
     if total > GUARD_PROBES:
         return f"this scan would make {total:,} probes (more than {GUARD_PROBES:,})"
     return None
+
+
+# --------------------------------------------------------------------------- plans
+
+
+@dataclass
+class HostPlan:
+    """One address to probe, with its destination's verdicts (the user's policy and a
+    Worker's), judged once for the whole host by ``core.destination``."""
+
+    host: str
+    address: IPAddress | None  # None: refused before DNS, nothing to dial
+    ports: list[int]
+    destination: Destination
+    address_text: str = ""
+
+    def __post_init__(self) -> None:
+        self.address_text = str(self.address) if self.address is not None else ""
+
+    def judge(self, port: int) -> Decision:
+        return self.destination.verdict(port)
+
+    def workers(self, port: int) -> Decision:
+        return self.destination.workers(port)

@@ -17,11 +17,12 @@ from tcpcli.core.errors import AddressError
 from tcpcli.core.invocation import Invocation
 from tcpcli.core.memory import MemoryByteStream, MemoryConnector
 from tcpcli.engines import scan
-from tcpcli.engines.scan import (
+from tcpcli.engines.scan import Scanner
+from tcpcli.engines.scan_results import (
     PortState,
     ProbeResult,
-    Scanner,
     ScanOptions,
+    connect_failure,
     is_self_connect,
 )
 from tcpcli.engines.scan_targets import (
@@ -84,6 +85,19 @@ def test_self_connect_is_recognized_on_a_real_socket() -> None:
     finally:
         probe.close()
     assert not is_self_connect(("127.0.0.1", 1), ("127.0.0.1", 2))
+
+
+@pytest.mark.parametrize(("code", "state", "reason"), [
+    (errno.ECONNREFUSED, PortState.CLOSED, "refused"),
+    (errno.ETIMEDOUT, PortState.FILTERED, "timeout (kernel)"),
+    (errno.ECONNRESET, PortState.OPEN, "accepted, then ECONNRESET"),
+    (errno.EHOSTUNREACH, PortState.UNREACHABLE, "EHOSTUNREACH: No route to host"),
+    (errno.EACCES, PortState.UNREACHABLE, "EACCES: Permission denied"),
+    (errno.EIO, PortState.UNREACHABLE, "EIO: Input/output error"),
+])
+def test_a_failed_connects_errno_names_the_state_and_the_reason(
+        code: int, state: PortState, reason: str) -> None:
+    assert connect_failure(code) == (state, reason)
 
 
 async def _silent(stream: MemoryByteStream) -> None:
@@ -223,7 +237,7 @@ async def test_a_kernel_that_will_not_reconnect_falls_back_to_fresh_sockets(
         monkeypatch: pytest.MonkeyPatch) -> None:
     # Pretend every reconnect answers something unexpected (as EINVAL would elsewhere).
     monkeypatch.setattr(scan, "RECYCLE_SOCKETS", True)
-    monkeypatch.setattr(scan, "_FIRST_CONNECT_ANSWERS", frozenset())
+    monkeypatch.setattr(scan, "NONBLOCKING_CONNECT_ANSWERS", frozenset())
     listeners = _listeners(3)
     open_ports = sorted(listener.getsockname()[1] for listener in listeners)
     try:

@@ -20,7 +20,8 @@ import pytest
 from tcpcli.core.connect import SystemConnector
 from tcpcli.core.invocation import Invocation
 from tcpcli.core.memory import MemoryByteStream, MemoryConnector
-from tcpcli.engines.scan import PortState, ProbeResult, Scanner, ScanOptions
+from tcpcli.engines.scan import Scanner
+from tcpcli.engines.scan_results import PortState, ProbeResult, ScanOptions
 from tcpcli.engines.scan_targets import parse_target
 from tests.hostile.harness import assert_clean_exit, run_cli
 
