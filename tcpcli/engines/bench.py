@@ -16,7 +16,7 @@ How the numbers stay honest:
 * The destination is judged by the invocation's policy **once** (``core.destination``), and
   every sample dials the checked literal through the invocation's ``Connector``: no
   per-sample resolution or policy work.
-* One task per worker, not per sample; one cached SSL context (``tls._context``).
+* One task per worker, not per sample; one cached SSL context (``tlscontext``).
 * Every connection holds one of the invocation's :class:`SocketSlots`, so the Workers cap
   (6) is respected and ``slots.peak`` proves it.
 * ``rate`` runs open-loop: sample *i* is due at ``start + i / rate`` and its latency is
@@ -47,6 +47,7 @@ from tcpcli.core.destination import check
 from tcpcli.core.errors import (
     ConnectError,
     ConnectTimeoutError,
+    ErrorKind,
     RemoteProtocolError,
     TcpcliError,
     translate,
@@ -181,7 +182,7 @@ class BenchResult:
 class ClosedEarlyError(ConnectError):
     """The peer closed before the reply was complete (counted as ``closed``)."""
 
-    kind = "closed"
+    kind = ErrorKind.CLOSED
 
 
 class _Failed(Exception):
