@@ -58,8 +58,30 @@ class Invocation:
         self.connector: Connector = connector or SystemConnector()
         self.options = options or ConnectOptions()
         self.observer = observer
-        self.sockets: set[Socket] = set()
+        self._sockets: set[Socket] = set()
         self._token: Token[Invocation | None] | None = None
+
+    @property
+    def sockets(self) -> frozenset[Socket]:
+        """The sockets that may still hold or wait for a slot (a snapshot)."""
+        return frozenset(self._sockets)
+
+    def register(self, socket: Socket) -> None:
+        """A socket was created in this invocation: it ends when the invocation does."""
+        self._sockets.add(socket)
+
+    def forget(self, socket: Socket) -> None:
+        """The socket is finished (closed, failed or handed over): nothing left to end."""
+        self._sockets.discard(socket)
+
+    async def abort_all(self, error: BaseException) -> None:
+        """Tear down every socket still registered, each ``closed`` rejecting with
+        ``error``; connects still waiting are canceled. Every slot comes back."""
+        with anyio.CancelScope(shield=True):
+            # Connects still under way go first, while the open sockets keep their slots:
+            # otherwise a slot freed here would start a queued connect being torn down.
+            for socket in sorted(self._sockets, key=lambda each: each.is_open):
+                await socket.abort(error)
 
     @property
     def resolver(self) -> Resolver:
@@ -80,9 +102,7 @@ class Invocation:
         tb: TracebackType | None,
     ) -> None:
         try:
-            with anyio.CancelScope(shield=True):
-                for socket in list(self.sockets):
-                    await socket._abort(StreamClosedError(_INVOCATION_ENDED))
+            await self.abort_all(StreamClosedError(_INVOCATION_ENDED))
         finally:
             if self._token is not None:
                 _current.reset(self._token)

@@ -94,6 +94,11 @@ _START_TLS_NOT_STARTTLS = (
 _START_TLS_EXPECTED_NAME = (
     "The expectedServerHostname option is not currently supported in startTls."
 )
+_START_TLS_AGAIN = (
+    "startTls has already been called on this socket, or the socket was transferred over RPC."
+)
+_START_TLS_INCOMPLETE = "The connection was closed before startTls completed."
+_ABORTED = "The socket was aborted."
 _CLOSED_BEFORE_OPEN = "The socket was closed before it was opened."
 
 
@@ -248,8 +253,13 @@ class Socket:
         self._closing = False
         self._finished = False
         self._upgraded = False
+        self._upgraded_to: Socket | None = None  # start_tls()'s socket, until handed over
+        self._handed_over = False  # the connection has moved to the upgraded socket
+        self._opening: anyio.CancelScope | None = None  # while dialing or handshaking
+        self._abort_error: BaseException | None = None  # abort() while opening
+        self._end_error: BaseException | None = None  # why it ended, set as it starts to
         self._first_byte: Phase | None = None
-        invocation.sockets.add(self)
+        invocation.register(self)
 
     # ------------------------------------------------------------------ Workers surface
 
@@ -275,11 +285,22 @@ class Socket:
     def secure_transport(self) -> SecureTransport:
         return self._secure_transport
 
+    @property
+    def is_open(self) -> bool:
+        """Connected (TLS handshake included), not closing, nothing under way to open it:
+        one of the connections the cap's deadlock rule may cancel when idle."""
+        return (self._opening is None and not self._finished and not self._closing
+                and (self._stream is not None or self._transport is not None))
+
     async def close(self) -> None:
         """Wait for the open to settle, flush pending writes, then close both directions.
 
         Like Workers, this resolves even when the connection failed (``closed`` rejects).
+        After start_tls() the connection belongs to the upgraded socket: this hands it over.
         """
+        if self._upgraded_to is not None:
+            await self._release_to_upgrade()
+            return
         if self._closing or self._finished:
             await self._wait_settled(self._closed_state)
             return
@@ -288,7 +309,7 @@ class Socket:
             self._started = True
             self._opened_state.reject(StreamClosedError(_CLOSED_BEFORE_OPEN))
             self._closed_state.resolve(None)
-            self.invocation.sockets.discard(self)
+            self.invocation.forget(self)
             return
         if not await self._wait_settled(self._opened_state) or self._upgraded:
             return
@@ -307,16 +328,19 @@ class Socket:
 
         ``tls`` (library extension) adjusts TLS options for the upgraded socket.
         """
+        # workerd's checks, in its order (spec §3.7). A second call before the connection
+        # has moved to the upgraded socket is row 14; once it has moved (workerd: after
+        # the flush, a tick later; here: when either socket is next awaited) it is row 12,
+        # as after close().
         if self._secure_transport == "on":
             raise StartTlsError(_START_TLS_ON_TLS)
-        # An upgraded socket's connection has moved on: workerd says "closed" here too.
-        # (Its "startTls has already been called" needs stream locks holding the upgrade
-        # back, which anyio streams do not have.)
-        if self._closing or self._finished or self._upgraded \
-                or self._opened_state.error is not None:
+        if self._closing or self._handed_over or (
+                not self._upgraded and (self._finished or self._opened_state.error is not None)):
             raise StartTlsError(_START_TLS_CLOSED)
         if self._secure_transport != "starttls":
             raise StartTlsError(_START_TLS_NOT_STARTTLS)
+        if self._upgraded:
+            raise StartTlsError(_START_TLS_AGAIN)
         if expected_server_hostname is not None:
             raise StartTlsError(_START_TLS_EXPECTED_NAME)
         self._upgraded = True
@@ -326,9 +350,31 @@ class Socket:
             upgrade_from=self, tls_session=self._tls_session,
         )
         upgraded.clock = self.clock  # one waterfall across the upgrade
-        if self._opened_state.settled and not self._write_busy():
-            self._hand_over(upgraded)
+        self._upgraded_to = upgraded
         return upgraded
+
+    async def abort(self, error: BaseException | None = None) -> None:
+        """Tear the connection down now: no flush of pending writes, no TLS close_notify,
+        no wait for the peer; a connect under way is canceled and its slot given back.
+
+        ``closed`` (and ``opened``, if it had not settled) rejects with ``error``, by
+        default :class:`SocketCanceledError` ("The socket was aborted."), and later reads
+        and writes raise it — as workerd's ``closed`` rejects with the reason given to
+        ``writable.abort(reason)``. A socket already finished is left as it is.
+        """
+        if error is None:
+            error = SocketCanceledError(_ABORTED)
+        with anyio.CancelScope(shield=True):
+            if self._finished:
+                return
+            if self._opening is not None:  # the opening task ends it, releasing the slot
+                self._abort_error = error
+                self._opening.cancel()
+                await self._wait_settled(self._closed_state)
+                return
+            self._started = True  # a socket not yet awaited never connects now
+            await self._abort(error)
+            self._opened_state.reject(error)
 
     async def __aenter__(self) -> Socket:
         await self._ensure_open()
@@ -352,14 +398,24 @@ class Socket:
     async def _ensure_open(self) -> SocketInfo:
         if not self._started:
             self._started = True
+            self._opening = anyio.CancelScope()
             try:
-                await self._establish()
+                with self._opening:
+                    await self._establish()
             except TcpcliError as exc:
-                self._fail(exc)
+                self._fail(self._abort_error or exc)
             except BaseException:
                 # Cancelled (or interrupted) while connecting: nobody else may hang on it.
                 self._fail(SocketCanceledError("The connection attempt was cancelled."))
                 raise
+            finally:
+                self._opening = None
+            if self._abort_error is not None:  # abort() while opening: undo what was built
+                await self._abort(self._abort_error)
+                self._fail(self._abort_error)
+            elif not self._opened_state.settled:
+                self._opened_state.resolve(SocketInfo(remote_address=self.address.address_str))
+                self.invocation.slots.changed()  # one more open socket: the rule may apply
         return await self._opened_state.wait()
 
     async def _establish(self) -> None:
@@ -391,7 +447,6 @@ class Socket:
         self._stream = stream
         self.last_used_ns = time.perf_counter_ns()
         self._first_byte = self.clock.begin("first-byte")
-        self._opened_state.resolve(SocketInfo(remote_address=self.address.address_str))
 
     async def _dial(self) -> anyio.abc.ByteStream:
         invocation, options, address = self.invocation, self.options, self.address
@@ -481,13 +536,24 @@ class Socket:
 
     async def _take_over(self, old: Socket) -> anyio.abc.ByteStream:
         """start_tls(): wait for the plaintext socket to open and flush, then adopt it."""
-        await old._ensure_open()
-        async with old._lock():
-            pass
-        if old._transport is not None:  # not yet handed over by start_tls()
-            old._hand_over(self)
-        assert self._transport is not None
+        await old._release_to_upgrade(raise_errors=True)
+        if self._transport is None:  # the old connection ended before it could move
+            if isinstance(old._end_error, SocketCanceledError):
+                raise SocketCanceledError(str(old._end_error)) from old._end_error
+            raise StartTlsError(_START_TLS_INCOMPLETE) from old._end_error
         return self._transport
+
+    async def _release_to_upgrade(self, *, raise_errors: bool = False) -> None:
+        """After start_tls(): open if need be, flush what was written, then hand the
+        connection to the upgraded socket (whichever of the two is awaited first)."""
+        if raise_errors:
+            await self._ensure_open()
+        elif not await self._wait_settled(self._ensure_open()):
+            return
+        async with self._lock():
+            pass
+        if self._upgraded_to is not None and not self._finished:
+            self._hand_over(self._upgraded_to)
 
     def _hand_over(self, new: Socket) -> None:
         """Move transport and slot to the upgraded socket; this one is done."""
@@ -497,9 +563,12 @@ class Socket:
         if self._slot is not None:
             new._adopt_slot(self._slot)
             self._slot = None
+        self._upgraded_to = None
+        self._handed_over = True
         self._write_done = self._read_done = self._finished = True
         self._closed_state.resolve(None)
-        self.invocation.sockets.discard(self)
+        self.invocation.forget(self)
+        self.invocation.slots.changed()  # a new holder, not yet open
 
     def _adopt_slot(self, slot: SocketSlot) -> None:
         slot.owner = self
@@ -524,7 +593,7 @@ class Socket:
         finally:
             self.io_in_progress -= 1
             self.last_used_ns = time.perf_counter_ns()
-            self.invocation.slots.notify_idle()
+            self.invocation.slots.changed()  # maybe idle now: the cap's rule looks again
 
     def _write_busy(self) -> bool:
         return self._write_lock is not None and self._write_lock.locked()
@@ -558,8 +627,8 @@ class Socket:
         except TcpcliError as exc:
             raise StreamCancelledError() from exc
         if self._read_done:
-            if self._finished and self._closed_state.error is not None:
-                raise self._closed_state.error
+            if self._finished and self._end_error is not None:
+                raise self._end_error
             raise anyio.EndOfStream if not self._closing else anyio.ClosedResourceError
         stream = self._stream
         assert stream is not None
@@ -620,8 +689,8 @@ class Socket:
         """One write with the Workers rules: closed, closing and locked sides, one writer
         at a time, an error aborting the socket, and the byte count."""
         if self._write_done or self._closing or self._upgraded:
-            if self._finished and isinstance(self._closed_state.error, SocketCanceledError):
-                raise self._closed_state.error
+            if self._finished and isinstance(self._end_error, SocketCanceledError):
+                raise self._end_error
             if self._upgraded:
                 raise StreamClosedError(WRITER_LOCKED)
             raise StreamClosedError(WRITABLE_CLOSING if self._closing else None)
@@ -695,10 +764,12 @@ class Socket:
         self._opened_state.reject(error)
         self._closed_state.reject(error)
         self._write_done = self._read_done = self._finished = True
+        if self._end_error is None:
+            self._end_error = error
         if self._slot is not None:  # dialed, then failed (TLS) or was cancelled
             self.invocation.slots.release(self._slot)
             self._slot = None
-        self.invocation.sockets.discard(self)
+        self.invocation.forget(self)
 
     async def _abort(self, error: BaseException) -> None:
         """The connection broke mid-stream: ``closed`` rejects, the slot is freed."""
@@ -706,13 +777,15 @@ class Socket:
         await self._finish(error, graceful=False)
 
     async def cancel_for_limit(self) -> None:
-        """Evicted by the deadlock rule of the simultaneous-connections limit."""
-        await self._abort(SocketCanceledError())
+        """Canceled by the deadlock rule of the simultaneous-connections limit (only ever
+        while open and idle): its slot is free when this returns."""
+        await self.abort(SocketCanceledError())
 
     async def _finish(self, error: BaseException | None = None, *, graceful: bool = True) -> None:
         if self._finished:
             return
         self._finished = True
+        self._end_error = error
         stream, self._stream = self._stream, None
         self._truncated = self._truncated or bool(getattr(stream, "truncated", False))
         transport, self._transport = self._transport, None
@@ -724,20 +797,25 @@ class Socket:
                 await anyio.aclose_forcefully(stream)
                 if transport is not None and transport is not stream:
                     await anyio.aclose_forcefully(transport)
+        elif transport is not None:  # connected, not yet opened: handed over, before TLS
+            with anyio.CancelScope(shield=True):
+                await anyio.aclose_forcefully(transport)
         if self._first_byte is not None:
             self.clock.end(self._first_byte, outcome="none")
             self._first_byte = None
         if self._slot is not None:
             self.invocation.slots.release(self._slot)
             self._slot = None
-        self.invocation.sockets.discard(self)
+        self.invocation.forget(self)
         if error is None:
             self._closed_state.resolve(None)
         else:
             self._closed_state.reject(error)
 
     async def _wait_closed(self) -> None:
-        if not self._started:
+        if self._upgraded_to is not None:
+            await self._release_to_upgrade()
+        elif not self._started:
             await self._wait_settled(self._ensure_open())
         await self._closed_state.wait()
 

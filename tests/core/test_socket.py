@@ -270,8 +270,8 @@ async def test_start_tls_misuse_texts() -> None:
         upgraded = plain.start_tls()
         assert plain.upgraded
         assert upgraded.secure_transport == "on"
-        with pytest.raises(StartTlsError, match="closed before startTls could be started"):
-            plain.start_tls()  # workerd, once the upgrade has gone ahead
+        with pytest.raises(StartTlsError, match="startTls has already been called"):
+            plain.start_tls()  # workerd, before the connection has moved to `upgraded`
         with pytest.raises(StartTlsError, match="Cannot startTls on a TLS socket."):
             upgraded.start_tls()
         closed = tcpcli.connect(f"{PEER}:7", secure_transport="starttls")
