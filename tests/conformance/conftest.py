@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ssl
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from anyio.from_thread import start_blocking_portal
@@ -34,6 +34,11 @@ class Oracle:
     def run(self, scenario: Scenario) -> Outcomes:
         outcomes: Outcomes = self._call(self.harness.run, scenario)  # type: ignore[operator]
         return outcomes
+
+    def run_library(self, scenario: Scenario) -> dict[str, Any]:
+        outcome: dict[str, Any] = self._call(  # type: ignore[operator]
+            self.harness.run_library, scenario)
+        return outcome
 
 
 @pytest.fixture(scope="session")

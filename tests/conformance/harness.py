@@ -79,12 +79,16 @@ class Harness:
 
     def program(self, scenario: Scenario) -> list[dict[str, Any]]:
         """The scenario's steps with the peers' ports filled in."""
-        text = json.dumps(scenario.program())
+        return self.fill(scenario.program())
+
+    def fill(self, steps: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Steps (or expected outcome steps) with ``{peer}`` replaced by its port."""
+        text = json.dumps(steps)
         for name, peer in self.peers.items():
             text = text.replace(f'"{{{name}}}"', str(peer.port))
             text = text.replace(f"{{{name}}}", str(peer.port))
-        steps: list[dict[str, Any]] = json.loads(text)
-        return steps
+        filled: list[dict[str, Any]] = json.loads(text)
+        return filled
 
     async def _collect(self) -> dict[str, Any]:
         await anyio.sleep(peers.ACCEPT_GRACE_SECONDS)  # connections not yet accepted
@@ -105,6 +109,17 @@ class Harness:
         )
         on_tcpcli["peers"] = await self._collect()
         return Outcomes(normalize(on_workerd), normalize(on_tcpcli))
+
+    async def run_library(self, scenario: Scenario) -> dict[str, Any]:
+        """tcpcli alone, for a production-only rule that workerd does not enforce."""
+        for peer in self.peers.values():
+            peer.reset()
+        outcome = await library.run_scenario(
+            self.program(scenario), ca_file=self.certificates.ca_file,
+            library=scenario.library,
+        )
+        outcome["peers"] = await self._collect()
+        return normalize(outcome)
 
 
 #: workerd reports unexpected internal failures with a random reference id.

@@ -13,6 +13,7 @@ would see) and ``str()`` otherwise. ``anyio.EndOfStream`` is a reader's ``{done:
 from __future__ import annotations
 
 import contextlib
+import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -44,6 +45,11 @@ def revive(value: Any) -> Any:
             return float(value["$number"].replace("Infinity", "inf"))
         return {key: revive(item) for key, item in value.items()}
     return value
+
+
+def _as_json(value: Any) -> str:
+    """JSON.stringify's text, to sort the way worker.mjs does."""
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
 
 def as_bytes(text: str) -> bytes:
@@ -177,13 +183,50 @@ class Run:
                 self.sockets[step["as"]] = socket.start_tls()
             except Exception as error:
                 return {"throws": describe(error)}
-            return {"ok": True}
+            if "again" not in step:
+                return {"ok": True}
+            try:  # at once, nothing awaited in between: JavaScript's same tick
+                self.sockets[step["again"]] = socket.start_tls()
+            except Exception as error:
+                return {"ok": True, "again": {"throws": describe(error)}}
+            return {"ok": True, "again": {"ok": True}}
+        if op == "opened-all":
+            promises = [self.promise(self._opened_of(self.sockets[each]), info)
+                        for each in step["sockets"]]
+            return {"results": [await promise.settle(ms) for promise in promises]}
+        if op == "round-trip-all":
+            return await self.round_trip_all(step["sockets"], ms)
         if op == "attrs":
             return {"upgraded": socket.upgraded, "secureTransport": socket.secure_transport}
         if op == "sleep":
             await anyio.sleep(step["ms"] / 1000)
             return {}
         raise ValueError(f"unknown step {op}")
+
+    @staticmethod
+    def _opened_of(socket: Socket) -> Callable[[], Awaitable[SocketInfo]]:
+        async def opened() -> SocketInfo:
+            return await socket.opened
+
+        return opened
+
+    async def round_trip_all(self, names: list[str], ms: float) -> dict[str, Any]:
+        """Write "x" on each socket in turn and read it back: how many echoed, and the
+        errors of those that did not (sorted, so the order of sockets does not matter)."""
+        echoed, rejected = 0, []
+        for name in names:
+            socket = self.sockets[name]
+            try:
+                await socket.writable.send(b"x")
+            except Exception as error:
+                rejected.append(describe(error))
+                continue
+            result = await self.read(socket, 1, ms)
+            if result.get("data") == "x":
+                echoed += 1
+            else:
+                rejected.append(result.get("error", result))
+        return {"echoed": echoed, "rejected": sorted(rejected, key=_as_json)}
 
     async def cleanup(self) -> None:
         """Close what is left, so the peers see the end promptly (not part of the outcome)."""

@@ -26,7 +26,10 @@ Steps (``within_ms`` bounds how long a promise may take to settle; past it the o
 ``second-writer``  ask for a second writer (``second-reader``: reader) while one is held
 ``release-locks``  ``releaseLock()`` the held reader and writer (what a Worker does before
                    ``startTls()``); nothing to do in Python, whose streams have no locks
-``start-tls``      ``startTls()`` → the socket named ``as``
+``start-tls``      ``startTls()`` → the socket named ``as``; with ``again``, a second call at
+                   once (the same tick: nothing awaited in between) → the socket ``again``
+``opened-all``     ``Promise.all`` over the ``opened`` of ``sockets``: ``{results: [...]}``
+``round-trip-all`` write "x" on each of ``sockets`` and read it back: ``{echoed, rejected}``
 ``attrs``          ``upgraded`` and ``secureTransport``
 ``connect``        another socket (``as``, ``address``, ``options``)
 ``sleep``          wait ``ms``
@@ -39,6 +42,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
+
+from tcpcli.core.errors import SOCKET_CANCELED
 
 #: Generous bounds: a promise that should settle does so in milliseconds on loopback.
 SETTLES = 3000
@@ -68,6 +73,9 @@ class Scenario:
     library: dict[str, Any] = field(default_factory=dict)
     #: A key of DIFFERENCES when the two runtimes differ on purpose.
     difference: str | None = None
+    #: For a production-only rule that local workerd does not enforce (the six-socket
+    #: queue): the outcome steps production shows, asserted on tcpcli alone.
+    production: tuple[Step, ...] | None = None
 
     def program(self) -> list[Step]:
         """The steps as both runners receive them: the connect comes first."""
@@ -122,8 +130,19 @@ def cancel_reader(ms: int = SETTLES) -> Step:
     return {"op": "cancel-reader", "within_ms": ms}
 
 
-def start_tls(as_: str = "tls", socket: str = "main") -> Step:
-    return {"op": "start-tls", "as": as_, "socket": socket}
+def start_tls(as_: str = "tls", socket: str = "main", again: str | None = None) -> Step:
+    step: Step = {"op": "start-tls", "as": as_, "socket": socket}
+    if again is not None:
+        step["again"] = again
+    return step
+
+
+def opened_all(sockets: list[str], ms: int = SETTLES) -> Step:
+    return {"op": "opened-all", "sockets": sockets, "within_ms": ms}
+
+
+def round_trip_all(sockets: list[str], ms: int = SETTLES) -> Step:
+    return {"op": "round-trip-all", "sockets": sockets, "within_ms": ms}
 
 
 def attrs(socket: str = "main") -> Step:
@@ -156,7 +175,10 @@ DIFFERENCES: dict[str, Difference] = {
         "workerd starts connecting inside connect(); structured concurrency gives a "
         "background connect no owner, so tcpcli starts it on the first await of `opened`, "
         "`closed`, a read, a write or `close()`. A socket closed before that never "
-        "connects, and its `opened` rejects.",
+        "connects, and its `opened` rejects. Likewise start_tls() hands the connection to "
+        "the upgraded socket when either socket is next awaited (workerd: a tick later), so "
+        "a second start_tls() after an unrelated await still says \"startTls has already "
+        "been called\" where workerd says the connection was closed.",
     ),
     "stream-locks": Difference(
         "Streams have no reader/writer locks",
@@ -445,6 +467,20 @@ scenario("start-tls-on-upgraded", "startTls", "localhost:{tls}",
          close(socket="tls"), options={"secureTransport": "starttls"})
 scenario("start-tls-after-close", "startTls", "localhost:{echo}",
          opened(), close(), start_tls(), attrs(), options={"secureTransport": "starttls"})
+# A second startTls() on the original socket: at once (before the connection has moved to
+# the upgraded socket) it is "already been called"; once the upgrade has taken the
+# connection, and after close(), it is "closed before startTls could be started".
+scenario("start-tls-second-call", "startTls", "localhost:{starttls}",
+         opened(), write("STARTTLS\r\n"), read(4), RELEASE_LOCKS,
+         start_tls(again="again"), attrs(), closed(), opened(socket="tls"),
+         start_tls("later"), attrs(), write("secret", socket="tls"), read(6, socket="tls"),
+         close(socket="tls"), options={"secureTransport": "starttls"})
+scenario("start-tls-second-call-before-opened", "startTls", "localhost:{tls}",
+         start_tls(again="again"), attrs(), opened(), closed(), opened(socket="tls"),
+         close(socket="tls"), options={"secureTransport": "starttls"})
+scenario("start-tls-after-upgrade-and-close", "startTls", "localhost:{tls}",
+         opened(), start_tls(), close(), start_tls("again"), attrs(), opened(socket="tls"),
+         close(socket="tls"), closed(socket="tls"), options={"secureTransport": "starttls"})
 scenario("start-tls-before-opened", "startTls", "localhost:{tls}",
          start_tls(), opened(), opened(socket="tls"), write("x", socket="tls"),
          read(1, socket="tls"), closed(), close(socket="tls"),
@@ -469,6 +505,28 @@ scenario("seven-sockets", "limits", "127.0.0.1:{echo}", *_SEVEN, opened(), *_SEV
 # deadlock rule): the first socket is gone.
 scenario("seven-sockets-capped", "limits", "127.0.0.1:{echo}", *_SEVEN, opened(),
          *_SEVEN_OPENED, write("x"), library={"max_sockets": 6}, difference="socket-cap")
+
+# Production's queue and deadlock rule (spec §5.1), which local workerd does not enforce (it
+# opens every socket at once): sockets opened all at once with Promise.all, then used. Six
+# are served; each one beyond needs the least recently used idle socket canceled, and using
+# a canceled socket throws. Asserted on tcpcli alone.
+def _all_at_once(count: int) -> None:
+    names = ["main", *(f"s{i}" for i in range(2, count + 1))]
+    connects = tuple(connect(name, "127.0.0.1:{echo}") for name in names[1:])
+    opened_ok = {"resolved": {"remoteAddress": "127.0.0.1:{echo}", "localAddress": None}}
+    canceled = {"type": "Error", "message": SOCKET_CANCELED}
+    scenario(f"{count}-sockets-opened-at-once", "limits", "127.0.0.1:{echo}",
+             *connects, opened_all(names), round_trip_all(names),
+             library={"max_sockets": 6},
+             production=(*({"op": "connect", "ok": True} for _ in names),
+                         {"op": "opened-all", "results": [opened_ok] * count},
+                         {"op": "round-trip-all", "echoed": 6,
+                          "rejected": [canceled] * (count - 6)}))
+
+
+_all_at_once(7)
+_all_at_once(10)
+
 scenario("policy-loopback", "limits", "127.0.0.1:{echo}", opened(), close(),
          library={"policy": "workers"}, difference="policy")
 scenario("policy-port-25", "limits", "127.0.0.1:25", opened(), close(),

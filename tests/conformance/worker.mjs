@@ -170,10 +170,26 @@ class Run {
       case "start-tls":
         try {
           this.sockets.set(step.as, socket.startTls());
-          return { ok: true };
         } catch (error) {
           return { throws: describe(error) };
         }
+        if (step.again === undefined) return { ok: true };
+        // In the same tick, before anything else runs: a second call on the same socket.
+        try {
+          this.sockets.set(step.again, socket.startTls());
+          return { ok: true, again: { ok: true } };
+        } catch (error) {
+          return { ok: true, again: { throws: describe(error) } };
+        }
+      case "opened-all":
+        // Promise.all over the sockets' `opened`, each settled within the bound.
+        return {
+          results: await Promise.all(
+            step.sockets.map((each) => settle(this.sockets.get(each).opened, step.within_ms, info)),
+          ),
+        };
+      case "round-trip-all":
+        return this.roundTripAll(step.sockets, step.within_ms);
       case "attrs":
         return { upgraded: socket.upgraded, secureTransport: socket.secureTransport };
       case "sleep":
@@ -182,6 +198,27 @@ class Run {
       default:
         throw new Error(`unknown step ${step.op}`);
     }
+  }
+
+  // Write "x" on each socket in turn and read it back: how many echoed, and the errors of
+  // those that did not (sorted, so the order of sockets does not matter).
+  async roundTripAll(names, ms) {
+    let echoed = 0;
+    const rejected = [];
+    for (const name of names) {
+      try {
+        await this.writer(name).write(bytes("x"));
+      } catch (error) {
+        rejected.push(describe(error));
+        continue;
+      }
+      const result = await this.read(name, 1, ms);
+      if (result.data === "x") echoed += 1;
+      else rejected.push(result.error ?? result);
+    }
+    const key = (item) => JSON.stringify(item);
+    rejected.sort((a, b) => (key(a) < key(b) ? -1 : key(a) > key(b) ? 1 : 0));
+    return { echoed, rejected };
   }
 
   async cleanup() {
