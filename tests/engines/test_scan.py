@@ -16,8 +16,9 @@ from tcpcli.core.connect import SystemConnector
 from tcpcli.core.errors import AddressError
 from tcpcli.core.invocation import Invocation
 from tcpcli.core.memory import MemoryByteStream, MemoryConnector
-from tcpcli.engines import scan
+from tcpcli.engines import scan_batch
 from tcpcli.engines.scan import Scanner
+from tcpcli.engines.scan_limits import Pacer
 from tcpcli.engines.scan_results import (
     PortState,
     ProbeResult,
@@ -206,7 +207,7 @@ async def _scan_loopback(ports: list[int],
 
 
 @pytest.mark.anyio
-@pytest.mark.skipif(not scan.RECYCLE_SOCKETS, reason="socket reuse is Linux-only")
+@pytest.mark.skipif(not scan_batch.RECYCLE_SOCKETS, reason="socket reuse is Linux-only")
 async def test_refused_sockets_are_reused_and_results_stay_exact(
         monkeypatch: pytest.MonkeyPatch) -> None:
     created = 0
@@ -236,8 +237,8 @@ async def test_refused_sockets_are_reused_and_results_stay_exact(
 async def test_a_kernel_that_will_not_reconnect_falls_back_to_fresh_sockets(
         monkeypatch: pytest.MonkeyPatch) -> None:
     # Pretend every reconnect answers something unexpected (as EINVAL would elsewhere).
-    monkeypatch.setattr(scan, "RECYCLE_SOCKETS", True)
-    monkeypatch.setattr(scan, "NONBLOCKING_CONNECT_ANSWERS", frozenset())
+    monkeypatch.setattr(scan_batch, "RECYCLE_SOCKETS", True)
+    monkeypatch.setattr(scan_batch, "NONBLOCKING_CONNECT_ANSWERS", frozenset())
     listeners = _listeners(3)
     open_ports = sorted(listener.getsockname()[1] for listener in listeners)
     try:
@@ -295,13 +296,13 @@ async def test_rates_space_connect_starts(rate: float | None, host_rate: float |
 
 
 def test_the_pacer_keeps_hosts_apart_and_forgets_old_ones() -> None:
-    pacer = scan._Pacer(rate=None, host_rate=10.0)
+    pacer = Pacer(rate=None, host_rate=10.0)
     pacer.started("a", now=100.0)
     assert pacer.ready_at("a") == pytest.approx(100.1)
     assert pacer.ready_at("b") == 0.0  # another host is not held back by a's pace
-    for index in range(scan._Pacer.PRUNE_AT + 1):
+    for index in range(Pacer.PRUNE_AT + 1):
         pacer.started(f"h{index}", now=200.0 + index)
-    assert len(pacer._next_by_host) < scan._Pacer.PRUNE_AT
+    assert len(pacer._next_by_host) < Pacer.PRUNE_AT
 
 
 @pytest.mark.anyio
