@@ -137,6 +137,8 @@ class SocketSlots:
                     victim = self._deadlock_victim()
                     if victim is not None:
                         await victim.cancel_for_limit()  # returns with its slot released
+                        if victim.is_open:  # would pick it again at once: a busy loop
+                            raise RuntimeError("a slot holder stayed open when canceled")
                         continue
                 await waiter.wait()
         except BaseException:
