@@ -219,3 +219,70 @@ def test_the_checks_catch_a_lazy_cycle_and_layering_violations(sample: Path) -> 
         "tcpcli.core.b -> tcpcli.engines.scan (core may not import engines)",
         "tcpcli.engines.scan -> tcpcli.cli.main (only the CLI imports the CLI)",
     ]
+
+
+# ------------------------------------------------------------------ where the network is touched
+
+#: Calls that make a socket, dial or resolve, and the one module each may appear in. A
+#: dial anywhere else would go around the Connector seam or the checked destination. (A
+#: bare ``.connect()`` is not listed: the library's own ``connect()`` shares the name; no
+#: dial can happen without a socket from one of these.)
+NETWORK_CALLS: dict[str, frozenset[str]] = {
+    "socket.socket": frozenset({"tcpcli.core.rawsocket",
+                                # finds a free loopback port for its own listeners: never dials
+                                "tcpcli.cli.demo"}),
+    "connect_ex": frozenset({"tcpcli.core.rawsocket",
+                             # reads the outcome of a connect the Connector started
+                             # (start_connect), on that socket and to that address
+                             "tcpcli.engines.scan_batch"}),
+    "create_connection": frozenset(),
+    "getaddrinfo": frozenset(),
+    "gethostbyname": frozenset(),
+    "open_connection": frozenset(),
+    "anyio.connect_tcp": frozenset(),
+}
+#: Modules that may import dnspython: resolution lives behind the Resolver seam.
+DNS_IMPORTERS = frozenset({"tcpcli.core.resolve"})
+
+
+def _called_name(call: ast.Call) -> str:
+    func = call.func
+    if isinstance(func, ast.Attribute):
+        base = func.value
+        if isinstance(base, ast.Name) and base.id in ("socket", "anyio"):
+            return f"{base.id}.{func.attr}"
+        return func.attr
+    return func.id if isinstance(func, ast.Name) else ""
+
+
+def test_sockets_dials_and_lookups_live_where_the_map_says() -> None:
+    misplaced = []
+    for name, path in module_files().items():
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Call):
+                called = _called_name(node)
+                allowed = NETWORK_CALLS.get(called)
+                if allowed is not None and name not in allowed:
+                    misplaced.append(f"{name}:{node.lineno} calls {called}")
+            elif isinstance(node, ast.Import | ast.ImportFrom):
+                names = [alias.name for alias in node.names] if isinstance(node, ast.Import) \
+                    else [node.module or ""]
+                if any(n == "dns" or n.startswith("dns.") for n in names) \
+                        and name not in DNS_IMPORTERS:
+                    misplaced.append(f"{name}:{node.lineno} imports dnspython")
+    assert not misplaced, misplaced
+
+
+def test_the_network_check_sees_a_dial_around_the_seam(tmp_path: Path) -> None:
+    package = tmp_path / "tcpcli"
+    (package / "engines").mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    (package / "engines" / "__init__.py").write_text("")
+    (package / "engines" / "rogue.py").write_text(
+        "import socket\nsocket.socket().connect(('192.0.2.1', 80))\n")
+    modules = module_files(package, "tcpcli")
+    tree = ast.parse(modules["tcpcli.engines.rogue"].read_text())
+    called = {_called_name(node) for node in ast.walk(tree) if isinstance(node, ast.Call)}
+    assert "socket.socket" in called
+    assert "tcpcli.engines.rogue" not in NETWORK_CALLS["socket.socket"]
