@@ -614,8 +614,26 @@ class Socket:
 
         return await self._read(into, int)
 
+    @contextmanager
+    def _issued(self) -> Iterator[None]:
+        """A read or write from the call on, waiting for the open or the write lock
+        included: in progress for the cap's deadlock rule, which must not cancel the
+        socket between its opening and the I/O the caller already asked for."""
+        self.io_in_progress += 1
+        try:
+            yield
+        finally:
+            self.io_in_progress -= 1
+            self.last_used_ns = time.perf_counter_ns()
+            self.invocation.slots.changed()
+
     async def _read(self, read: Callable[[anyio.abc.ByteStream], Awaitable[T]],
                     size_of: Callable[[T], int]) -> T:
+        with self._issued():
+            return await self._read_issued(read, size_of)
+
+    async def _read_issued(self, read: Callable[[anyio.abc.ByteStream], Awaitable[T]],
+                           size_of: Callable[[T], int]) -> T:
         """One read from the stream with the Workers rules: locked and closing sides, the
         peer's EOF, a lost connection, the first-byte phase and the byte count."""
         if self._upgraded:
@@ -686,6 +704,11 @@ class Socket:
         return await self._write(send)
 
     async def _write(self, send: Callable[[anyio.abc.ByteStream], Awaitable[int]]) -> int:
+        with self._issued():
+            return await self._write_issued(send)
+
+    async def _write_issued(self, send: Callable[[anyio.abc.ByteStream], Awaitable[int]]
+                            ) -> int:
         """One write with the Workers rules: closed, closing and locked sides, one writer
         at a time, an error aborting the socket, and the byte count."""
         if self._write_done or self._closing or self._upgraded:
@@ -699,6 +722,8 @@ class Socket:
             await self._ensure_open()
             async with self._lock():
                 if self._write_done:
+                    if isinstance(self._end_error, SocketCanceledError):
+                        raise self._end_error  # canceled while this write waited its turn
                     raise StreamClosedError()
                 stream = self._stream
                 assert stream is not None

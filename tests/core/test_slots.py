@@ -304,3 +304,29 @@ async def test_invocation_end_gives_back_queued_and_open_slots() -> None:
 async def _opened_or_closed(sock: tcpcli.Socket) -> None:
     with pytest.raises(StreamClosedError):
         await sock.opened
+
+
+async def test_io_issued_before_the_open_keeps_a_socket_from_the_rule() -> None:
+    """Seven tasks each write, read the echo and keep reading a while, then close: the
+    writes were asked for before their sockets opened, so none is idle, none canceled;
+    the seventh waits for the first close."""
+    with serve(echo) as server:
+        async with tcpcli.Invocation(policy="open") as inv:
+            sockets: list[tcpcli.Socket] = []
+
+            async def busy() -> None:
+                sock = tcpcli.connect(server.address)
+                sockets.append(sock)
+                await sock.writable.send(b"x")
+                assert await sock.readable.receive() == b"x"
+                with anyio.move_on_after(0.1):
+                    await sock.readable.receive()
+                await sock.close()
+
+            with anyio.fail_after(SETTLE_SECONDS):
+                async with anyio.create_task_group() as tg:
+                    for _ in range(7):
+                        tg.start_soon(busy)
+            waited = [sock.clock.total_ms("slot-wait") for sock in sockets]
+            assert sum(1 for ms in waited if ms >= 50) == 1, waited
+            assert inv.slots.peak == WORKERS_MAX_SOCKETS and inv.slots.live == 0
