@@ -252,8 +252,8 @@ async def _starttls_section(console: Any, policy: Any, tls: Any, smtp_port: int)
 
 async def _bench_section(console: Any, policy: Any, port: int) -> None:
     from tcpcli.cli.bench import plain_lines
-    from tcpcli.engines.bench import Bench, BenchConfig
     from tcpcli.core.invocation import Invocation
+    from tcpcli.engines.bench import Bench, BenchConfig
 
     console.rule(f"7. tcpcli bench 127.0.0.1:{port} -n 300 (six at a time, the Workers cap)")
     async with Invocation(policy=policy) as invocation:

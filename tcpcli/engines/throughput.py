@@ -5,9 +5,10 @@ N connections, up (we send, the peer discards), down (the peer sends, we discard
 The shape of a run:
 
 1. The target is policy-checked once (``core.destination``, the same literal for every
-   connection, dialed through the invocation's Connector); ``connections`` connections are dialed (and TLS-handshaken) concurrently,
-   each holding one of the invocation's :class:`SocketSlots`. Connect and TLS times are
-   their own distributions, outside the throughput window.
+   connection, dialed through the invocation's Connector); ``connections`` connections
+   are dialed (and TLS-handshaken) concurrently, each holding one of the invocation's
+   :class:`SocketSlots`. Connect and TLS times are their own distributions, outside the
+   throughput window.
 2. When every connection is up (or has failed), all start moving bytes at once. The first
    ``warmup`` seconds move bytes that are not counted (TCP slow start, CPU frequency), as
    iperf3's ``--omit``; the measured window starts after them.
