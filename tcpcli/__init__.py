@@ -39,9 +39,9 @@ _EXPORTS: dict[str, str] = {
     "DnsResolver": "tcpcli.core.resolve",
     "StaticResolver": "tcpcli.core.resolve",
     "Resolution": "tcpcli.core.resolve",
-    "TLSOptions": "tcpcli.core.tls",
-    "TLSReport": "tcpcli.core.tls",
-    "CertificateSummary": "tcpcli.core.tls",
+    "TLSOptions": "tcpcli.core.tlsoptions",
+    "TLSReport": "tcpcli.core.tlsreport",
+    "CertificateSummary": "tcpcli.core.tlsreport",
     "PhaseClock": "tcpcli.core.timing",
     "Phase": "tcpcli.core.timing",
     "TcpcliError": "tcpcli.core.errors",
@@ -125,8 +125,8 @@ if TYPE_CHECKING:
         Phase as Phase,
         PhaseClock as PhaseClock,
     )
-    from tcpcli.core.tls import (
+    from tcpcli.core.tlsoptions import TLSOptions as TLSOptions
+    from tcpcli.core.tlsreport import (
         CertificateSummary as CertificateSummary,
-        TLSOptions as TLSOptions,
         TLSReport as TLSReport,
     )
