@@ -1,10 +1,12 @@
 """``tcpcli bench``: connect, TLS-handshake and request/response latency distributions, and
 bulk throughput (``--mode throughput``, in :mod:`tcpcli.cli.throughput`).
 
-The results go to stdout (a Rich table and histogram on a terminal, one ``key value`` line
-per fact when piped); live progress and notes go to stderr; ``--json`` events go to stderr
-(or ``--events FILE``), like every command's. Ctrl-C prints what was measured so far, then
-exits 130. ``--compare`` exits 9 when the chosen percentile regressed past ``--threshold``.
+The report goes to stdout (a Rich table and histogram on a terminal, one ``key value`` line
+per fact when piped; :mod:`tcpcli.render.bench`), or with ``--json`` the JSON Lines instead
+(``--events FILE`` writes them to a file and keeps the report); live progress and notes go
+to stderr. Ctrl-C prints what was measured so far, then exits 130. ``--compare`` exits 9
+when the chosen percentile regressed past ``--threshold``, and 2 when the baseline measured
+another mode or target (there is nothing to compare).
 """
 
 from __future__ import annotations
@@ -12,7 +14,6 @@ from __future__ import annotations
 import json
 import math
 import time
-from bisect import bisect_right
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -22,15 +23,14 @@ from tcpcli.cli.connect import target_address, unescape
 from tcpcli.cli.environment import Environment
 from tcpcli.cli.exit_codes import ExitCode, exit_code_for
 from tcpcli.cli.options import CommonOptions, common_options, target_argument
-from tcpcli.cli.runner import interrupted, report_error, run
-from tcpcli.cli.stdout_report import render_rich, stdout_is_rich
+from tcpcli.cli.runner import interrupted, run
 from tcpcli.cli.throughput import THROUGHPUT_ONLY, ByteSize, bench_throughput
 
 if TYPE_CHECKING:
-    from rich.console import RenderableType
-
+    from tcpcli.core.invocation import Invocation
     from tcpcli.engines.bench import Bench, BenchConfig, BenchResult
     from tcpcli.engines.histogram import Histogram
+    from tcpcli.render.bench import Comparison, PercentileChange
 
 EXAMPLES = """
 \b
@@ -47,17 +47,6 @@ Examples:
 
 #: Baseline file kind (``--save``/``--compare``).
 BASELINE_KIND = "tcpcli-bench-baseline"
-
-
-def _threshold(value: str) -> float:
-    text = value.strip().removesuffix("%")
-    try:
-        number = float(text)
-    except ValueError:
-        raise click.BadParameter(f"{value!r} is not a percentage") from None
-    if not math.isfinite(number) or number < 0:
-        raise click.BadParameter(f"{value!r} is not a percentage")
-    return number
 
 
 @click.command("bench", epilog=EXAMPLES)
@@ -172,7 +161,11 @@ def bench_command(env: Environment | None, /, target: str, port: int | None,
         bench_throughput(env, common, address, kwargs)
         return
     threshold = _threshold(kwargs["threshold"])
-    baseline = _load_baseline(kwargs["compare_file"]) if kwargs["compare_file"] else None
+    baseline = None
+    if kwargs["compare_file"]:
+        baseline = load_baseline(kwargs["compare_file"])
+        check_like_with_like(kwargs["compare_file"], baseline, address,
+                             measured(mode, common.tls))
     config = BenchConfig(
         address=address, mode=mode, count=kwargs["count"], duration=kwargs["duration"],
         concurrency=concurrency, rate=kwargs["rate"], warmup=kwargs["warmup"],
@@ -181,15 +174,36 @@ def bench_command(env: Environment | None, /, target: str, port: int | None,
         fresh=kwargs["fresh"], resume=kwargs["resume"],
     )
     invocation = common.invocation()
+    env.start_session("bench", json=common.json, events_file=kwargs["events_file"],
+                      target=address, quiet=common.quiet)
     session = BenchSession(env, common, config, emit_samples=kwargs["emit_samples"],
-                           events_file=kwargs["events_file"], save_file=kwargs["save_file"],
-                           baseline=baseline, threshold=threshold,
-                           percentile=kwargs["percentile"])
-    run(lambda: session.main(invocation), env, traceback=common.traceback,
-        on_error=session.report_error)
+                           save_file=kwargs["save_file"], baseline=baseline,
+                           threshold=threshold, percentile=kwargs["percentile"])
+    run(lambda: session.main(invocation), env, traceback=common.traceback)
 
 
-def _load_baseline(path: str) -> dict[str, Any]:
+def _threshold(value: str) -> float:
+    text = value.strip().removesuffix("%")
+    try:
+        number = float(text)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a percentage",
+                                 param_hint="--threshold") from None
+    if not math.isfinite(number) or number < 0:
+        raise click.BadParameter(f"{value!r} is not a percentage", param_hint="--threshold")
+    return number
+
+
+# ------------------------------------------------------------------ baselines
+
+
+def measured(mode: str, tls: bool) -> str:
+    """What a run measures, as a baseline records it: ``connect``, ``connect tls``, ``rr``."""
+    return f"{mode}{' tls' if tls else ''}"
+
+
+def load_baseline(path: str) -> dict[str, Any]:
+    """A ``--save``d baseline, checked to be one (else a usage error naming the file)."""
     from tcpcli.engines.histogram import Histogram
 
     try:
@@ -203,35 +217,79 @@ def _load_baseline(path: str) -> dict[str, Any]:
     return data
 
 
+def check_like_with_like(path: str, baseline: dict[str, Any], address: str,
+                         what: str) -> None:
+    """A baseline of another target or mode has nothing to say about this run: comparing
+    would pass on distributions that were never measured. A usage error naming both."""
+    saved = baseline.get("summary", {})
+    saved_what = measured(str(saved.get("mode", "?")), bool(saved.get("tls")))
+    saved_target = str(baseline.get("target", "?"))
+    if (saved_target, saved_what) != (address, what):
+        raise click.BadParameter(
+            f"{path} measured {saved_what} to {saved_target}, this run measures {what} to "
+            f"{address}; compare like with like (or --save a new baseline)",
+            param_hint="--compare")
+
+
+def save_baseline(path: str, result: BenchResult, data: dict[str, Any]) -> None:
+    document = {
+        "schema": "tcpcli/1",
+        "kind": BASELINE_KIND,
+        "target": result.config.address,
+        "summary": data,
+        "histograms": {name: h.to_dict() for name, h in result.histograms.items()},
+    }
+    Path(path).write_text(json.dumps(document, indent=1) + "\n", encoding="utf-8")
+
+
+def compare(histograms: dict[str, Histogram], baseline: dict[str, Any], *, threshold: float,
+            percentile: float) -> Comparison:
+    """Per-distribution, per-percentile deltas against a saved baseline; ``regressed``
+    lists the distributions whose ``percentile`` grew by more than ``threshold`` percent."""
+    from tcpcli.engines.bench import PERCENTILES
+    from tcpcli.engines.histogram import Histogram
+
+    checked = sorted({*PERCENTILES, percentile})
+    deltas: dict[str, dict[str, PercentileChange]] = {}
+    regressed: list[str] = []
+    for name, histogram in histograms.items():
+        saved = baseline.get("histograms", {}).get(name)
+        if saved is None or histogram.count == 0:
+            continue
+        before = Histogram.from_dict(saved)
+        if before.count == 0:
+            continue
+        rows: dict[str, PercentileChange] = {}
+        for p in checked:
+            old, new = before.percentile(p) / 1e6, histogram.percentile(p) / 1e6
+            change = (new - old) / old * 100 if old > 0 else 0.0
+            rows[f"p{p:g}"] = {"baseline_ms": round(old, 6), "ms": round(new, 6),
+                               "change_pct": round(change, 2)}
+        deltas[name] = rows
+        if rows[f"p{percentile:g}"]["change_pct"] > threshold:
+            regressed.append(name)
+    return {"percentile": percentile, "threshold_pct": threshold, "deltas": deltas,
+            "regressed": regressed}
+
+
+# ------------------------------------------------------------------ the run
+
+
 class BenchSession:
     def __init__(self, env: Environment, common: CommonOptions, config: BenchConfig, *,
-                 emit_samples: bool, events_file: str | None, save_file: str | None,
+                 emit_samples: bool, save_file: str | None,
                  baseline: dict[str, Any] | None, threshold: float,
                  percentile: float) -> None:
-        from tcpcli.render.events import EventWriter
-
         self.env, self.common, self.config = env, common, config
         self.save_file, self.baseline = save_file, baseline
         self.threshold, self.percentile = threshold, percentile
-        self.origin_ns = time.perf_counter_ns()
-        self.events = EventWriter.for_command(common.json, events_file, env.stderr,
-                                              self.origin_ns)
-        self.emit_samples = emit_samples and self.events is not None
+        self.emit_samples = emit_samples and env.events is not None
         self.reported = False
 
-    # ---------------------------------------------------------------- events
-
-    def report_error(self, error: Any, code: ExitCode) -> None:
-        report_error(self.env, self.events, self.config.address, error, code)
-
     def _on_sample(self, name: str, value_ns: int) -> None:
-        assert self.events is not None
-        self.events.emit("bench_sample", self.config.address, distribution=name,
-                         latency_ms=round(value_ns / 1e6, 6))
+        self.env.emit("bench_sample", distribution=name, latency_ms=round(value_ns / 1e6, 6))
 
-    # ---------------------------------------------------------------- the run
-
-    async def main(self, invocation: Any) -> int:
+    async def main(self, invocation: Invocation) -> int:
         import anyio
 
         from tcpcli.engines.bench import Bench
@@ -240,16 +298,15 @@ class BenchSession:
             bench = Bench(self.config, invocation,
                           on_sample=self._on_sample if self.emit_samples else None)
             await bench.check_target()
-            if self.events is not None:
-                c = self.config
-                self.events.emit("bench_start", c.address, peer=bench.result.peer, mode=c.mode,
-                                 tls=c.tls, concurrency=c.concurrency, count=c.bounded_count,
-                                 duration_s=c.duration, rate=c.rate, warmup=c.warmup,
-                                 max_sockets=invocation.slots.limit)
+            c = self.config
+            self.env.emit("bench_start", peer=bench.result.peer, mode=c.mode, tls=c.tls,
+                          concurrency=c.concurrency, count=c.bounded_count,
+                          duration_s=c.duration, rate=c.rate, warmup=c.warmup,
+                          max_sockets=invocation.slots.limit)
             try:
                 async with anyio.create_task_group() as tg:
-                    if self.env.rich and not self.common.quiet and not (
-                            self.events is not None and self.events.stream is self.env.stderr):
+                    if self.env.rich and not self.common.quiet \
+                            and not self.env.events_on_stderr:
                         tg.start_soon(self._live, bench)
                     await bench.run()
                     tg.cancel_scope.cancel()
@@ -263,234 +320,35 @@ class BenchSession:
             return self._report(bench.result)
 
     async def _live(self, bench: Bench) -> None:
+        from tcpcli.render.bench import progress_line
         from tcpcli.render.live import show_live
 
-        await show_live(self.env.console, lambda: self._progress_line(bench))
-
-    def _progress_line(self, bench: Bench) -> RenderableType:
-        from rich.text import Text
-
-        result = bench.result
-        histogram = result.histograms[result.primary]
-        text = (f"{result.samples} samples  {result.rate:,.0f} "
-                f"{'req/s' if self.config.mode == 'rr' else 'conn/s'}  "
-                f"{result.error_count} errors  {result.primary} p50 "
-                f"{histogram.percentile(50) / 1e6:.3f} ms  p99 "
-                f"{histogram.percentile(99) / 1e6:.3f} ms")
-        if not result.started_ns:
-            text = f"warming up: {result.warmup_done}/{self.config.warmup}"
-        return Text(text)
-
-    # ---------------------------------------------------------------- results
+        await show_live(self.env.console,
+                        lambda: progress_line(bench.result, self.config.warmup))
 
     def _report(self, result: BenchResult) -> int:
         from tcpcli.engines.bench import summary
+        from tcpcli.render.bench import plain_lines, rich_report
 
         self.reported = True
         data = summary(result)
-        comparison = self._compare(result) if self.baseline is not None else None
-        if self.events is not None:
-            self.events.emit("bench_summary", self.config.address, **data)
-            if comparison is not None:
-                self.events.emit("bench_compare", self.config.address, **comparison)
+        comparison = None
+        if self.baseline is not None:
+            comparison = compare(result.histograms, self.baseline, threshold=self.threshold,
+                                 percentile=self.percentile)
+        self.env.emit("bench_summary", **data)
+        if comparison is not None:
+            self.env.emit("bench_compare", **comparison)
         if self.save_file and not result.interrupted:
-            self._save(result, data)
-        if not self.common.quiet:
-            if self._stdout_rich():
-                self._write(self._rich_report(result, comparison))
+            save_baseline(self.save_file, result, data)
+        if self.env.human_report:
+            if self.env.stdout_rich:
+                self.env.write_rich(rich_report(result, comparison))
             else:
-                self._write("".join(line + "\n" for line in plain_lines(result, comparison)))
+                self.env.write("".join(line + "\n" for line in plain_lines(result, comparison)))
         if comparison is not None and comparison["regressed"]:
             return ExitCode.CHECK_FAILED
         if result.samples == 0 and result.errors:
             kind = result.errors.most_common(1)[0][0]
             return exit_code_for(kind)
         return ExitCode.OK
-
-    def _stdout_rich(self) -> bool:
-        return stdout_is_rich(self.env)
-
-    def _write(self, text: str) -> None:
-        self.env.stdout.write(text.encode("utf-8"))
-        self.env.stdout.flush()
-
-    def _rich_report(self, result: BenchResult, comparison: dict[str, Any] | None) -> str:
-        return render_rich(self.env, rich_report(result, comparison))
-
-    def _save(self, result: BenchResult, data: dict[str, Any]) -> None:
-        assert self.save_file is not None
-        document = {
-            "schema": "tcpcli/1",
-            "kind": BASELINE_KIND,
-            "target": self.config.address,
-            "summary": data,
-            "histograms": {name: h.to_dict() for name, h in result.histograms.items()},
-        }
-        Path(self.save_file).write_text(json.dumps(document, indent=1) + "\n",
-                                        encoding="utf-8")
-
-    def _compare(self, result: BenchResult) -> dict[str, Any]:
-        return compare(result.histograms, self.baseline or {}, threshold=self.threshold,
-                       percentile=self.percentile)
-
-
-# ------------------------------------------------------------------ comparison
-
-
-def compare(histograms: dict[str, Histogram], baseline: dict[str, Any], *, threshold: float,
-            percentile: float) -> dict[str, Any]:
-    """Per-distribution, per-percentile deltas against a saved baseline; ``regressed``
-    lists the distributions whose ``percentile`` grew by more than ``threshold`` percent."""
-    from tcpcli.engines.bench import PERCENTILES
-    from tcpcli.engines.histogram import Histogram
-
-    checked = sorted({*PERCENTILES, percentile})
-    deltas: dict[str, Any] = {}
-    regressed: list[str] = []
-    for name, histogram in histograms.items():
-        saved = baseline.get("histograms", {}).get(name)
-        if saved is None or histogram.count == 0:
-            continue
-        before = Histogram.from_dict(saved)
-        if before.count == 0:
-            continue
-        rows = {}
-        for p in checked:
-            old, new = before.percentile(p) / 1e6, histogram.percentile(p) / 1e6
-            change = (new - old) / old * 100 if old > 0 else 0.0
-            rows[f"p{p:g}"] = {"baseline_ms": round(old, 6), "ms": round(new, 6),
-                               "change_pct": round(change, 2)}
-        deltas[name] = rows
-        if rows[f"p{percentile:g}"]["change_pct"] > threshold:
-            regressed.append(name)
-    return {"percentile": percentile, "threshold_pct": threshold, "deltas": deltas,
-            "regressed": regressed}
-
-
-# ------------------------------------------------------------------ rendering
-
-
-def _ms(value_ns: float) -> str:
-    return f"{value_ns / 1e6:.3f}"
-
-
-def plain_lines(result: BenchResult, comparison: dict[str, Any] | None) -> list[str]:
-    """The piped report: one ``key value`` fact per line, stable for grep and awk."""
-    from tcpcli.engines.bench import PERCENTILES
-
-    config = result.config
-    unit = "req/s" if config.mode == "rr" else "conn/s"
-    lines = [
-        f"target      {config.address} ({result.peer})",
-        f"mode        {config.mode}{' tls' if config.tls else ''}"
-        f"{' fresh' if config.fresh else ''}{' resume' if config.resume else ''}, "
-        f"concurrency {config.concurrency}"
-        + (f", rate {config.rate:g}/s" if config.rate else ""),
-        f"samples     {result.samples} ok, {result.error_count} errors in "
-        f"{result.elapsed:.3f} s{' (interrupted)' if result.interrupted else ''}",
-        f"rate        {result.rate:.1f} {unit}",
-    ]
-    for name, h in result.histograms.items():
-        stats = [f"min={_ms(h.min)}", f"mean={_ms(h.mean)}", f"stdev={_ms(h.stdev)}"]
-        stats += [f"p{p:g}={_ms(h.percentile(p))}" for p in PERCENTILES]
-        stats.append(f"max={_ms(h.max)}")
-        lines.append(f"{name:<11} {' '.join(stats)} ms (n={h.count})")
-    if config.resume:
-        lines.append(_resumption_line(result))
-    for kind, n in sorted(result.errors.items()):
-        lines.append(f"errors      {kind}={n} ({result.error_examples.get(kind, '')})")
-    if comparison is not None:
-        lines.extend(_compare_lines(comparison))
-    return lines
-
-
-def _resumption_line(result: BenchResult) -> str:
-    resumed = result.histograms["tls-resumed"].count
-    return (f"resumption  {resumed} resumed, {result.resume_misses} declined by the server "
-            f"(full handshake)")
-
-
-def _compare_lines(comparison: dict[str, Any]) -> list[str]:
-    lines = []
-    checked = f"p{comparison['percentile']:g}"
-    for name, rows in comparison["deltas"].items():
-        for label, row in rows.items():
-            flag = ""
-            if label == checked:
-                flag = "  REGRESSED" if name in comparison["regressed"] else "  ok"
-            lines.append(f"compare     {name} {label} {row['baseline_ms']:.3f} -> "
-                         f"{row['ms']:.3f} ms ({row['change_pct']:+.1f}%){flag}")
-    verdict = "regressed" if comparison["regressed"] else "ok"
-    lines.append(f"verdict     {verdict}: {checked} threshold "
-                 f"+{comparison['threshold_pct']:g}%"
-                 + (f" ({', '.join(comparison['regressed'])})" if comparison["regressed"]
-                    else ""))
-    return lines
-
-
-def histogram_rows(h: Histogram, rows: int = 12) -> list[tuple[float, float, int]]:
-    """Coarse log-spaced rows ``(low_ns, high_ns, count)`` from min to p99.9 (the tail above
-    p99.9 is counted in the last row)."""
-    if h.count == 0:
-        return []
-    low = max(float(h.min), 1.0)
-    high = max(h.percentile(99.9), low * 1.01)
-    edges = [low * (high / low) ** (i / rows) for i in range(rows + 1)]
-    counts = [0] * rows
-    for bucket_low, bucket_high, n in h.buckets():
-        middle = (bucket_low + bucket_high) / 2
-        index = min(max(bisect_right(edges, middle) - 1, 0), rows - 1)
-        counts[index] += n
-    return [(edges[i], edges[i + 1], counts[i]) for i in range(rows)]
-
-
-def rich_report(result: BenchResult, comparison: dict[str, Any] | None) -> list[Any]:
-    from rich.table import Table
-    from rich.text import Text
-
-    from tcpcli.engines.bench import PERCENTILES
-
-    config = result.config
-    unit = "req/s" if config.mode == "rr" else "conn/s"
-    head = Text()
-    head.append(f"{config.address}", style="bold")
-    head.append(f" ({result.peer})  {config.mode}{' tls' if config.tls else ''}"
-                f"{' resume' if config.resume else ''}  "
-                f"-c {config.concurrency}  {result.samples} ok  ")
-    head.append(f"{result.error_count} errors", style="red" if result.errors else "green")
-    head.append(f"  {result.elapsed:.3f} s  ")
-    head.append(f"{result.rate:,.1f} {unit}", style="bold cyan")
-    if result.interrupted:
-        head.append("  (interrupted)", style="yellow")
-    table = Table(title=None, box=None, header_style="bold")
-    table.add_column("ms")
-    for column in ("n", "min", "mean", "stdev", *(f"p{p:g}" for p in PERCENTILES), "max"):
-        table.add_column(column, justify="right")
-    for name, h in result.histograms.items():
-        table.add_row(name, str(h.count), _ms(h.min), _ms(h.mean), _ms(h.stdev),
-                      *(_ms(h.percentile(p)) for p in PERCENTILES), _ms(h.max))
-    out: list[Any] = [head, table]
-    for name, h in result.histograms.items():
-        rows = histogram_rows(h)
-        if not rows:
-            continue
-        peak = max(n for _, _, n in rows) or 1
-        bars = Text()
-        bars.append(f"{name} histogram\n", style="bold")
-        for low, high, n in rows:
-            bar = "█" * math.ceil(40 * n / peak) if n else ""
-            bars.append(f"  {low / 1e6:9.3f} – {high / 1e6:9.3f} ms ")
-            bars.append(f"{bar:<40}", style="cyan")
-            bars.append(f" {n}\n")
-        out.append(bars)
-    if config.resume:
-        out.append(Text(_resumption_line(result),
-                        style="yellow" if result.resume_misses else ""))
-    for kind, n in sorted(result.errors.items()):
-        out.append(Text(f"errors {kind}: {n} ({result.error_examples.get(kind, '')})",
-                        style="red"))
-    if comparison is not None:
-        for line in _compare_lines(comparison):
-            style = "red" if "REGRESSED" in line or "verdict     regressed" in line else None
-            out.append(Text(line, style=style or ""))
-    return out

@@ -4,7 +4,6 @@ click's precedence, are :mod:`tcpcli.cli.configfile` and :mod:`tcpcli.cli.config
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -87,14 +86,10 @@ def config_command(env: Environment | None, /, action: str, command_line: tuple[
     ctx = click.get_current_context()
     if action != "show" and command_line:
         raise click.UsageError(f"{action} takes no COMMAND (only show does)", ctx)
+    env.start_session("config", json=as_json)
     config = current_config(ctx)
     if action == "path":
-        if config.location.path is None:
-            env.note("no configuration file (--no-config)")
-            return
-        env.stdout.write(f"{config.location.path}\n".encode())
-        exists = "" if config.exists else "; it does not exist, so the defaults apply"
-        env.note(f"chosen by {config.location.chosen_by}{exists}")
+        _path(env, config)
         return
     if action == "check":
         _check(env, config)
@@ -102,22 +97,39 @@ def config_command(env: Environment | None, /, action: str, command_line: tuple[
     name, args = (command_line[0], list(command_line[1:])) if command_line else ("", [])
     settings = resolve_settings(ctx, name, args)
     report = show_report(config, name, settings, named_targets_of(ctx, name))
-    text = json.dumps(report, indent=2) + "\n" if as_json else show_text(report)
-    env.stdout.write(text.encode("utf-8"))
-    env.stdout.flush()
+    if env.events is not None:
+        env.emit("config", **report)
+    else:
+        env.write(show_text(report))
+
+
+def _path(env: Environment, config: Config) -> None:
+    path = config.location.path
+    env.emit("config_path", file=None if path is None else str(path),
+             chosen_by=config.location.chosen_by, exists=config.exists)
+    if path is None:
+        env.say("no configuration file (--no-config)")
+        return
+    if env.events is None:
+        env.write(f"{path}\n")
+    exists = "" if config.exists else "; it does not exist, so the defaults apply"
+    env.say(f"chosen by {config.location.chosen_by}{exists}")
 
 
 def _check(env: Environment, config: Config) -> None:
-    if config.location.path is None:
-        env.note("no configuration file (--no-config)")
+    path = config.location.path
+    count = len(config.shared) + sum(len(t) for t in config.commands.values())
+    env.emit("config_check", file=None if path is None else str(path),
+             chosen_by=config.location.chosen_by, exists=config.exists, ok=True,
+             settings=count, targets=len(config.targets))
+    if path is None:
+        env.say("no configuration file (--no-config)")
     elif not config.exists:
-        env.note(f"{config.location.path} does not exist (chosen by "
-                 f"{config.location.chosen_by}); the defaults apply")
-    else:
-        count = len(config.shared) + sum(len(t) for t in config.commands.values())
-        env.stdout.write(f"{config.location.path}: ok ({count} setting"
-                         f"{'s' * (count != 1)}, {len(config.targets)} target"
-                         f"{'s' * (len(config.targets) != 1)})\n".encode())
+        env.say(f"{path} does not exist (chosen by {config.location.chosen_by}); the "
+                "defaults apply")
+    elif env.events is None:
+        env.write(f"{path}: ok ({count} setting{'s' * (count != 1)}, {len(config.targets)} "
+                  f"target{'s' * (len(config.targets) != 1)})\n")
 
 
 @dataclass(frozen=True)

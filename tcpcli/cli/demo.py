@@ -4,13 +4,18 @@ It starts loopback peers inside this process (a plain echo service, a TLS echo s
 an SMTP-style service with STARTTLS, all with a throwaway CA), then runs connect, probe,
 starttls and bench against them. Loopback is blocked by the default policy, so the demo
 first shows that refusal, then allows 127.0.0.1 for its own peers only.
+
+The tour is the command's product, so it goes to stdout, a section at a time: Rich on a
+terminal, plain text at most 80 columns wide when piped (``tcpcli demo | less``), no
+colour with NO_COLOR; with ``--json`` one ``demo_section`` event per section.
 """
 
 from __future__ import annotations
 
+import io
 import tempfile
 import time
-from typing import Any
+from typing import TYPE_CHECKING
 
 import click
 
@@ -18,24 +23,83 @@ from tcpcli.cli.environment import Environment
 from tcpcli.cli.exit_codes import ExitCode
 from tcpcli.cli.runner import run
 
+if TYPE_CHECKING:
+    import ssl
+
+    from anyio.abc import ByteStream, SocketStream
+    from rich.console import Console
+
+    from tcpcli.core.policy import Policy
+    from tcpcli.core.tlsoptions import TLSOptions
+
 EXAMPLES = """
 \b
 Examples:
   tcpcli demo                      # about a second; needs no network
-  NO_COLOR=1 tcpcli demo | less    # the same, as plain text
+  tcpcli demo | less               # the same, as plain text (80 columns)
+  tcpcli demo --json | jq -r .title
 """
 
 
 @click.command("demo", epilog=EXAMPLES)
+@click.option("--json", "as_json", is_flag=True,
+              help="One demo_section event per section (JSON Lines on stdout).")
 @click.pass_obj
-def demo_command(env: Environment | None) -> None:
+def demo_command(env: Environment | None, as_json: bool) -> None:
     """Run connect, probe, starttls and bench against built-in loopback peers (works
     offline): an echo service, a TLS echo service and an SMTP service with STARTTLS."""
     env = env or Environment()
-    run(lambda: _demo(env), env)
+    env.start_session("demo", json=as_json)
+    run(lambda: _demo(Tour(env)), env)
 
 
-async def _echo(stream: Any) -> None:
+class Tour:
+    """The demo's output: each section is drawn on a console of its own and written to
+    stdout when it is done (or emitted as a ``demo_section`` event with ``--json``)."""
+
+    #: Piped or as JSON, the tour is plain text this wide (it reads well in ``less``).
+    PLAIN_WIDTH = 80
+
+    def __init__(self, env: Environment) -> None:
+        from rich.console import Console
+
+        self.env = env
+        self.buffer = io.StringIO()
+        self.title = "tcpcli demo"
+        self.console: Console
+        if env.events is not None:
+            self.console = Console(file=self.buffer, force_terminal=False, no_color=True,
+                                   color_system=None, width=self.PLAIN_WIDTH,
+                                   highlight=False, emoji=False)
+        else:
+            self.console = env.stdout_console(self.buffer)
+            if not env.stdout_isatty:
+                self.console.width = min(self.console.width, self.PLAIN_WIDTH)
+
+    def section(self, title: str) -> None:
+        """End the section before, start this one under a rule."""
+        self.flush()
+        self.title = title
+        if self.env.events is None:
+            self.console.rule(title)
+
+    def flush(self) -> None:
+        text = self.buffer.getvalue()
+        self.buffer.seek(0)
+        self.buffer.truncate()
+        if not text:
+            return
+        if self.env.events is not None or not self.env.stdout_rich:
+            # Rich pads table rows to the width; plain text needs no trailing blanks.
+            text = "".join(line.rstrip() + "\n" for line in text.splitlines())
+        if self.env.events is not None:
+            self.env.emit("demo_section", title=self.title,
+                          lines=text.rstrip("\n").splitlines())
+        else:
+            self.env.write(text)
+
+
+async def _echo(stream: ByteStream) -> None:
     import anyio
 
     async with stream:
@@ -46,7 +110,7 @@ async def _echo(stream: Any) -> None:
             pass
 
 
-async def _tls_echo(stream: Any, context: Any) -> None:
+async def _tls_echo(stream: SocketStream, context: ssl.SSLContext) -> None:
     import anyio
     from anyio.streams.tls import TLSStream
 
@@ -58,14 +122,14 @@ async def _tls_echo(stream: Any, context: Any) -> None:
     await _echo(tls)
 
 
-async def _smtp(stream: Any, context: Any) -> None:
+async def _smtp(stream: SocketStream, context: ssl.SSLContext) -> None:
     """Just enough ESMTP for a STARTTLS dialogue, offering AUTH PLAIN in clear (a finding
     starttls reports) and STARTTLS until the upgrade."""
     import anyio
     from anyio.streams.buffered import BufferedByteReceiveStream
     from anyio.streams.tls import TLSStream
 
-    async def converse(channel: Any, secure: bool) -> bool:
+    async def converse(channel: ByteStream, secure: bool) -> bool:
         """Serve commands; True when the client asked for STARTTLS and got the go-ahead."""
         reader = BufferedByteReceiveStream(channel)
         while True:
@@ -96,7 +160,7 @@ async def _smtp(stream: Any, context: Any) -> None:
         pass
 
 
-async def _demo(env: Environment) -> int:
+async def _demo(tour: Tour) -> int:
     import anyio
 
     from tcpcli.core.certgen import throwaway_certificate
@@ -108,7 +172,7 @@ async def _demo(env: Environment) -> int:
     from tcpcli.core.tls import TLSOptions
     from tcpcli.render.report import render_tls, render_waterfall
 
-    console = env.console
+    console = tour.console
     certificate = throwaway_certificate("127.0.0.1", "localhost")
     context = certificate.server_context()
     with tempfile.TemporaryDirectory() as tmp:
@@ -127,7 +191,7 @@ async def _demo(env: Environment) -> int:
                           f" TLS echo on 127.0.0.1:{tls_port}, SMTP with STARTTLS on "
                           f"127.0.0.1:{smtp_port} (throwaway CA)\n")
 
-            console.rule("1. The Workers destination policy (the default)")
+            tour.section("1. The Workers destination policy (the default)")
             async with Invocation():
                 try:
                     await connect(f"127.0.0.1:{plain_port}").opened
@@ -138,7 +202,7 @@ async def _demo(env: Environment) -> int:
             console.print("[dim]From here on the demo allows 127.0.0.1 (--allow 127.0.0.1) "
                           "for its own peers only.[/]\n")
 
-            console.rule("2. tcpcli connect 127.0.0.1 — a plain echo round trip")
+            tour.section("2. tcpcli connect 127.0.0.1 — a plain echo round trip")
             async with Invocation(policy=lifted):
                 origin = time.perf_counter_ns()
                 async with connect(f"127.0.0.1:{plain_port}") as sock:
@@ -148,7 +212,7 @@ async def _demo(env: Environment) -> int:
                 render_waterfall(console, sock.clock.phases, origin)
                 console.print()
 
-            console.rule("3. tcpcli connect --tls — the TLS report")
+            tour.section("3. tcpcli connect --tls — the TLS report")
             async with Invocation(policy=lifted, options=ConnectOptions(
                     tls=TLSOptions(ca_file=ca_file))):
                 origin = time.perf_counter_ns()
@@ -160,7 +224,7 @@ async def _demo(env: Environment) -> int:
                     render_tls(console, sock.tls_report)
                 console.print()
 
-            console.rule("4. The six-socket cap: seven connects, one waits for a slot")
+            tour.section("4. The six-socket cap: seven connects, one waits for a slot")
             async with Invocation(policy=lifted) as invocation:
                 sockets: list[Socket] = []
 
@@ -187,29 +251,31 @@ async def _demo(env: Environment) -> int:
                 console.print()
 
             tls_options = TLSOptions(ca_file=ca_file)
-            await _probe_section(console, lifted, tls_options,
+            await _probe_section(tour, lifted, tls_options,
                                  [plain_port, tls_port, smtp_port])
-            await _starttls_section(console, lifted, tls_options, smtp_port)
-            await _bench_section(console, lifted, plain_port)
+            await _starttls_section(tour, lifted, tls_options, smtp_port)
+            await _bench_section(tour, lifted, plain_port)
+            tour.flush()
             peers.cancel_scope.cancel()
     return ExitCode.OK
 
 
-async def _probe_section(console: Any, policy: Any, tls: Any, open_ports: list[int]) -> None:
+async def _probe_section(tour: Tour, policy: Policy, tls: TLSOptions,
+                         open_ports: list[int]) -> None:
     import socket
 
-    from tcpcli.cli.probe import results_table
     from tcpcli.core.connect import ConnectOptions
     from tcpcli.core.invocation import Invocation
     from tcpcli.engines.scan import Scanner
     from tcpcli.engines.scan_results import ProbeResult, ScanOptions
     from tcpcli.engines.scan_targets import parse_target
+    from tcpcli.render.probe import results_table
 
     # A bound socket that does not listen: its port refuses, and stays ours meanwhile.
     with socket.socket() as unused:
         unused.bind(("127.0.0.1", 0))
         ports = [*open_ports, unused.getsockname()[1], 25]
-        console.rule(f"5. tcpcli probe 127.0.0.1 -p {','.join(map(str, ports))} "
+        tour.section(f"5. tcpcli probe 127.0.0.1 -p {','.join(map(str, ports))} "
                      "--banner --tls-detect")
         rows: list[ProbeResult] = []
         invocation = Invocation(policy=policy, options=ConnectOptions(tls=tls))
@@ -217,13 +283,15 @@ async def _probe_section(console: Any, policy: Any, tls: Any, open_ports: list[i
             options = ScanOptions(timeout=1.0, banner=True, banner_wait=0.3, tls_detect=True)
             await Scanner(invocation, options, rows.append).run([parse_target("127.0.0.1")],
                                                                 ports)
+    console = tour.console
     console.print(results_table(rows))
     console.print("[dim]Port 25 stays blocked even with --allow 127.0.0.1: Workers refuse "
                   "SMTP's port everywhere. The worker column is what connect() in a Worker "
                   "would be allowed.[/]\n")
 
 
-async def _starttls_section(console: Any, policy: Any, tls: Any, smtp_port: int) -> None:
+async def _starttls_section(tour: Tour, policy: Policy, tls: TLSOptions,
+                            smtp_port: int) -> None:
     from tcpcli.core.connect import ConnectOptions
     from tcpcli.core.invocation import Invocation
     from tcpcli.core.socket import connect
@@ -231,7 +299,8 @@ async def _starttls_section(console: Any, policy: Any, tls: Any, smtp_port: int)
     from tcpcli.protocols.registry import get_dialogue
     from tcpcli.render.report import dialogue_lines, render_waterfall
 
-    console.rule(f"6. tcpcli starttls 127.0.0.1:{smtp_port} -P smtp")
+    console = tour.console
+    tour.section(f"6. tcpcli starttls 127.0.0.1:{smtp_port} -P smtp")
     async with Invocation(policy=policy, options=ConnectOptions(tls=tls)):
         origin = time.perf_counter_ns()
         sock = connect(f"127.0.0.1:{smtp_port}", secure_transport="starttls")
@@ -250,14 +319,15 @@ async def _starttls_section(console: Any, policy: Any, tls: Any, smtp_port: int)
                   "password in clear.[/]\n")
 
 
-async def _bench_section(console: Any, policy: Any, port: int) -> None:
-    from tcpcli.cli.bench import plain_lines
+async def _bench_section(tour: Tour, policy: Policy, port: int) -> None:
     from tcpcli.core.invocation import Invocation
     from tcpcli.engines.bench import Bench, BenchConfig
+    from tcpcli.render.bench import rich_report
 
-    console.rule(f"7. tcpcli bench 127.0.0.1:{port} -n 300 (six at a time, the Workers cap)")
+    tour.section(f"7. tcpcli bench 127.0.0.1:{port} -n 300 (six at a time, the Workers "
+                 "cap)")
     async with Invocation(policy=policy) as invocation:
         result = await Bench(BenchConfig(address=f"127.0.0.1:{port}", count=300),
                              invocation).run()
-    for line in plain_lines(result, None):
-        console.print(line, markup=False)
+    for renderable in rich_report(result, None):
+        tour.console.print(renderable)

@@ -2,7 +2,8 @@
 
 Results go to stdout: a Rich table on a terminal, ``host port state key=value ...`` lines
 when piped, JSON Lines (``--json``: ``probe_result`` events, then ``summary``) or CSV
-(``--csv``). The summary and diagnostics go to stderr.
+(``--csv``). The summary line, the ports the policy skipped and diagnostics go to stderr.
+The rendering is :mod:`tcpcli.render.probe`; the scan is :mod:`tcpcli.engines.scan`.
 """
 
 from __future__ import annotations
@@ -11,7 +12,8 @@ import csv
 import io
 import sys
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
+from dataclasses import dataclass, fields
 from typing import IO, TYPE_CHECKING, Any
 
 import click
@@ -19,11 +21,15 @@ import click
 from tcpcli.cli.environment import Environment
 from tcpcli.cli.exit_codes import ExitCode, exit_code_for
 from tcpcli.cli.options import CommonOptions, common_options, target_argument
-from tcpcli.cli.runner import interrupted, report_error, run
+from tcpcli.cli.runner import interrupted, run
 
 if TYPE_CHECKING:
-    from rich.table import Table
-    from rich.text import Text
+    from tcpcli.core.errors import TcpcliError
+    from tcpcli.core.invocation import Invocation
+    from tcpcli.engines.scan import Scanner
+    from tcpcli.engines.scan_results import PortState, ProbeResult, ScanSummary
+    from tcpcli.engines.scan_targets import Target
+    from tcpcli.render.probe import PolicySkips
 
 EXAMPLES = """
 \b
@@ -36,19 +42,13 @@ Examples:
   tcpcli probe cache:6379 --expect open && echo reachable
 
 \b
-Exit status: 0 every probed port is open (with --expect closed: none is open);
-9 the check failed (some port closed, filtered or unreachable); 3 a destination was
-blocked by the policy; 4 a name did not resolve; 2 usage.
+Exit status: 0 the scan completed (closed ports and ports the policy skipped are
+results, not failures); with --expect open: every probed port is open, with --expect
+closed: none is; 9 the --expect check failed, or nothing was probed; 3 every port asked
+for was refused by the policy; 4 a name did not resolve; 2 usage.
 """
 
-CSV_FIELDS = ("host", "address", "port", "state", "reason", "errno", "latency_ms", "attempts",
-              "service", "identified", "identified_detail", "banner", "tls_version",
-              "tls_subject", "tls_not_after", "workers_allowed", "workers_rule", "rule")
-
 PROGRESS_AFTER_S = 0.5  # no live line for scans shorter than this
-
-STATE_STYLES = {"open": "green", "closed": "red", "filtered": "yellow",
-                "unreachable": "magenta", "blocked": "cyan"}
 
 
 @click.command("probe", epilog=EXAMPLES)
@@ -85,7 +85,8 @@ STATE_STYLES = {"open": "green", "closed": "red", "filtered": "yellow",
               help="Confirm a very large scan (over 1,000,000 probes or a CIDR over /16).")
 @common_options
 @click.pass_obj
-def probe_command(env: Environment | None, /, targets: tuple[str, ...], **kwargs: Any) -> None:
+def probe_command(env: Environment | None, /, targets: tuple[str, ...],
+                  **kwargs: Any) -> None:
     """Probe TCP ports of TARGETS (host, host:port, [v6]:port, IP, CIDR).
 
     Each port is open (connected), closed (refused), filtered (no answer within --timeout,
@@ -102,11 +103,12 @@ def probe_command(env: Environment | None, /, targets: tuple[str, ...], **kwargs
 
     env = env or Environment()
     common = CommonOptions.from_kwargs(kwargs)
+    options = ProbeOptions.from_kwargs(kwargs)
     try:
-        ports = choose_ports(kwargs["port_specs"], kwargs["top"])
+        ports = choose_ports(options.port_specs, options.top)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--ports") from exc
-    if not targets and not kwargs["targets_file"]:
+    if not targets and not options.targets_file:
         raise click.UsageError("give at least one target (or --targets FILE)")
     parsed = []
     for text in targets:
@@ -114,48 +116,74 @@ def probe_command(env: Environment | None, /, targets: tuple[str, ...], **kwargs
             parsed.append(parse_target(text))
         except AddressError as exc:
             raise click.BadParameter(str(exc), param_hint="TARGET") from exc
-    if not kwargs["confirmed"]:
+    if not options.confirmed:
         too_big = guard(parsed, len(ports))
         if too_big:
             raise click.UsageError(f"{too_big}; pass --yes to run it anyway")
-    if kwargs["as_csv"] and common.json:
+    if options.as_csv and common.json:
         raise click.UsageError("--csv and --json exclude each other")
     invocation = common.invocation()
-    session = ProbeSession(env, common, ports, parsed, **kwargs)
+    env.start_session("probe", json=common.json, quiet=common.quiet)
+    session = ProbeSession(env, common, options, ports, parsed)
     run(lambda: session.main(invocation), env, traceback=common.traceback)
 
 
-class ProbeSession:
-    def __init__(self, env: Environment, common: CommonOptions, ports: list[int],
-                 targets: list[Any], **kwargs: Any) -> None:
-        from tcpcli.render.events import EventWriter
+@dataclass(frozen=True)
+class ProbeOptions:
+    """probe's own options (the shared ones are :class:`CommonOptions`)."""
 
-        self.env, self.common, self.ports, self.targets = env, common, ports, targets
-        self.options = kwargs
-        self.out: IO[str] = io.TextIOWrapper(env.stdout, encoding="utf-8", newline="",
-                                             line_buffering=True, write_through=True)
-        self.events = EventWriter(self.out) if common.json else None
-        self.csv: Any = None
-        if kwargs["as_csv"]:
-            self.csv = csv.DictWriter(self.out, CSV_FIELDS, extrasaction="ignore",
-                                      lineterminator="\n")
+    port_specs: tuple[str, ...]
+    top: int | None
+    targets_file: str | None
+    all_addresses: bool
+    concurrency: int
+    rate: float | None
+    host_rate: float | None
+    retries: int
+    banner: bool
+    banner_wait: float
+    tls_detect: bool
+    as_csv: bool
+    show: str
+    expect: str | None
+    confirmed: bool
+
+    @classmethod
+    def from_kwargs(cls, kwargs: dict[str, Any]) -> ProbeOptions:
+        """Pop probe's own options out of the command's kwargs (click hands them over
+        untyped; the decorators above say what each is)."""
+        return cls(**{f.name: kwargs.pop(f.name) for f in fields(cls)})
+
+
+class ProbeSession:
+    """One probe run: results streamed to stdout as they come, the summary at the end."""
+
+    def __init__(self, env: Environment, common: CommonOptions, options: ProbeOptions,
+                 ports: list[int], targets: list[Target]) -> None:
+        from tcpcli.render.events import Utf8Lines
+        from tcpcli.render.probe import CSV_FIELDS, PolicySkips
+
+        self.env, self.common, self.options = env, common, options
+        self.ports, self.targets = ports, targets
+        self.csv: csv.DictWriter[str] | None = None
+        if options.as_csv:
+            self.csv = csv.DictWriter(Utf8Lines(env.stdout), CSV_FIELDS,
+                                      extrasaction="ignore", lineterminator="\n")
             self.csv.writeheader()
-        self.table = env.stdout_isatty or bool(env.environ.get("FORCE_COLOR"))
-        self.table = self.table and not (common.json or kwargs["as_csv"])
-        self.rows: list[Any] = []
-        self.all_open = True
-        self.any_open = False
+        self.table = env.stdout_rich and not (common.json or options.as_csv)
+        self.rows: list[ProbeResult] = []
+        self.skipped: PolicySkips = PolicySkips()
         self.worst_error: ExitCode | None = None
 
     # ------------------------------------------------------------------ targets
 
-    def all_targets(self) -> Iterator[Any]:
+    def all_targets(self) -> Iterator[Target]:
         """Command-line targets, then the --targets file, streamed line by line."""
         from tcpcli.core.errors import AddressError
         from tcpcli.engines.scan_targets import GUARD_ADDRESSES, parse_target, read_target_lines
 
         yield from self.targets
-        path = self.options["targets_file"]
+        path = self.options.targets_file
         if not path:
             return
         stream: IO[str]
@@ -165,7 +193,7 @@ class ProbeSession:
             try:
                 stream = open(path, encoding="utf-8", errors="replace")  # noqa: SIM115
             except OSError as exc:
-                self._note(f"cannot read --targets {path}: {exc.strerror}")
+                self.env.warn(f"cannot read --targets {path}: {exc.strerror}")
                 self.worst_error = ExitCode.ERROR
                 return
         with stream:
@@ -173,75 +201,76 @@ class ProbeSession:
                 try:
                     target = parse_target(text)
                 except AddressError as exc:
-                    self._note(f"skipping target {text!r}: {exc}")
+                    self.env.warn(f"skipping target {text!r}: {exc}")
                     self.worst_error = self.worst_error or ExitCode.USAGE
                     continue
-                if target.address_count > GUARD_ADDRESSES and not self.options["confirmed"]:
-                    self._note(f"skipping {text}: {target.address_count:,} addresses; "
-                               "pass --yes to scan it")
+                if target.address_count > GUARD_ADDRESSES and not self.options.confirmed:
+                    self.env.warn(f"skipping {text}: {target.address_count:,} addresses; "
+                                  "pass --yes to scan it")
                     self.worst_error = self.worst_error or ExitCode.USAGE
                     continue
                 yield target
 
     # ------------------------------------------------------------------ output
 
-    def _note(self, message: str) -> None:
-        self.env.note(message)
-
-    def report_states(self) -> frozenset[Any]:
+    def shown_states(self) -> frozenset[PortState]:
+        """The states --show asks to see as rows."""
         from tcpcli.engines.scan_results import PortState
 
-        show = self.options["show"]
+        show = self.options.show
         if show == "all" or (show == "auto" and len(self.ports) <= 100):
             return frozenset(PortState)
         return frozenset({PortState.OPEN})
 
-    def on_result(self, result: Any) -> None:
-        if self.events is not None:
-            self.events.emit("probe_result", f"{result.host}:{result.port}", **result.to_dict())
+    def report_states(self) -> frozenset[PortState]:
+        """The rows the scanner passes on: the shown ones, and blocked ones always (the
+        summary names them, with the flag that lifts the rule)."""
+        from tcpcli.engines.scan_results import PortState
+
+        return self.shown_states() | {PortState.BLOCKED}
+
+    def on_result(self, result: ProbeResult) -> None:
+        from tcpcli.engines.scan_results import PortState
+        from tcpcli.render.probe import csv_row, plain_line
+
+        if result.state is PortState.BLOCKED:
+            self.skipped.add(result)
+            if result.state not in self.shown_states():
+                return
+        if self.env.events is not None:
+            self.env.emit("probe_result", target=f"{result.host}:{result.port}",
+                          **result.to_dict())
         elif self.csv is not None:
-            row = result.to_dict()
-            tls = result.tls or {}
-            row.update(tls_version=tls.get("version"), tls_subject=tls.get("subject"),
-                       tls_not_after=tls.get("not_after"))
-            self.csv.writerow(row)
+            self.csv.writerow(csv_row(result))
         elif self.table:
             self.rows.append(result)
         else:
-            self.out.write(plain_line(result) + "\n")
+            self.env.write(plain_line(result) + "\n")
 
-    def on_error(self, target: Any, error: Any) -> None:
+    def on_error(self, target: Target, error: TcpcliError) -> None:
         code = exit_code_for(error.kind)
         if self.worst_error is None or self.worst_error == ExitCode.USAGE:
             self.worst_error = code
-        report_error(self.env, self.events, target.text, error, code)
-
-    def render_table(self) -> None:
-        from rich.console import Console
-
-        console = Console(file=self.out, force_terminal=True, no_color=not self.env.color
-                          and not self.env.environ.get("FORCE_COLOR"), highlight=False)
-        console.print(results_table(self.rows))
+        self.env.error(error, code, target.text)
 
     # ------------------------------------------------------------------ progress
 
     def show_progress(self) -> bool:
         """A live line on stderr for people at a terminal; never in pipes or beside events."""
-        writes_events_to_stderr = (self.events is not None
-                                   and self.events.stream is self.env.stderr)
-        return self.env.rich and not self.common.quiet and not writes_events_to_stderr
+        return self.env.rich and not self.common.quiet and not self.env.events_on_stderr
 
     def expected_probes(self) -> int | None:
         """How many probes the scan will make, when the targets say so in advance (a
         --targets file streams, and names may resolve to several addresses)."""
         from tcpcli.engines.scan_targets import estimate_probes
 
-        if self.options["targets_file"] or self.options["all_addresses"]:
+        if self.options.targets_file or self.options.all_addresses:
             return None
         return estimate_probes(self.targets, len(self.ports))
 
-    async def _progress(self, scanner: Any) -> None:
+    async def _progress(self, scanner: Scanner) -> None:
         from tcpcli.render.live import show_live
+        from tcpcli.render.probe import progress_line
 
         expected = self.expected_probes()
         started = time.monotonic()
@@ -251,20 +280,19 @@ class ProbeSession:
 
     # ------------------------------------------------------------------ run
 
-    async def main(self, invocation: Any) -> int:
+    async def main(self, invocation: Invocation) -> int:
         from tcpcli.engines.scan import Scanner
         from tcpcli.engines.scan_results import ScanOptions
 
-        common = self.common
-        options = ScanOptions(
-            timeout=common.timeout or 1.0, retries=self.options["retries"],
-            concurrency=self.options["concurrency"], rate=self.options["rate"],
-            host_rate=self.options["host_rate"],
-            all_addresses=self.options["all_addresses"], banner=self.options["banner"],
-            banner_wait=self.options["banner_wait"], tls_detect=self.options["tls_detect"],
+        common, options = self.common, self.options
+        scan_options = ScanOptions(
+            timeout=common.timeout or 1.0, retries=options.retries,
+            concurrency=options.concurrency, rate=options.rate, host_rate=options.host_rate,
+            all_addresses=options.all_addresses, banner=options.banner,
+            banner_wait=options.banner_wait, tls_detect=options.tls_detect,
             family=common.family, local_address=common.source)
         async with invocation:
-            scanner = Scanner(invocation, options, self.on_result, on_error=self.on_error,
+            scanner = Scanner(invocation, scan_options, self.on_result, on_error=self.on_error,
                               report=self.report_states())
             try:
                 if self.show_progress():
@@ -282,114 +310,52 @@ class ProbeSession:
                 raise
         return self._finish(summary)
 
-    def _finish(self, summary: Any, *, cut_short: bool = False) -> ExitCode:
-        """The table (on a terminal), the summary event and line; the exit code."""
+    def _finish(self, summary: ScanSummary, *, cut_short: bool = False) -> ExitCode:
+        """The table (on a terminal), the summary event and lines; the exit code."""
         from tcpcli.engines.scan_results import PortState
+        from tcpcli.render.probe import results_table, summary_line
 
         if self.table:
-            self.render_table()
+            self.env.write_rich([results_table(self.rows)])
         counts = {str(state): summary.counts.get(state, 0) for state in PortState}
-        code = self.exit_code(counts)
-        if self.events is not None:
-            self.events.emit("summary", None, probes=summary.probes, hosts=summary.hosts,
-                             elapsed_ms=round(summary.elapsed_ms, 3),
-                             peak_sockets=summary.peak_sockets, exit_code=int(code), **counts,
-                             # Out of file descriptors (EMFILE...): waited and retried.
-                             **({"socket_backoffs": summary.socket_backoffs}
-                                if summary.socket_backoffs else {}),
-                             **({"unprobed": summary.unprobed} if summary.unprobed else {}),
-                             **({"interrupted": True} if cut_short else {}))
-        if not self.common.quiet:
-            for name, addresses in summary.unprobed.items():
-                self._note(f"{name} also has {', '.join(addresses)}: not probed "
-                           "(--all-addresses probes each)")
-            shown = ", ".join(f"{n} {state}" for state, n in counts.items() if n)
-            self._note(f"probed {summary.probes} port(s) in {summary.elapsed_ms / 1000:.2f} s"
-                       f"{' (interrupted)' if cut_short else ''}: {shown or 'nothing'}")
+        code = probe_exit_code(counts, self.options.expect, self.worst_error)
+        self.env.emit("summary", probes=summary.probes, hosts=summary.hosts,
+                      elapsed_ms=round(summary.elapsed_ms, 3),
+                      peak_sockets=summary.peak_sockets, exit_code=int(code), **counts,
+                      # Out of file descriptors (EMFILE...): waited and retried.
+                      **({"socket_backoffs": summary.socket_backoffs}
+                         if summary.socket_backoffs else {}),
+                      **({"unprobed": summary.unprobed} if summary.unprobed else {}),
+                      **({"skipped_by_policy": self.skipped.to_json()}
+                         if self.skipped.count else {}),
+                      **({"interrupted": True} if cut_short else {}))
+        for name, addresses in summary.unprobed.items():
+            self.env.say(f"{name} also has {', '.join(addresses)}: not probed "
+                         "(--all-addresses probes each)")
+        self.env.say(summary_line(summary, counts, cut_short=cut_short))
+        for line in self.skipped.lines():
+            self.env.say(line)
         return code
 
-    def exit_code(self, counts: dict[str, int]) -> ExitCode:
-        if self.worst_error is not None:
-            return self.worst_error
-        if counts["blocked"]:
-            return ExitCode.BLOCKED
-        probed = sum(counts.values())
-        if self.options["expect"] == "closed":
-            return ExitCode.OK if counts["open"] == 0 else ExitCode.CHECK_FAILED
-        if probed == 0:
-            return ExitCode.CHECK_FAILED
-        return ExitCode.OK if counts["open"] == probed else ExitCode.CHECK_FAILED
 
+def probe_exit_code(counts: dict[str, int], expect: str | None,
+                    worst_error: ExitCode | None) -> ExitCode:
+    """What the user asked, answered (the README's probe exit-code table).
 
-def results_table(rows: Iterable[Any]) -> Table:
-    """Probe rows for people: one line per (host, port), sorted, states in colour."""
-    from rich.table import Table
-
-    table = Table(box=None, header_style="bold")
-    for column in ("host", "port", "state", "reason", "latency", "service", "worker"):
-        table.add_column(column)
-    for r in sorted(rows, key=lambda r: (r.host, r.address, r.port)):
-        service = r.identified or r.service
-        if r.identified_detail:
-            service += f" ({r.identified_detail})"
-        if r.tls and r.tls.get("detected"):
-            service += f" [tls {r.tls.get('version')}]"
-        style = STATE_STYLES.get(str(r.state), "")
-        table.add_row(r.host if r.host == r.address or not r.address
-                      else f"{r.host} ({r.address})", str(r.port),
-                      f"[{style}]{r.state}[/]", r.reason,
-                      f"{r.latency_ms:.2f} ms" if r.latency_ms is not None else "",
-                      service, "allowed" if r.workers_allowed else
-                      f"blocked ({r.workers_rule})")
-    return table
-
-
-def progress_line(summary: Any, expected: int | None, elapsed_s: float) -> Text:
-    """``12,345/65,535 probes (19%)  24,100/s  3 open  0.5 s``: what a long scan has done."""
-    from rich.text import Text
-
-    done = summary.probes
-    line = Text(f"{done:,}/{expected:,} probes ({done / expected:.0%})" if expected
-                else f"{done:,} probes")
-    line.append(f"  {done / elapsed_s:,.0f}/s" if elapsed_s > 0 else "")
-    line.append(f"  {summary.counts.get('open', 0):,} open", style="green")
-    line.append(f"  {elapsed_s:.1f} s")
-    return line
-
-
-def plain_line(result: Any) -> str:
-    """``host port state key=value ...``: stable, greppable, one row per line."""
-    fields = [result.host, str(result.port), str(result.state)]
-    extra: dict[str, Any] = {"address": result.address, "reason": result.reason}
-    if result.latency_ms is not None:
-        extra["latency_ms"] = f"{result.latency_ms:.3f}"
-    if result.errno is not None:
-        extra["errno"] = result.errno
-    if result.service:
-        extra["service"] = result.service
-    if result.identified:
-        extra["identified"] = result.identified
-    if result.tls is not None:
-        extra["tls"] = result.tls.get("version") if result.tls.get("detected") else "no"
-        if result.tls.get("subject"):
-            extra["tls_subject"] = result.tls["subject"]
-        if result.tls.get("not_after"):
-            extra["tls_not_after"] = result.tls["not_after"]
-    if result.rule:
-        extra["rule"] = result.rule
-    extra["workers"] = "allowed" if result.workers_allowed else f"blocked:{result.workers_rule}"
-    if result.banner:
-        extra["banner"] = result.banner
-    for key, value in extra.items():
-        text = str(value)
-        fields.append(f"{key}={_quote(text)}")
-    return " ".join(fields)
-
-
-def _quote(text: str) -> str:
-    if text and not any(ch in text for ch in ' "\\='):
-        return text
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    A target that failed (a name that did not resolve...) decides first. Ports the policy
+    refused are not failures unless they were everything asked for (3). Otherwise a
+    completed scan is 0, unless ``--expect`` says what it must find (9 when it did not).
+    """
+    if worst_error is not None:
+        return worst_error
+    probed = sum(n for state, n in counts.items() if state != "blocked")
+    if probed == 0:
+        return ExitCode.BLOCKED if counts.get("blocked") else ExitCode.CHECK_FAILED
+    if expect == "open":
+        return ExitCode.OK if counts.get("open", 0) == probed else ExitCode.CHECK_FAILED
+    if expect == "closed":
+        return ExitCode.OK if counts.get("open", 0) == 0 else ExitCode.CHECK_FAILED
+    return ExitCode.OK
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -6,11 +6,14 @@ import os
 import signal
 import sys
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 from tcpcli.cli.environment import Environment
 from tcpcli.cli.exit_codes import ExitCode, exit_code_for
 from tcpcli.core.errors import TcpcliError, translate_dialogue_error
+from tcpcli.render.errors import FIX_HINTS, error_fields, error_line
+
+__all__ = ["FIX_HINTS", "Terminated", "error_line", "interrupted", "report_error", "run"]
 
 if TYPE_CHECKING:
     from tcpcli.render.events import EventWriter
@@ -36,24 +39,6 @@ def _quiet_broken_pipe() -> None:
         pass
 
 
-#: The flags that answer an error, by kind (policy errors name their own lift).
-FIX_HINTS = {
-    "tls-verify": "trust its CA with --ca-file FILE, accept its key with --pin, or go on "
-                  "regardless with --insecure",
-    "dns": "ask another server with --resolver IP, or give an address",
-    "dns-timeout": "ask another server with --resolver IP, or allow longer with --timeout",
-    "timeout": "allow longer with --timeout SECONDS",
-}
-
-
-def error_line(exc: TcpcliError) -> str:
-    """The one line a person reads, ending with the flags that would fix it."""
-    from tcpcli.core.errors import PinMismatchError
-
-    hint = None if isinstance(exc, PinMismatchError) else FIX_HINTS.get(exc.kind)
-    return f"{exc} ({hint})" if hint else str(exc)
-
-
 def interrupted(exc: BaseException) -> bool:
     """Ctrl-C, SIGTERM, or the cancellation asyncio delivers for Ctrl-C: the cases where a
     command still reports what it has measured before exiting 130/143."""
@@ -66,17 +51,12 @@ def interrupted(exc: BaseException) -> bool:
 
 def report_error(env: Environment, events: EventWriter | None, target: str | None,
                  error: TcpcliError, code: ExitCode | int) -> None:
-    """An error as an ``error`` event carrying what the error knows (rule and lift of a
-    policy refusal, OpenSSL's verify code...) and as the one line on stderr, left out
-    only when the events go to stderr themselves (it would break the JSON Lines)."""
+    """For a command that keeps its own event stream (``connect``, ``listen``): the
+    ``error`` event in it and the one line on stderr, left out only when the events go
+    to stderr themselves. Commands in a session (:meth:`Environment.start_session`) need
+    no such hook: the runner reports through the session."""
     if events is not None:
-        fields: dict[str, Any] = {"kind": error.kind, "message": str(error),
-                                  "exit_code": int(code),
-                                  "workers_message": error.workers_message}
-        for attr in ("rule", "lift", "verify_code", "reason"):
-            if getattr(error, attr, None) is not None:
-                fields[attr] = getattr(error, attr)
-        events.emit("error", target, **fields)
+        events.emit("error", target, **error_fields(error, code))
     if events is None or events.stream is not env.stderr:
         env.note(error_line(error))
 
@@ -146,12 +126,11 @@ def _exit_code(
         if on_error is not None:
             on_error(error, code)
         else:
-            env.note(error_line(error))
+            env.error(error, code)
         return code
     if isinstance(exc, SystemExit):
         return int(exc.code or 0)
     # Not ours: still one line, with a hint to see more.
-    leaf = leaves[0] if leaves else exc
-    env.note(f"unexpected error: {type(leaf).__name__}: {leaf} (run with --traceback for details)")
+    env.unexpected(leaves[0] if leaves else exc)
     return ExitCode.ERROR
 

@@ -1,4 +1,9 @@
-"""``tcpcli starttls``: run a protocol's STARTTLS dialogue, upgrade, and report."""
+"""``tcpcli starttls``: run a protocol's STARTTLS dialogue, upgrade, and report.
+
+The report (the dialogue, the waterfall, the TLS report, each check) is for people, on
+stderr; with ``--json`` it is JSON Lines on stdout instead (``starttls_report``,
+``tls_report``, ``check`` and the phase events), so ``starttls --json | jq`` reads it.
+"""
 
 from __future__ import annotations
 
@@ -12,13 +17,17 @@ from tcpcli.cli.connect import STARTTLS_PROTOCOLS
 from tcpcli.cli.environment import Environment
 from tcpcli.cli.exit_codes import ExitCode
 from tcpcli.cli.options import CommonOptions, common_options, target_argument
-from tcpcli.cli.runner import report_error, run
+from tcpcli.cli.runner import run
 
 if TYPE_CHECKING:
     import ssl
 
+    from tcpcli.core.invocation import Invocation
     from tcpcli.core.socket import Socket
+    from tcpcli.core.starttls import StartTlsResult
+    from tcpcli.core.timing import Phase
     from tcpcli.core.tls import TLSReport
+    from tcpcli.protocols.base import Dialogue
 
 PROTOCOLS = ("auto", *STARTTLS_PROTOCOLS)
 #: How long --protocol auto listens for a greeting before deciding by port alone.
@@ -44,7 +53,7 @@ def parse_check(text: str) -> str:
     return re.sub(r"\s+", "", check)
 
 
-def evaluate(check: str, report: Any) -> tuple[bool, str]:
+def evaluate(check: str, report: TLSReport) -> tuple[bool, str]:
     """One --expect check against a TLSReport: (passed, what was found)."""
     if check == "verified":
         v = report.verification
@@ -96,31 +105,25 @@ def starttls_command(env: Environment | None, /, target: str, port: int | None,
     session = StartTlsSession(env, common, address, protocol, ehlo, xmpp_to, checks,
                               resume=resume)
     invocation.observer = session.observe
-    run(lambda: session.main(invocation), env, traceback=common.traceback,
-        on_error=session.report_error)
+    run(lambda: session.main(invocation), env, traceback=common.traceback)
 
 
 class StartTlsSession:
     def __init__(self, env: Environment, common: CommonOptions, address: str, protocol: str,
                  ehlo: str, xmpp_to: str | None, checks: list[str], *,
                  resume: bool = False) -> None:
-        from tcpcli.render.events import EventWriter
-
         self.env, self.common, self.address = env, common, address
         self.protocol, self.ehlo, self.xmpp_to, self.checks = protocol, ehlo, xmpp_to, checks
         self.resume = resume
         self.origin_ns = time.perf_counter_ns()
-        self.events = EventWriter(env.stderr, origin_ns=self.origin_ns) if common.json \
-            else None
+        env.start_session("starttls", json=common.json, target=address, quiet=common.quiet,
+                          origin_ns=self.origin_ns)
 
-    def observe(self, stage: str, phase: Any) -> None:
-        if stage == "end" and self.events is not None:
-            self.events.phase(phase, self.address)
+    def observe(self, stage: str, phase: Phase) -> None:
+        if stage == "end" and self.env.events is not None:
+            self.env.events.phase(phase, self.address)
 
-    def report_error(self, error: Any, code: ExitCode) -> None:
-        report_error(self.env, self.events, self.address, error, code)
-
-    def _dialogue(self, name: str, host: str) -> Any:
+    def _dialogue(self, name: str, host: str) -> Dialogue:
         from tcpcli.protocols.registry import get_dialogue
 
         if name in ("smtp", "lmtp"):
@@ -129,7 +132,7 @@ class StartTlsSession:
             return get_dialogue(name, to=self.xmpp_to or host)
         return get_dialogue(name)
 
-    async def main(self, invocation: Any) -> int:
+    async def main(self, invocation: Invocation) -> int:
         import anyio
 
         from tcpcli.core.errors import LocalProtocolError
@@ -195,13 +198,10 @@ class StartTlsSession:
 
         lifetime = tls_session.ticket_lifetime_hint \
             if tls_session is not None and tls_session.has_ticket else None
-        if self.events is not None:
-            self.events.emit("tls_resume_offer", self.address,
-                             session=tls_session is not None, ticket=lifetime is not None,
-                             ticket_lifetime_s=lifetime)
-        elif not self.common.quiet:
-            self.env.note(session_line(tls_session, first_report.version))
-            self.env.note("second connection, offering the session:")
+        self.env.emit("tls_resume_offer", session=tls_session is not None,
+                      ticket=lifetime is not None, ticket_lifetime_s=lifetime)
+        self.env.say(session_line(tls_session, first_report.version))
+        self.env.say("second connection, offering the session:")
         sock = connect(self.address, secure_transport="starttls", tls_session=tls_session)
         await sock.opened
         result = await run_starttls(sock, self._dialogue(name, host),
@@ -210,23 +210,23 @@ class StartTlsSession:
         await result.socket.close()
         assert second is not None
         full_ms, second_ms = _handshake_ms(first_sock), _handshake_ms(sock)
-        if self.events is not None:
-            self.events.emit("tls_resume", self.address, resumed=second.session_reused,
-                             offered=second.session_offered, version=second.version,
-                             full_handshake_ms=round(full_ms, 3),
-                             second_handshake_ms=round(second_ms, 3))
-        elif not self.common.quiet:
+        self.env.emit("tls_resume", resumed=second.session_reused,
+                      offered=second.session_offered, version=second.version,
+                      full_handshake_ms=round(full_ms, 3),
+                      second_handshake_ms=round(second_ms, 3))
+        if self.env.human_report:
             phases = [p for p in sock.clock.phases if p.name != "first-byte"]
             started = min(p.start_ns for p in phases)  # this connection's own time line
             if self.env.rich:
                 render_waterfall(self.env.console, phases, started)
             else:
                 for line in waterfall_lines(phases, started):
-                    self.env.note(line)
+                    self.env.say(line)
             for line in resumption_lines(full_ms, second_ms, second):
-                self.env.note(line)
+                self.env.say(line)
 
-    def _show(self, note: str, result: Any, tls_report: Any, sock: Any) -> int:
+    def _show(self, note: str, result: StartTlsResult, tls_report: TLSReport,
+              sock: Socket) -> int:
         from tcpcli.render.report import (
             dialogue_lines,
             render_tls,
@@ -237,32 +237,31 @@ class StartTlsSession:
 
         report = result.report
         outcomes = [(check, *evaluate(check, tls_report)) for check in self.checks]
-        if self.events is not None:
-            self.events.emit("starttls_report", self.address, protocol=report.protocol, how=note,
-                             greeting=report.greeting, starttls_offered=report.starttls_offered,
-                             capabilities_before=report.capabilities_before,
-                             capabilities_after=report.capabilities_after,
-                             plaintext_login_offered=report.plaintext_login_offered,
-                             upgrade_reply=report.upgrade_reply, details=dict(report.details),
-                             steps=result.steps,
-                             after_tls_error=None if result.after_tls_error is None
-                             else str(result.after_tls_error))
-            self.events.emit("tls_report", self.address, **tls_report.to_dict())
-            for check, passed, found in outcomes:
-                self.events.emit("check", self.address, check=check, passed=passed,
-                                 found=found)
-        elif not self.common.quiet:
+        env = self.env
+        env.emit("starttls_report", protocol=report.protocol, how=note,
+                 greeting=report.greeting, starttls_offered=report.starttls_offered,
+                 capabilities_before=report.capabilities_before,
+                 capabilities_after=report.capabilities_after,
+                 plaintext_login_offered=report.plaintext_login_offered,
+                 upgrade_reply=report.upgrade_reply, details=dict(report.details),
+                 steps=result.steps,
+                 after_tls_error=None if result.after_tls_error is None
+                 else str(result.after_tls_error))
+        env.emit("tls_report", **tls_report.to_dict())
+        for check, passed, found in outcomes:
+            env.emit("check", check=check, passed=passed, found=found)
+        if env.human_report:
             for line in dialogue_lines(report, note):
-                self.env.note(line)
+                env.say(line)
             phases = [p for p in sock.clock.phases if p.name != "first-byte"]
             if self.env.rich:
                 render_waterfall(self.env.console, phases, self.origin_ns)
                 render_tls(self.env.console, tls_report)
             else:
                 for line in waterfall_lines(phases, self.origin_ns) + tls_lines(tls_report):
-                    self.env.note(line)
+                    env.say(line)
             for check, passed, found in outcomes:
-                self.env.note(f"check {check}: {'ok' if passed else 'FAILED'} ({found})")
+                env.say(f"check {check}: {'ok' if passed else 'FAILED'} ({found})")
         if not all(passed for _, passed, _ in outcomes):
             return ExitCode.CHECK_FAILED
         return ExitCode.OK

@@ -1,16 +1,20 @@
 """The JSON Lines event stream shared by every command (``--json``).
 
 Every line is one object: ``schema`` ("tcpcli/1"), ``event``, ``t_ms`` (milliseconds since
-the command started, from a monotonic clock), ``target``, then the event's own fields.
-Numbers are numbers; durations are ``*_ms`` floats. Adding fields is compatible; renaming
-or removing one needs a new schema version.
+the command started, from a monotonic clock), ``target`` (when the event has one), then the
+event's own fields. Numbers are numbers; durations are ``*_ms`` floats. Adding fields is
+compatible; renaming or removing one needs a new schema version.
+
+Where the stream goes is the Environment's decision (:mod:`tcpcli.cli.environment`): stdout
+for the commands whose product is a report, stderr or ``--events FILE`` for ``connect`` and
+``listen``, whose stdout carries the peer's bytes.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from typing import IO, Any
+from typing import IO, Protocol
 
 from tcpcli.core.timing import Phase
 
@@ -29,16 +33,48 @@ PHASE_EVENTS = {
     "close": "socket_close",
 }
 
+#: An event field's value: whatever ``json.dumps`` takes (others are written with str()).
+FieldValue = object
+
+
+class TextSink(Protocol):
+    """Where lines of text go: a text stream, or stdout's bytes through :class:`Utf8Lines`."""
+
+    def write(self, text: str, /) -> int: ...
+
+    def flush(self) -> None: ...
+
+
+class Utf8Lines:
+    """Text written to a byte stream (stdout's buffer) as UTF-8, flushed per write.
+
+    Not an ``io.TextIOWrapper``: a wrapper closes the stream it wraps when it is collected,
+    and stdout must outlive every writer.
+    """
+
+    def __init__(self, stream: IO[bytes]) -> None:
+        self.stream = stream
+
+    def write(self, text: str, /) -> int:
+        self.stream.write(text.encode("utf-8"))
+        self.stream.flush()
+        return len(text)
+
+    def flush(self) -> None:
+        self.stream.flush()
+
 
 class EventWriter:
     """Writes events to a text stream, one JSON object per line, flushed per line."""
 
-    def __init__(self, stream: IO[str], *, origin_ns: int | None = None) -> None:
+    def __init__(self, stream: TextSink, *, origin_ns: int | None = None) -> None:
         self.stream = stream
         self.origin_ns = time.perf_counter_ns() if origin_ns is None else origin_ns
 
-    def emit(self, event: str, target: str | None = None, **fields: Any) -> None:
-        record: dict[str, Any] = {
+    def record(self, event: str, target: str | None = None,
+               **fields: FieldValue) -> dict[str, FieldValue]:
+        """The envelope and ``fields``, as one line of the stream would carry them."""
+        record: dict[str, FieldValue] = {
             "schema": SCHEMA,
             "event": event,
             "t_ms": round((time.perf_counter_ns() - self.origin_ns) / 1e6, 3),
@@ -46,13 +82,19 @@ class EventWriter:
         if target is not None:
             record["target"] = target
         record.update(fields)
-        self.stream.write(json.dumps(record, separators=(",", ":"), default=str) + "\n")
+        return record
+
+    def emit(self, event: str, target: str | None = None, **fields: FieldValue) -> None:
+        line = json.dumps(self.record(event, target, **fields), separators=(",", ":"),
+                          default=str)
+        self.stream.write(line + "\n")
         self.stream.flush()
 
     @classmethod
     def for_command(cls, enabled: bool, events_file: str | None, stderr: IO[str],
                     origin_ns: int) -> EventWriter | None:
-        """The writer a command's ``--json`` / ``--events FILE`` ask for, if any."""
+        """The writer ``connect``'s and ``listen``'s ``--json`` / ``--events FILE`` ask
+        for, if any: their stdout is the peer's bytes, so the stream goes to stderr."""
         if not enabled and not events_file:
             return None
         stream = open(events_file, "a", encoding="utf-8") if events_file else stderr  # noqa: SIM115

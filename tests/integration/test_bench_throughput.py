@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from tcpcli.cli.throughput import parse_size
-from tests.integration.test_cli_bench import free_port
+from tests.integration.test_cli_bench import bench_events, free_port
 from tests.integration.test_cli_connect import run_cli, tcpcli_command
 from tests.support.peers import reset, serve
 
@@ -68,10 +68,9 @@ def listening(mode: str) -> Iterator[Listener]:
 
 
 def throughput(*args: str, backend: str = "asyncio") -> tuple[int, dict[str, Any], str]:
-    """Run a throughput bench with --json: the exit code, the summary event, stdout."""
-    proc = run_cli("bench", *args, *ALLOW, *THROUGHPUT, "--json", backend=backend, timeout=60)
-    events = [json.loads(line) for line in proc.stderr.decode().splitlines()
-              if line.startswith("{")]
+    """Run a throughput bench with --events FILE (so stdout keeps the report): the exit
+    code, the summary event, stdout."""
+    events, proc = bench_events(*args, *ALLOW, *THROUGHPUT, backend=backend)
     summaries = [e for e in events if e["event"] == "bench_summary"]
     assert summaries, proc.stderr
     assert summaries[0]["mode"] == "throughput"

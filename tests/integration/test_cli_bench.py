@@ -9,6 +9,7 @@ import signal
 import socket
 import ssl
 import subprocess
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -31,12 +32,22 @@ def delayed_echo(delay: float) -> Callable[[socket.socket], None]:
     return handler
 
 
+def bench_events(*args: str, backend: str = "asyncio"
+                 ) -> tuple[list[dict[str, Any]], subprocess.CompletedProcess[bytes]]:
+    """Run bench with --events FILE: its events, and the run (stdout keeps the report)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "events.jsonl"
+        proc = run_cli("bench", *args, "--events", str(path), backend=backend, timeout=60)
+        lines = path.read_text().splitlines() if path.exists() else []
+    events = [json.loads(line) for line in lines]
+    assert all(e["schema"] == "tcpcli/1" for e in events), lines
+    return events, proc
+
+
 def bench_json(*args: str, backend: str = "asyncio") -> tuple[int, dict[str, Any], str]:
-    """Run bench with --json; return the exit code, the summary event and stdout."""
-    proc = run_cli("bench", *args, "--json", backend=backend, timeout=60)
-    events = [json.loads(line) for line in proc.stderr.decode().splitlines()
-              if line.startswith("{")]
-    assert all(e["schema"] == "tcpcli/1" for e in events), proc.stderr
+    """Run bench with its events in a file; return the exit code, the summary event and
+    stdout (the report, as piped)."""
+    events, proc = bench_events(*args, backend=backend)
     summaries = [e for e in events if e["event"] == "bench_summary"]
     assert summaries, proc.stderr
     return proc.returncode, summaries[0], proc.stdout.decode()
@@ -143,21 +154,49 @@ def test_open_loop_latency_counts_from_the_intended_start() -> None:
 def test_save_and_compare_exit_9_on_a_regression(tmp_path: Any) -> None:
     base = str(tmp_path / "base.json")
     args = ("--mode", "rr", "--send", "x", "-n", "20", "-c", "2")
-    with serve(delayed_echo(0.01)) as fast:
-        code, _, _ = bench_json(fast.address, *ALLOW, *args, "--save", base)
-        same_code, _, same_out = bench_json(fast.address, *ALLOW, *args, "--compare", base,
+    delay = [0.01]  # the same service, slower after the baseline was saved
+
+    def service(conn: socket.socket) -> None:
+        while data := conn.recv(65536):
+            time.sleep(delay[0])
+            conn.sendall(data)
+
+    with serve(service) as server:
+        code, _, _ = bench_json(server.address, *ALLOW, *args, "--save", base)
+        same_code, _, same_out = bench_json(server.address, *ALLOW, *args, "--compare", base,
                                             "--threshold", "300%")
+        delay[0] = 0.06
+        events, proc = bench_events(server.address, *ALLOW, *args, "--compare", base)
     assert code == 0
     assert json.loads(Path(base).read_text())["kind"] == "tcpcli-bench-baseline"
     assert same_code == 0, same_out
-    with serve(delayed_echo(0.06)) as slow:
-        proc = run_cli("bench", slow.address, *ALLOW, *args, "--compare", base, "--json")
     assert proc.returncode == 9
-    events = [json.loads(line) for line in proc.stderr.decode().splitlines()]
     compare = next(e for e in events if e["event"] == "bench_compare")
     assert compare["regressed"] == ["rr"]
     assert compare["deltas"]["rr"]["p99"]["change_pct"] > 100
     assert "REGRESSED" in proc.stdout.decode()
+
+
+def test_compare_against_another_mode_or_target_is_a_usage_error(tmp_path: Path) -> None:
+    base = str(tmp_path / "base.json")
+    with serve(echo) as server:
+        code, _, _ = bench_json(server.address, *ALLOW, "-n", "5", "--save", base)
+        other_mode = run_cli("bench", server.address, *ALLOW, "--mode", "rr", "--send", "x",
+                             "-n", "5", "--compare", base)
+        other_target = run_cli("bench", f"127.0.0.2:{server.port}", "--allow", "127.0.0.2",
+                               "-n", "5", "--compare", base)
+        time.sleep(0.1)
+        assert len(server.connections) == 5  # the refused comparisons measured nothing
+    assert code == 0
+    for proc, theirs, ours in (
+            (other_mode, f"connect to {server.address}", f"rr to {server.address}"),
+            (other_target, f"connect to {server.address}",
+             f"connect to 127.0.0.2:{server.port}")):
+        err = proc.stderr.decode()
+        assert proc.returncode == 2, err
+        assert len(err.strip().splitlines()) == 1, err
+        assert f"measured {theirs}, this run measures {ours}" in err, err
+        assert proc.stdout == b""
 
 
 def test_concurrency_past_the_cap_needs_max_sockets() -> None:

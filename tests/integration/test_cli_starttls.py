@@ -68,7 +68,7 @@ def test_auto_detects_smtp_by_greeting(server_ssl_context: ssl.SSLContext,
     with serve(smtp_server(server_ssl_context)) as server:
         proc = run_cli("starttls", server.address, "--ca-file", ca_file, *ALLOW, "--json")
     assert proc.returncode == 0, proc.stderr
-    events = [json.loads(line) for line in proc.stderr.decode().splitlines()]
+    events = [json.loads(line) for line in proc.stdout.decode().splitlines()]
     starttls = next(e for e in events if e["event"] == "starttls_report")
     assert starttls["protocol"] == "smtp" and "greeting" in starttls["how"]
     assert "STARTTLS" in " ".join(starttls["capabilities_before"])
@@ -110,7 +110,7 @@ def test_a_failure_after_the_upgrade_keeps_the_tls_report(
     err = proc.stderr.decode()
     assert proc.returncode == 8, err
     if json_events:
-        events = {e["event"]: e for e in map(json.loads, err.splitlines())}
+        events = {e["event"]: e for e in map(json.loads, proc.stdout.splitlines())}
         assert events["tls_report"]["verification"]["verified"] is True
         assert "closed the connection" in events["starttls_report"]["after_tls_error"]
         assert events["error"]["kind"] == "protocol" and events["error"]["exit_code"] == 8

@@ -142,7 +142,7 @@ def test_starttls_resume_events(leaf: trustme.LeafCert, ca_file: str, tickets: b
         proc = starttls_resume(server.address, ca_file, "--json", protocol="smtp")
     assert proc.returncode == 0, proc.stderr
     assert resumed == [False, tickets]
-    events = [json.loads(line) for line in proc.stderr.decode().splitlines()]
+    events = [json.loads(line) for line in proc.stdout.decode().splitlines()]
     names = [e["event"] for e in events]
     # The first connection's report, then the offer, then the second connection.
     assert names.index("tls_report") < names.index("tls_resume_offer") \

@@ -68,7 +68,7 @@ def starttls_json(port: int, ca_file: str, *args: str) -> tuple[dict[str, Any], 
     proc = run_cli("starttls", f"127.0.0.1:{port}", *args, "--ca-file", ca_file,
                    "--sni", "localhost", *ALLOW, "--json", "--expect", "verified")
     assert proc.returncode == 0, proc.stderr.decode()
-    events = {event["event"]: event for event in map(json.loads, proc.stderr.splitlines())}
+    events = {event["event"]: event for event in map(json.loads, proc.stdout.splitlines())}
     return events["starttls_report"], events["tls_report"]
 
 

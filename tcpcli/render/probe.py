@@ -1,0 +1,161 @@
+"""``probe`` for people and for scripts: the Rich table on a terminal, one ``host port
+state key=value ...`` line per row when piped, CSV rows, the live progress line, and the
+closing summary with the ports the policy skipped (and the flag that would lift each)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from rich.table import Table
+    from rich.text import Text
+
+    from tcpcli.engines.scan_results import ProbeResult, ScanSummary
+
+CSV_FIELDS = ("host", "address", "port", "state", "reason", "errno", "latency_ms", "attempts",
+              "service", "identified", "identified_detail", "banner", "tls_version",
+              "tls_subject", "tls_not_after", "workers_allowed", "workers_rule", "rule")
+
+STATE_STYLES = {"open": "green", "closed": "red", "filtered": "yellow",
+                "unreachable": "magenta", "blocked": "cyan"}
+
+#: Ports named per policy rule in the summary; the rest are counted.
+NAMED_PORTS = 10
+
+
+@dataclass
+class PolicySkip:
+    """The ports one policy rule refused, and the flag that lifts it."""
+
+    rule: str
+    lift: str
+    count: int = 0
+    ports: list[str] = field(default_factory=list)  # "host:port", the first NAMED_PORTS
+
+
+class PolicySkips:
+    """Every port the policy refused (no packet sent), grouped by rule: counted and named,
+    so the summary can say what was skipped and how to ask for it."""
+
+    def __init__(self) -> None:
+        self.by_rule: dict[str, PolicySkip] = {}
+
+    def add(self, result: ProbeResult) -> None:
+        rule = result.rule or "policy"
+        skip = self.by_rule.setdefault(rule, PolicySkip(rule, result.lift or ""))
+        skip.count += 1
+        if len(skip.ports) < NAMED_PORTS:
+            skip.ports.append(f"{result.host}:{result.port}" if ":" not in result.host
+                              else f"[{result.host}]:{result.port}")
+
+    @property
+    def count(self) -> int:
+        return sum(skip.count for skip in self.by_rule.values())
+
+    def lines(self) -> list[str]:
+        """``skipped 1 port by policy rule port-25 (127.0.0.1:25); to probe it: --allow
+        port:25 or --policy open``, one per rule."""
+        lines = []
+        for skip in self.by_rule.values():
+            more = skip.count - len(skip.ports)
+            named = ", ".join(skip.ports) + (f" and {more:,} more" if more > 0 else "")
+            lift = f"; to probe {'it' if skip.count == 1 else 'them'}: {skip.lift}" \
+                if skip.lift else ""
+            lines.append(f"skipped {skip.count:,} port{'s' * (skip.count != 1)} by policy "
+                         f"rule {skip.rule} ({named}){lift}")
+        return lines
+
+    def to_json(self) -> list[dict[str, object]]:
+        """The summary event's ``skipped_by_policy``: rule, lift, count, ports named."""
+        return [{"rule": s.rule, "lift": s.lift, "count": s.count, "ports": s.ports}
+                for s in self.by_rule.values()]
+
+
+def summary_line(summary: ScanSummary, counts: dict[str, int], *, cut_short: bool) -> str:
+    """``probed 3 port(s) in 0.01 s: 2 closed, 1 blocked``."""
+    shown = ", ".join(f"{n} {state}" for state, n in counts.items() if n)
+    return (f"probed {summary.probes} port(s) in {summary.elapsed_ms / 1000:.2f} s"
+            f"{' (interrupted)' if cut_short else ''}: {shown or 'nothing'}")
+
+
+def results_table(rows: Iterable[ProbeResult]) -> Table:
+    """Probe rows for people: one line per (host, port), sorted, states in colour."""
+    from rich.table import Table
+
+    table = Table(box=None, header_style="bold")
+    for column in ("host", "port", "state", "reason", "latency", "service", "worker"):
+        table.add_column(column)
+    for r in sorted(rows, key=lambda r: (r.host, r.address, r.port)):
+        service = r.identified or r.service
+        if r.identified_detail:
+            service += f" ({r.identified_detail})"
+        if r.tls and r.tls.get("detected"):
+            service += f" [tls {r.tls.get('version')}]"
+        style = STATE_STYLES.get(str(r.state), "")
+        table.add_row(r.host if r.host == r.address or not r.address
+                      else f"{r.host} ({r.address})", str(r.port),
+                      f"[{style}]{r.state}[/]", r.reason,
+                      f"{r.latency_ms:.2f} ms" if r.latency_ms is not None else "",
+                      service, "allowed" if r.workers_allowed else
+                      f"blocked ({r.workers_rule})")
+    return table
+
+
+def progress_line(summary: ScanSummary, expected: int | None, elapsed_s: float) -> Text:
+    """``12,345/65,535 probes (19%)  24,100/s  3 open  0.5 s``: what a long scan has done."""
+    from rich.text import Text
+
+    done = summary.probes
+    line = Text(f"{done:,}/{expected:,} probes ({done / expected:.0%})" if expected
+                else f"{done:,} probes")
+    line.append(f"  {done / elapsed_s:,.0f}/s" if elapsed_s > 0 else "")
+    line.append(f"  {summary.counts.get('open', 0):,} open", style="green")
+    line.append(f"  {elapsed_s:.1f} s")
+    return line
+
+
+def csv_row(result: ProbeResult) -> dict[str, object]:
+    """A row for ``--csv`` (the TLS facts flattened into columns)."""
+    row: dict[str, object] = dict(result.to_dict())
+    tls = result.tls or {}
+    row.update(tls_version=tls.get("version"), tls_subject=tls.get("subject"),
+               tls_not_after=tls.get("not_after"))
+    return row
+
+
+def plain_line(result: ProbeResult) -> str:
+    """``host port state key=value ...``: stable, greppable, one row per line."""
+    fields = [result.host, str(result.port), str(result.state)]
+    extra: dict[str, object] = {"address": result.address, "reason": result.reason}
+    if result.latency_ms is not None:
+        extra["latency_ms"] = f"{result.latency_ms:.3f}"
+    if result.errno is not None:
+        extra["errno"] = result.errno
+    if result.service:
+        extra["service"] = result.service
+    if result.identified:
+        extra["identified"] = result.identified
+    if result.identified_detail:
+        extra["identified_detail"] = result.identified_detail
+    if result.tls is not None:
+        extra["tls"] = result.tls.get("version") if result.tls.get("detected") else "no"
+        if result.tls.get("subject"):
+            extra["tls_subject"] = result.tls["subject"]
+        if result.tls.get("not_after"):
+            extra["tls_not_after"] = result.tls["not_after"]
+    if result.rule:
+        extra["rule"] = result.rule
+    extra["workers"] = "allowed" if result.workers_allowed else f"blocked:{result.workers_rule}"
+    if result.banner:
+        extra["banner"] = result.banner
+    for key, value in extra.items():
+        fields.append(f"{key}={_quote(str(value))}")
+    return " ".join(fields)
+
+
+def _quote(text: str) -> str:
+    if text and not any(ch in text for ch in ' "\\='):
+        return text
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
