@@ -18,7 +18,7 @@ import stat
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import click
 
@@ -26,6 +26,15 @@ from tcpcli.cli.environment import Environment
 from tcpcli.cli.exit_codes import ExitCode
 from tcpcli.cli.options import CommonOptions, common_options, target_argument
 from tcpcli.cli.runner import report_error, run
+
+if TYPE_CHECKING:
+    from anyio import CancelScope
+
+    from tcpcli.cli.stdio import InterruptLatch
+    from tcpcli.core.errors import TcpcliError
+    from tcpcli.core.invocation import Invocation
+    from tcpcli.core.socket import Socket
+    from tcpcli.core.timing import Phase
 
 #: openssl s_client -starttls's list (the dialogues live in tcpcli.protocols).
 STARTTLS_PROTOCOLS = ("smtp", "lmtp", "pop3", "imap", "ftp", "xmpp", "xmpp-server", "telnet",
@@ -198,14 +207,14 @@ class ConnectSession:
 
     # ---------------------------------------------------------------- reporting
 
-    def observe(self, stage: str, phase: Any) -> None:
+    def observe(self, stage: str, phase: Phase) -> None:
         if stage == "end" and self.events is not None:
             self.events.phase(phase, self.address)
 
-    def report_error(self, error: Any, code: ExitCode) -> None:
+    def report_error(self, error: TcpcliError, code: ExitCode) -> None:
         report_error(self.env, self.events, self.address, error, code)
 
-    def _show_connected(self, sock: Any) -> None:
+    def _show_connected(self, sock: Socket) -> None:
         from tcpcli.render.report import (
             render_tls,
             render_waterfall,
@@ -238,7 +247,7 @@ class ConnectSession:
             self.env.note(f"warning: certificate NOT verified ({v.verify_code}: {v.reason}); "
                           "continuing because of --insecure")
 
-    def _footer(self, sock: Any) -> None:
+    def _footer(self, sock: Socket) -> None:
         duration = time.perf_counter() - self.outcome.started
         if self.events is not None:
             self.events.emit("close", self.address, first=self.outcome.first_closer,
@@ -254,7 +263,31 @@ class ConnectSession:
 
     # ---------------------------------------------------------------- the session
 
-    async def main(self, invocation: Any) -> int:
+    async def main(self, invocation: Invocation) -> int:
+        """The conversation, which Ctrl-C ends at any point with 130 (see InterruptLatch)."""
+        import anyio
+
+        from tcpcli.cli.stdio import InterruptLatch
+
+        code: int = ExitCode.INTERRUPTED
+        with InterruptLatch() as latch:
+            try:
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(self._end_at_interrupt, latch, tg.cancel_scope)
+                    code = await self._converse(invocation)
+                    tg.cancel_scope.cancel()
+            except BaseException:
+                if not latch.presses:
+                    raise
+                # Whatever the clean-up after Ctrl-C met, the user asked us to stop.
+        return ExitCode.INTERRUPTED if latch.presses else code
+
+    @staticmethod
+    async def _end_at_interrupt(latch: InterruptLatch, scope: CancelScope) -> None:
+        await latch.wait()
+        scope.cancel()
+
+    async def _converse(self, invocation: Invocation) -> int:
         import anyio
 
         from tcpcli.core.socket import connect
@@ -292,7 +325,7 @@ class ConnectSession:
                 return ExitCode.TIMEOUT
         return ExitCode.OK
 
-    async def _upstream(self, sock: Any) -> None:
+    async def _upstream(self, sock: Socket) -> None:
         """stdin (or --send/--send-file) -> socket, then FIN."""
         import anyio
 
@@ -358,14 +391,14 @@ class ConnectSession:
         return not self.crlf and self.transcript is None and not (
             self.events is not None and self.common.verbose)
 
-    async def _send_whole_file(self, sock: Any, fd: int) -> bool:
+    async def _send_whole_file(self, sock: Socket, fd: int) -> bool:
         """A regular file -> socket, copied by the kernel where it can (sendfile): 1.5x
         faster than reading and sending (benchmarks/connect_throughput.py)."""
         while await sock.writable.send_file(fd):
             self.last_activity = time.monotonic()
         return True
 
-    async def _downstream(self, sock: Any, scope: Any) -> None:
+    async def _downstream(self, sock: Socket, scope: CancelScope) -> None:
         """socket -> stdout until the peer's EOF."""
         import anyio
 
@@ -404,7 +437,7 @@ class ConnectSession:
         if not self.half_open or not self.outcome.stdin_open or self.no_stdin:
             scope.cancel()
 
-    async def _idle_watch(self, scope: Any) -> None:
+    async def _idle_watch(self, scope: CancelScope) -> None:
         import anyio
 
         assert self.idle_timeout is not None
