@@ -23,7 +23,11 @@ Verification, in one table (``Verification.verify_code`` is OpenSSL's X509_V_ERR
                        computes the verdict against the same trust store, with the code
                        OpenSSL would have given.
     pins               checked against every certificate in the chain as sent (SPKI
-                       SHA-256); no match raises PinMismatchError, in both modes.
+                       SHA-256); no match raises PinMismatchError, in both modes. With
+                       pins the handshake runs as in insecure mode (the chain's verdict
+                       is computed and reported). A pin of the server's own key (the
+                       leaf) is trusted on its own, as ssh trusts a known host key; a pin
+                       of a CA's key only narrows trust, so the chain must verify too.
 
 Half-close, measured with OpenSSL 3.0 through ``ssl.SSLObject`` (tests/core/test_tls.py
 proves it on loopback): after ``SSLObject.unwrap()`` has sent close_notify (it raises
@@ -70,7 +74,7 @@ from tcpcli.core.errors import (
 from tcpcli.core.tlscontext import client_context, contexts_built, handshake_context
 from tcpcli.core.tlsoptions import TLSOptions, TLSVersionName, _parse_pins, parse_pin
 from tcpcli.core.tlsreport import CertificateSummary, TLSReport, Verification
-from tcpcli.core.tlsverify import name_failure, verify_chain
+from tcpcli.core.tlsverify import X509_V_ERR_UNSPECIFIED, name_failure, verify_chain
 
 __all__ = [
     "CLOSE_NOTIFY_TIMEOUT",
@@ -212,7 +216,7 @@ class TLSStream(anyio.abc.ByteStream):
         caller to close. ``target``/``port`` only shape error messages.
         """
         name = normalize_name(options.server_name or hostname)
-        if name is None and not options.insecure:
+        if name is None and options.verify_in_handshake:
             raise SocketOptionError(
                 "a server name is required to verify the certificate (or use insecure)"
             )
@@ -255,16 +259,17 @@ class TLSStream(anyio.abc.ByteStream):
                       options: TLSOptions, session_offered: bool) -> TLSReport:
         ssl_object = self._ssl
         sent_der = _peer_chain(ssl_object, verified=False)
-        openssl_verified = [] if options.insecure else _peer_chain(ssl_object, verified=True)
+        unverified = not options.verify_in_handshake  # insecure, or pins: checked below
+        openssl_verified = [] if unverified else _peer_chain(ssl_object, verified=True)
         if ssl_object.session_reused:
-            remembered = (_CHAINS.recall(sent_der[0], insecure=options.insecure)
+            remembered = (_CHAINS.recall(sent_der[0], insecure=unverified)
                           if sent_der else None)
             if remembered is not None:
                 sent_der, openssl_verified = remembered
         elif sent_der:
-            _CHAINS.remember(sent_der, openssl_verified, insecure=options.insecure)
+            _CHAINS.remember(sent_der, openssl_verified, insecure=unverified)
         sent = tuple(summarize_certificate(der) for der in sent_der)
-        if options.insecure:
+        if unverified:
             verdict, verified_der = verify_chain(
                 sent_der, name, ca_file=options.ca_file, system_store=options.system_store,
                 now=datetime.now(UTC))
@@ -276,9 +281,9 @@ class TLSStream(anyio.abc.ByteStream):
             verdict = Verification(True, None, "ok", True, None)
             verified_der = openssl_verified
         if pins:
-            digests = {base64.b64decode(cert.spki_sha256.removeprefix("sha256/"))
-                       for cert in sent}
-            if not digests & pins:
+            digests = [base64.b64decode(cert.spki_sha256.removeprefix("sha256/"))
+                       for cert in sent]
+            if not set(digests) & pins:
                 where = self._target or "the peer"
                 have = ", ".join(f"{cert.spki_sha256} ({cert.subject})" for cert in sent)
                 raise PinMismatchError(
@@ -286,6 +291,16 @@ class TLSStream(anyio.abc.ByteStream):
                     f"chain matches the pinned public key (chain: {have or 'empty'})",
                     verify_code=None, reason="public key pin mismatch",
                     target=self._target, port=self._port)
+            if digests[0] not in pins and not verdict.verified and not options.insecure:
+                # A CA's key vouches for other keys only through a chain that verifies (the
+                # name included): trusting it alone would trust any name it ever signed.
+                raise self._verify_error(
+                    verdict.verify_code or X509_V_ERR_UNSPECIFIED,
+                    f"{verdict.reason} (the pin matches a CA certificate, which is trusted "
+                    "only through a chain that verifies; pin the server's own key to trust "
+                    "it alone)")
+            # The server's own key: trusted as ssh trusts a known host key, whatever the
+            # chain's verdict (still reported) says.
             verdict = replace(verdict, pin_matched=True)
         cipher = ssl_object.cipher()
         return TLSReport(

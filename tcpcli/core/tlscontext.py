@@ -24,7 +24,8 @@ __all__ = ["client_context", "contexts_built", "handshake_context", "trust_sourc
 def client_context(options: TLSOptions, *, hostname: str | None = None) -> ssl.SSLContext:
     """The client SSLContext for ``options``, built once per distinct options value.
 
-    Verification is on (CERT_REQUIRED + check_hostname) unless ``options.insecure``. With
+    Verification is on (CERT_REQUIRED + check_hostname) unless ``options.insecure`` or
+    ``options.pins`` (see ``TLSOptions.verify_in_handshake``). With
     ``send_sni=False`` OpenSSL cannot check the name without also sending it, so that
     context verifies the chain only and :class:`~tcpcli.core.tls.TLSStream` checks the
     name itself. With ``hostname`` it is exactly the context ``TLSStream.wrap()`` uses for
@@ -32,7 +33,7 @@ def client_context(options: TLSOptions, *, hostname: str | None = None) -> ssl.S
     and know that sessions resume only between handshakes that share it.
     """
     if hostname is None:
-        return _context(options, not options.insecure and options.send_sni,
+        return _context(options, options.verify_in_handshake and options.send_sni,
                         os.environ.get("SSLKEYLOGFILE"))
     return handshake_context(options, normalize_name(options.server_name or hostname))[0]
 
@@ -52,7 +53,7 @@ def handshake_context(options: TLSOptions, name: str | None) -> (
     """
     is_ip = name is not None and ip_literal(name) is not None
     server_hostname = name if (options.send_sni or is_ip) else None
-    context = _context(options, not options.insecure and server_hostname is not None,
+    context = _context(options, options.verify_in_handshake and server_hostname is not None,
                        os.environ.get("SSLKEYLOGFILE"))
     return context, server_hostname
 
@@ -71,7 +72,7 @@ def _context(options: TLSOptions, check_hostname: bool, keylog_env: str | None) 
     context.hostname_checks_common_name = False
     # A peer that closes without close_notify must be visible (TLSStream.truncated).
     context.options &= ~getattr(ssl, "OP_IGNORE_UNEXPECTED_EOF", 0)
-    if options.insecure:
+    if not options.verify_in_handshake:
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
     else:

@@ -31,7 +31,10 @@ class TLSOptions:
 
     ``server_name`` overrides the name used for SNI and verification; ``insecure`` still
     verifies and reports the verdict but continues; ``pins`` are SPKI SHA-256 pins
-    (``sha256/<base64>``, ``sha256//<base64>``, bare base64 or hex) and are enforced;
+    (``sha256/<base64>``, ``sha256//<base64>``, bare base64 or hex): one must match a
+    certificate in the chain; a match of the server's own key is trusted on its own, as ssh
+    trusts a known host key, while a CA's key is trusted only through a chain that
+    verifies (see ``verify_in_handshake``);
     ``keylog_file`` defaults to ``$SSLKEYLOGFILE``.
     """
 
@@ -67,6 +70,17 @@ class TLSOptions:
         if self.key_file is not None and self.cert_file is None:
             raise SocketOptionError("a client key file needs a client certificate file")
         _parse_pins(self.pins)
+
+    @property
+    def verify_in_handshake(self) -> bool:
+        """Whether OpenSSL verifies the chain and name during the handshake and fails it.
+
+        Not with ``insecure``, and not with ``pins``: a pin of the server's own key trusts
+        the connection even when the chain does not verify (a self-signed or throwaway
+        certificate), so the handshake runs unverified and the verdict is computed
+        afterwards, reported, and enforced only when no pin matched the server's key.
+        """
+        return not self.insecure and not self.pins
 
 
 def parse_pin(pin: str) -> bytes:
