@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from tcpcli.core.invocation import Invocation
     from tcpcli.core.socket import Socket
     from tcpcli.core.timing import Phase
+    from tcpcli.render.report import WaterfallRow
 
 #: openssl s_client -starttls's list (the dialogues live in tcpcli.protocols).
 STARTTLS_PROTOCOLS = ("smtp", "lmtp", "pop3", "imap", "ftp", "xmpp", "xmpp-server", "telnet",
@@ -198,6 +199,9 @@ class ConnectSession:
         self.payload = unescape(send_text) if send_text is not None else None
         self.send_file = send_file
         self.origin_ns = time.perf_counter_ns()
+        from tcpcli.render.report import Waterfall
+
+        self.waterfall = Waterfall(self.origin_ns)  # the -v rows and the timing event
         self.events = EventWriter.for_command(common.json, events_file, env.stderr,
                                               self.origin_ns)
         self.transcript = Transcript(transcript, transcript_format, self.origin_ns) \
@@ -215,12 +219,7 @@ class ConnectSession:
         report_error(self.env, self.events, self.address, error, code)
 
     def _show_connected(self, sock: Socket) -> None:
-        from tcpcli.render.report import (
-            render_tls,
-            render_waterfall,
-            tls_lines,
-            waterfall_lines,
-        )
+        from tcpcli.render.report import render_tls, tls_lines
 
         if self.events is not None:
             self.events.emit("connected", self.address,
@@ -230,30 +229,36 @@ class ConnectSession:
             if sock.tls_report is not None:
                 self.events.emit("tls_report", self.address, **sock.tls_report.to_dict())
         if self.common.verbose and not self.common.quiet:
-            phases = [p for p in sock.clock.phases if p.name != "first-byte"]
+            self._show_rows(self.waterfall.take(sock.clock.phases))
             if self.env.rich:
-                render_waterfall(self.env.console, phases, self.origin_ns)
                 if sock.tls_report is not None:
                     render_tls(self.env.console, sock.tls_report)
             else:
-                for line in waterfall_lines(phases, self.origin_ns):
-                    self.env.note(line)
                 if sock.tls_report is not None:
                     for line in tls_lines(sock.tls_report):
                         self.env.note(line)
         if sock.tls_report is not None and not sock.tls_report.verification.verified \
                 and not self.common.quiet:
             v = sock.tls_report.verification
-            if v.pin_matched:  # trusted by its key, as ssh trusts a known host
-                if self.common.verbose:
-                    self.env.note(f"certificate chain not verified ({v.verify_code}: "
-                                  f"{v.reason}); trusted because its key matches --pin")
-            else:
-                self.env.note(f"warning: certificate NOT verified ({v.verify_code}: "
-                              f"{v.reason}); continuing because of --insecure")
+            self.env.note(f"warning: certificate NOT verified ({v.verify_code}: {v.reason}); "
+                          "continuing because of --insecure")
+
+    def _show_rows(self, rows: list[WaterfallRow]) -> None:
+        from tcpcli.render.report import render_rows, row_lines
+
+        if self.env.rich:
+            render_rows(self.env.console, rows)
+        else:
+            for line in row_lines(rows):
+                self.env.note(line)
 
     def _footer(self, sock: Socket) -> None:
         duration = time.perf_counter() - self.outcome.started
+        rows = self.waterfall.finish(sock.clock.phases)  # the whole run: it ends here
+        if self.events is not None:
+            self.events.emit("timing", self.address, **self.waterfall.event_fields())
+        if self.common.verbose and not self.common.quiet:
+            self._show_rows(rows)
         if self.events is not None:
             self.events.emit("close", self.address, first=self.outcome.first_closer,
                              how=self.outcome.how, bytes_sent=sock.bytes_sent,

@@ -181,9 +181,10 @@ async def locate(host: str | NormalizedHost, ports: Sequence[int], *, policy: Po
     if clock is None:
         resolution = await resolver().resolve(normalized.name, family=family, timeout=timeout)
     else:
-        with clock.phase("resolve", name=normalized.name):
+        with clock.phase("resolve", name=normalized.name) as phase:
             resolution = await resolver().resolve(normalized.name, family=family,
                                                   timeout=timeout)
+            phase.detail["server"] = resolution.server  # who answered: waterfall, event
     return Destination(normalized, shown, policy, resolution.addresses, resolution)
 
 

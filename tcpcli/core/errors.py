@@ -21,6 +21,8 @@
     │   ├── CertificateVerifyError   verification failed: OpenSSL code and reason
     │   │   └── PinMismatchError
     │   └── TLSHandshakeError        alerts, protocol/version/cipher mismatch, garbage
+    │       ├── PlaintextPeerError           the server answered in plaintext, not TLS
+    │       └── ClientCertificateRequiredError  the server demands a certificate we lack
     ├── ConnectionLostError   reset or aborted mid-stream ("Network connection lost.")
     ├── SocketCanceledError   evicted by the six-socket deadlock rule
     ├── IdleTimeoutError      no bytes either way for the idle timeout
@@ -293,6 +295,27 @@ class PinMismatchError(CertificateVerifyError):
 
 class TLSHandshakeError(TLSError):
     """The handshake failed for a reason other than certificate verification."""
+
+
+class PlaintextPeerError(TLSHandshakeError):
+    """We spoke TLS and the server answered in plaintext (an SSH, SMTP or HTTP port):
+    ``banner`` is what it sent first, escaped and bounded. OpenSSL alone would only say
+    WRONG_VERSION_NUMBER or UNEXPECTED_MESSAGE."""
+
+    reason = "plaintext-server"
+
+    def __init__(self, message: str, *, banner: str, target: str | None = None,
+                 port: int | None = None) -> None:
+        super().__init__(message, target=target, port=port)
+        self.banner = banner
+
+
+class ClientCertificateRequiredError(TLSHandshakeError):
+    """The server requires a client certificate and we sent none: TLS 1.3 says so with
+    alert 116 after our side of the handshake is done (at the first read); TLS 1.2 servers
+    answer the empty Certificate with a handshake_failure alert."""
+
+    reason = "client-certificate-required"
 
 
 class ConnectionLostError(_TargetedError):

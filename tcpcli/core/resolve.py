@@ -2,9 +2,10 @@
 
 The policy judges the answers and the core dials one of them: a name is resolved once.
 ``DnsResolver`` reads the hosts file first, as getaddrinfo would (dnspython alone skips it),
-then asks for AAAA and A concurrently. Every failure becomes one of the ``ResolveError``
-classes, with a one-line message naming the name and the server; nothing dnspython raises
-leaves this module.
+then asks for AAAA and A concurrently. Servers named on the command line (``--resolver``)
+are asked directly, as ``dig @SERVER`` does: the hosts file is the system resolver's.
+Every failure becomes one of the ``ResolveError`` classes, with a one-line message naming
+the name and the server; nothing dnspython raises leaves this module.
 
 dnspython is imported on first use (it costs ~70 ms, and literal addresses never need it).
 """
@@ -79,6 +80,15 @@ class Resolution:
     queries: tuple[QueryTiming, ...]
     source: str  # "hosts" | "dns" | "static"
     elapsed_ms: float
+
+    @property
+    def server(self) -> str:
+        """Who answered, as the waterfall and the ``resolve`` event name it: "hosts",
+        "static", or the DNS server(s) that answered ("127.0.0.1:5353")."""
+        if self.source != "dns":
+            return self.source
+        answered = [q.server for q in self.queries if q.outcome == "ok"]
+        return ", ".join(dict.fromkeys(answered or [q.server for q in self.queries]))
 
 
 class Resolver(Protocol):
@@ -542,12 +552,14 @@ class StaticResolver:
 
 
 def resolver_from_option(value: str | None) -> Resolver:
-    """The CLI's ``--resolver``: None -> the system configuration; else comma-separated
-    servers (``"127.0.0.1:5353"``, ``"[::1]:53,192.0.2.53"``). ValueError if malformed."""
+    """The CLI's ``--resolver``: None -> the system configuration (the hosts file, then
+    resolv.conf's servers); else comma-separated servers (``"127.0.0.1:5353"``,
+    ``"[::1]:53,192.0.2.53"``), asked without the hosts file, as ``dig @SERVER`` asks.
+    ValueError if malformed."""
     if value is None:
         return DnsResolver()
     servers = [s.strip() for s in value.split(",")]
     if not any(servers):
         raise ValueError(f"invalid resolver {value!r}: give an IP address, ip:port or "
                          "[v6]:port")
-    return DnsResolver([s for s in servers if s])
+    return DnsResolver([s for s in servers if s], hosts_file=None)

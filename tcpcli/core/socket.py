@@ -814,6 +814,9 @@ class Socket:
         stream, self._stream = self._stream, None
         self._truncated = self._truncated or bool(getattr(stream, "truncated", False))
         transport, self._transport = self._transport, None
+        if self._first_byte is not None:  # ended before the close: the phases do not overlap
+            self.clock.end(self._first_byte, outcome="none")
+            self._first_byte = None
         if stream is not None:
             with anyio.CancelScope(shield=True), self.clock.phase("close", graceful=graceful):
                 if graceful:
@@ -825,9 +828,6 @@ class Socket:
         elif transport is not None:  # connected, not yet opened: handed over, before TLS
             with anyio.CancelScope(shield=True):
                 await anyio.aclose_forcefully(transport)
-        if self._first_byte is not None:
-            self.clock.end(self._first_byte, outcome="none")
-            self._first_byte = None
         if self._slot is not None:
             self.invocation.slots.release(self._slot)
             self._slot = None

@@ -3,15 +3,18 @@
 Phases are never derived by subtracting one cumulative stamp from another (the httpstat
 way), so a phase can't come out negative and overlapping phases (parallel happy-eyeballs
 attempts) each keep their true duration.
+
+A command's run starts before its clock does (the interpreter, imports, option parsing):
+:func:`process_started_ns` says when, so a waterfall can name that time instead of losing it.
 """
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
 
 #: The phases the core records, in the order they usually happen.
 PHASES = ("resolve", "slot-wait", "connect", "proxy", "starttls", "tls-setup", "tls",
@@ -26,7 +29,7 @@ class Phase:
     start_ns: int
     end_ns: int | None = None
     outcome: str = "running"  # "ok", or the error kind ("refused", "timeout", ...)
-    detail: dict[str, Any] = field(default_factory=dict)
+    detail: dict[str, object] = field(default_factory=dict)
 
     @property
     def duration_ms(self) -> float | None:
@@ -54,14 +57,14 @@ class PhaseClock:
     def now_ms(self) -> float:
         return (time.perf_counter_ns() - self.origin_ns) / 1e6
 
-    def begin(self, name: str, /, **detail: Any) -> Phase:
+    def begin(self, name: str, /, **detail: object) -> Phase:
         phase = Phase(name, time.perf_counter_ns(), detail=detail)
         self.phases.append(phase)
         if self.observer is not None:
             self.observer("start", phase)
         return phase
 
-    def end(self, phase: Phase, outcome: str = "ok", **detail: Any) -> None:
+    def end(self, phase: Phase, outcome: str = "ok", **detail: object) -> None:
         if phase.end_ns is not None:
             return
         phase.end_ns = time.perf_counter_ns()
@@ -71,7 +74,7 @@ class PhaseClock:
             self.observer("end", phase)
 
     @contextmanager
-    def phase(self, name: str, /, **detail: Any) -> Iterator[Phase]:
+    def phase(self, name: str, /, **detail: object) -> Iterator[Phase]:
         """Time the block; an exception ends the phase with its ``kind`` as the outcome."""
         current = self.begin(name, **detail)
         try:
@@ -83,7 +86,7 @@ class PhaseClock:
             raise
         self.end(current)
 
-    def record(self, name: str, start_ns: int, /, **detail: Any) -> Phase:
+    def record(self, name: str, start_ns: int, /, **detail: object) -> Phase:
         """A phase that started at ``start_ns`` and ends now (known only afterwards to
         have been worth recording)."""
         phase = Phase(name, start_ns, detail=detail)
@@ -100,3 +103,25 @@ class PhaseClock:
         """Sum of the finished phases with this name (e.g. all slot waits)."""
         return sum(p.duration_ms or 0.0 for p in self.find(name))
 
+
+
+def process_started_ns() -> int | None:
+    """When this process started, on ``time.perf_counter_ns()``'s clock; None where the
+    system does not say (Linux does, in /proc/self/stat, to its clock tick: 10 ms).
+
+    The kernel stamps the start on the boot-time clock; perf_counter is the monotonic one.
+    Both advance together while the machine is awake, so the age measured on one is the age
+    on the other.
+    """
+    try:
+        with open("/proc/self/stat", "rb") as file:
+            stat = file.read()
+        # Field 22, counted after the command name, which may hold spaces and parentheses.
+        ticks = int(stat[stat.rindex(b")") + 2:].split()[19])
+        per_second = os.sysconf("SC_CLK_TCK")
+        booted_ns = time.clock_gettime_ns(time.CLOCK_BOOTTIME)
+        now_ns = time.perf_counter_ns()
+    except (OSError, ValueError, IndexError, AttributeError):
+        return None
+    age_ns = booted_ns - ticks * 1_000_000_000 // per_second
+    return now_ns - age_ns if age_ns >= 0 else None

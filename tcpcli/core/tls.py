@@ -66,9 +66,12 @@ from anyio.streams.tls import TLSAttribute
 from tcpcli.core.certs import ip_literal, normalize_name, summarize_certificate
 from tcpcli.core.errors import (
     CertificateVerifyError,
+    ClientCertificateRequiredError,
     ConnectionLostError,
     PinMismatchError,
+    PlaintextPeerError,
     SocketOptionError,
+    TLSHandshakeError,
     map_exceptions,
 )
 from tcpcli.core.tlscontext import client_context, contexts_built, handshake_context
@@ -100,6 +103,16 @@ CLOSE_NOTIFY_TIMEOUT = 0.5
 #: How long resumable_session() waits for a TLS 1.3 ticket by default: servers send it
 #: half a round trip after the handshake, so this covers slow links too.
 TICKET_WAIT = 0.5
+#: How much of the server's handshake bytes are kept, to name a failure afterwards (a
+#: plaintext greeting, a TLS 1.2 CertificateRequest after a long chain).
+HANDSHAKE_KEPT = 64 * 1024
+#: How many characters of a plaintext greeting an error message shows.
+GREETING_SHOWN = 60
+#: OpenSSL's reasons for the alerts a server sends when a client certificate it requires
+#: is missing: certificate_required (116, TLS 1.3); handshake_failure (40) or
+#: bad_certificate (42) in TLS 1.2, where only a CertificateRequest tells them apart.
+_CERTIFICATE_REQUIRED = "TLSV13_ALERT_CERTIFICATE_REQUIRED"
+_TLS12_NO_CERTIFICATE = ("SSLV3_ALERT_HANDSHAKE_FAILURE", "SSLV3_ALERT_BAD_CERTIFICATE")
 
 
 # --------------------------------------------------------------------------- the chain
@@ -158,6 +171,44 @@ def _has_ticket(session: ssl.SSLSession | None) -> bool:
     return session is not None and session.has_ticket
 
 
+def _starts_like_tls(data: bytes) -> bool:
+    """Whether a server's first bytes are (the start of) a TLS record: handshake or
+    alert content type, major version 3."""
+    if len(data) >= 5:
+        from tcpcli.protocols.tlsrecord import record_header
+
+        return record_header(data) is not None
+    return data[0] in (0x15, 0x16) and (len(data) < 2 or data[1] == 3)
+
+
+def _greeting(data: bytes) -> str:
+    """A plaintext server's first line, escaped and bounded: SSH-2.0-OpenSSH_9.2p1 Deb…
+    (binary greetings, a MySQL handshake say, are shown from the start, escaped)."""
+    line = data.split(b"\n", 1)[0].removesuffix(b"\r")
+    if not line or not all(32 <= b < 127 or b == 9 for b in line[:GREETING_SHOWN]):
+        line = data
+    text = "".join(chr(b) if 32 <= b < 127 else f"\\x{b:02x}"
+                   for b in line[:GREETING_SHOWN + 1])
+    return text if len(text) <= GREETING_SHOWN else text[:GREETING_SHOWN] + "…"
+
+
+def _certificate_requested(data: bytes) -> bool:
+    """Whether the server's cleartext handshake messages (all of TLS 1.2's, up to its
+    ChangeCipherSpec) include a CertificateRequest (handshake type 13)."""
+    messages = bytearray()
+    position = 0
+    while position + 5 <= len(data) and data[position] == 0x16:  # handshake records only
+        length = int.from_bytes(data[position + 3:position + 5], "big")
+        messages += data[position + 5:position + 5 + length]
+        position += 5 + length
+    position = 0
+    while position + 4 <= len(messages):
+        if messages[position] == 13:
+            return True
+        position += 4 + int.from_bytes(messages[position + 1:position + 4], "big")
+    return False
+
+
 class TLSStream(anyio.abc.ByteStream):
     """TLS over any anyio ByteStream, through ``ssl.MemoryBIO``.
 
@@ -179,6 +230,8 @@ class TLSStream(anyio.abc.ByteStream):
         self._target = target
         self._port = port
         self._send_lock = anyio.Lock(fast_acquire=True)
+        self._certificate_given = False  # set by wrap(): whether we have one to send
+        self._handshake_bytes = bytearray()  # what the server sent during the handshake
         self._pending = bytearray()  # plaintext decrypted ahead of receive() (send_eof)
         self._buffer = bytearray()
         self._view = memoryview(self._buffer)
@@ -232,8 +285,15 @@ class TLSStream(anyio.abc.ByteStream):
                 ssl_object.session = session
                 offered = True
         stream = cls(transport, ssl_object, incoming, outgoing, target=target, port=port)
+        stream._certificate_given = options.cert_file is not None
         with map_exceptions(target=target, port=port, phase="tls"):
-            await stream._handshake()
+            try:
+                await stream._handshake()
+            except (ssl.SSLError, anyio.EndOfStream, anyio.BrokenResourceError) as exc:
+                named = stream._named_failure(exc)
+                if named is None:
+                    raise
+                raise named from exc
         stream.report = stream._build_report(
             name, sni=server_hostname if server_hostname and not is_ip else None,
             pins=_parse_pins(options.pins), options=options, session_offered=offered)
@@ -246,7 +306,10 @@ class TLSStream(anyio.abc.ByteStream):
                 break
             except ssl.SSLWantReadError:
                 await self._flush()
-                self._incoming.write(await self.transport_stream.receive(TRANSPORT_READ_SIZE))
+                chunk = await self.transport_stream.receive(TRANSPORT_READ_SIZE)
+                if len(self._handshake_bytes) < HANDSHAKE_KEPT:
+                    self._handshake_bytes += chunk[:HANDSHAKE_KEPT - len(self._handshake_bytes)]
+                self._incoming.write(chunk)
             except ssl.SSLError:
                 # Deliver our alert (bad certificate, protocol version, ...) so the server
                 # logs the real reason instead of an EOF; never let that hide our error.
@@ -254,6 +317,36 @@ class TLSStream(anyio.abc.ByteStream):
                     await self._flush()
                 raise
         await self._flush()  # our Finished (and, in TLS 1.3, the end of our flight)
+        self._handshake_bytes = bytearray()  # kept only to explain a failed handshake
+
+    def _named_failure(self, exc: BaseException) -> TLSHandshakeError | None:
+        """The failure's real cause, when OpenSSL's reason hides it: a plaintext server
+        (WRONG_VERSION_NUMBER, UNEXPECTED_MESSAGE, or just a close), or a client
+        certificate the server requires. None: OpenSSL's reason says it already."""
+        if isinstance(exc, ssl.SSLCertVerificationError):
+            return None
+        where = self._target or "the peer"
+        received = bytes(self._handshake_bytes)
+        if received and not _starts_like_tls(received):
+            shown = _greeting(received)
+            return PlaintextPeerError(
+                f"TLS handshake with {where} failed: the server answered in plaintext: "
+                f"'{shown}' (this port does not speak TLS: drop --tls, or upgrade with "
+                "--starttls PROTO where the protocol has it)",
+                banner=shown, target=self._target, port=self._port)
+        reason = getattr(exc, "reason", None) or ""
+        if not self._certificate_given and (
+                reason == _CERTIFICATE_REQUIRED
+                or (reason in _TLS12_NO_CERTIFICATE and _certificate_requested(received))):
+            return self._certificate_required()
+        return None
+
+    def _certificate_required(self) -> ClientCertificateRequiredError:
+        where = self._target or "the peer"
+        return ClientCertificateRequiredError(
+            f"TLS handshake with {where} failed: the server requires a client certificate "
+            "and none was given (give one with --cert FILE --key FILE)",
+            target=self._target, port=self._port)
 
     def _build_report(self, name: str | None, *, sni: str | None, pins: frozenset[bytes],
                       options: TLSOptions, session_offered: bool) -> TLSReport:
@@ -389,6 +482,10 @@ class TLSStream(anyio.abc.ByteStream):
                     self._read_eof = self.truncated = True
                     break
                 self._read_broken = True
+                if exc.reason == _CERTIFICATE_REQUIRED and not self._certificate_given:
+                    # TLS 1.3: our handshake was done before the server saw our (empty)
+                    # Certificate; its verdict is the first thing a read finds.
+                    raise self._certificate_required() from exc
                 raise
             if not count:
                 self._read_eof = self.close_notify_received = True

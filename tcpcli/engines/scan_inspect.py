@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Awaitable, Callable
-from typing import Any, Final
+from typing import Final
 
 import anyio
 import anyio.abc
 
 from tcpcli.core.destination import IPAddress
-from tcpcli.core.errors import TcpcliError
+from tcpcli.core.errors import PlaintextPeerError, TcpcliError
 from tcpcli.core.slots import SocketSlot
 from tcpcli.engines.scan_limits import SocketRoom
 from tcpcli.engines.scan_results import ProbeResult, ResultSink, ScanOptions
@@ -27,6 +27,9 @@ from tcpcli.engines.scan_targets import HostPlan
 BANNER_LIMIT: Final = 4096
 #: Inspections at once, at most (each holds a socket, and some wait on a silent service).
 MAX_INSPECTIONS: Final = 64
+
+#: What a row identified as TLS says when the user did not ask for the handshake.
+TLS_DETECT_HINT: Final = "this port speaks TLS: add --tls-detect for its version and certificate"
 
 #: Connect within the per-port timeout: the stream (None: no answer in time) and when the
 #: attempt started.
@@ -123,10 +126,10 @@ class PortInspector:
                     await anyio.aclose_forcefully(stream)
             self._room.release(slot)
 
-    @staticmethod
-    def _note_reply(result: ProbeResult, data: bytes, probe: str | None,
+    def _note_reply(self, result: ProbeResult, data: bytes, probe: str | None,
                     payload: bytes) -> bool:
-        """Record a reply on the row; True when it named the service."""
+        """Record a reply on the row; True when it named the service (a TLS service
+        without --tls-detect is named with the flag that would say more)."""
         from tcpcli.protocols.banner import identify
 
         # A text greeting is worth showing; a binary answer (a ServerHello, a CONNACK) is
@@ -138,6 +141,9 @@ class PortInspector:
             return False
         result.identified = guess.name
         result.identified_detail = guess.detail or None
+        if guess.name == "tls" and not self.options.tls_detect:
+            result.identified_detail = "; ".join(
+                part for part in (guess.detail, TLS_DETECT_HINT) if part)
         result.confidence = str(guess.confidence)
         if _is_text(data[:200]):
             result.banner = _printable(data[:200])  # the reply that named it
@@ -161,7 +167,7 @@ class PortInspector:
                                            target=f"{plan.host}:{result.port}",
                                            port=result.port)
             report = tls.report
-            facts: dict[str, Any] = {"detected": True, "version": report.version,
+            facts: dict[str, object] = {"detected": True, "version": report.version,
                                      "cipher": report.cipher}
             if report.chain:
                 leaf = report.chain[0]
@@ -171,6 +177,9 @@ class PortInspector:
             await anyio.aclose_forcefully(tls)
         except TimeoutError:
             result.tls = {"detected": False, "error": "no TLS answer in time"}
+        except PlaintextPeerError as exc:
+            result.tls = {"detected": False,
+                          "error": f"not TLS: the server answered in plaintext: '{exc.banner}'"}
         except (TcpcliError, OSError, anyio.BrokenResourceError, anyio.EndOfStream) as exc:
             result.tls = {"detected": False, "error": str(exc) or type(exc).__name__}
         finally:

@@ -2,16 +2,23 @@
 
 Plain text (stable, greppable: one fact per line) when piped; Rich on a terminal. Nothing
 here touches a socket; callers pass finished results.
+
+A command's :class:`Waterfall` accounts for the whole run: the core's phases, and every
+stretch no phase covers under its own name (``cli start-up`` before the command's clock
+started, ``setup`` before the first phase, ``transfer`` after the first byte, ``other``),
+so the rows add up to the ``total`` row. The ``timing`` event carries the same rows.
 """
 
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
 
 from tcpcli.core.address import join_host_port
-from tcpcli.core.timing import Phase
+from tcpcli.core.timing import Phase, process_started_ns
 
 if TYPE_CHECKING:
     import ssl
@@ -32,13 +39,28 @@ _LABELS = {
     "first-byte": "first byte",
 }
 
+#: The stretches of a run no phase covers, by name (the key is the row's ``phase``).
+STARTUP, SETUP, TRANSFER, OTHER, TOTAL = "cli-start-up", "setup", "transfer", "other", "total"
+_REMAINDER_LABELS = {
+    STARTUP: ("cli start-up", "python, imports, options"),
+    SETUP: ("setup", "core imports, event loop"),
+    TRANSFER: ("transfer", "data after the first byte"),
+    OTHER: ("other", "untimed steps"),
+    TOTAL: ("total", ""),
+}
+#: Uncovered stretches shorter than this join the one ``other`` row at the end.
+SMALL_GAP_NS = 1_000_000
+
 
 def _what(phase: Phase) -> str:
     d = phase.detail
     if phase.name == "resolve":
-        return str(d.get("name", ""))
+        server = d.get("server")
+        where = "" if server is None else f" ({server})" if server in ("hosts", "static") \
+            else f" @{server}"
+        return f"{d.get('name', '')}{where}"
     if phase.name in ("connect", "proxy"):
-        return join_host_port(d.get("address", ""), d.get("port", ""))
+        return join_host_port(str(d.get("address", "")), str(d.get("port", "")))
     if phase.name == "tls":
         return str(d.get("server_name", ""))
     if phase.name == "tls-setup":
@@ -47,45 +69,179 @@ def _what(phase: Phase) -> str:
         return f"{d.get('live', '?')}/{d.get('limit', '?')} sockets open"
     if phase.name == "starttls":
         return str(d.get("protocol", ""))
+    if phase.name == "first-byte" and "bytes" in d:
+        return f"{d['bytes']} bytes"
     return ""
 
 
+@dataclass(frozen=True)
+class WaterfallRow:
+    """One line of a waterfall: a phase, or a stretch of the run no phase covers.
+
+    ``start_ms`` is relative to the command's clock (``cli-start-up`` is negative: it came
+    before). ``counted_ms`` is the part of the run only this row accounts for: less than
+    ``duration_ms`` for a phase in parallel with an earlier one (happy eyeballs), so the
+    counted rows add up to the total.
+    """
+
+    phase: str  # the core's phase name, or STARTUP, SETUP, TRANSFER, OTHER, TOTAL
+    what: str
+    start_ms: float
+    duration_ms: float
+    counted_ms: float
+    outcome: str  # "ok", an error kind, "eof"/"none" (first byte); "" for the rest
+    remainder: bool = False
+
+    @property
+    def label(self) -> str:
+        if self.remainder or self.phase == TOTAL:
+            return _REMAINDER_LABELS[self.phase][0]
+        return _LABELS.get(self.phase, self.phase)
+
+    @property
+    def parallel(self) -> bool:
+        return self.counted_ms < self.duration_ms - 0.0005
+
+    def line(self) -> str:
+        text = (f"{self.label:<17} {self.what:<28} {self.start_ms:9.3f} ms "
+                f"+{self.duration_ms:9.3f} ms  {self.outcome}").rstrip()
+        if self.parallel:
+            text += f"  (in parallel: {self.counted_ms:.3f} ms counted)"
+        return text
+
+
+def _phase_row(phase: Phase, origin_ns: int, counted_ns: int | None = None) -> WaterfallRow:
+    duration_ns = (phase.end_ns or phase.start_ns) - phase.start_ns
+    return WaterfallRow(phase.name, _what(phase), round(phase.offset_ms(origin_ns), 3),
+                        round(duration_ns / 1e6, 3),
+                        round((duration_ns if counted_ns is None else counted_ns) / 1e6, 3),
+                        phase.outcome)
+
+
+def _remainder_row(name: str, start_ns: int, duration_ns: int, origin_ns: int) -> WaterfallRow:
+    return WaterfallRow(name, _REMAINDER_LABELS[name][1], round((start_ns - origin_ns) / 1e6, 3),
+                        round(duration_ns / 1e6, 3), round(duration_ns / 1e6, 3), "", True)
+
+
+class Waterfall:
+    """A run's waterfall, told in order as the run goes: :meth:`take` the rows finished so
+    far (at connect time, say), :meth:`finish` at the end for the rest and the total.
+
+    Every nanosecond from the process start (or the clock's origin where the system does
+    not say when the process started) to the end is in exactly one row's ``counted_ms``.
+    """
+
+    def __init__(self, origin_ns: int) -> None:
+        self.origin_ns = origin_ns
+        self.rows: list[WaterfallRow] = []
+        self.end_ns: int | None = None
+        self._started_ns: int | None = None
+        self._covered_ns = origin_ns  # everything before this is in a row
+        self._taken: set[int] = set()  # id() of the phases already in a row
+        self._last_phase = ""
+        self._small_gaps_ns = 0
+
+    def take(self, phases: Sequence[Phase]) -> list[WaterfallRow]:
+        """The rows for the phases finished since the last call, each after the uncovered
+        stretch before it (cli start-up and setup come with the first call)."""
+        rows: list[WaterfallRow] = []
+        if self._started_ns is None:
+            started = process_started_ns()
+            self._started_ns = started if started is not None and started < self.origin_ns \
+                else self.origin_ns
+            if self._started_ns < self.origin_ns:
+                rows.append(_remainder_row(STARTUP, self._started_ns,
+                                           self.origin_ns - self._started_ns, self.origin_ns))
+        done = [p for p in phases if p.end_ns is not None and id(p) not in self._taken]
+        for phase in sorted(done, key=lambda p: p.start_ns):
+            assert phase.end_ns is not None
+            self._taken.add(id(phase))
+            rows += self._gap_before(phase.start_ns)
+            counted = max(0, phase.end_ns - max(self._covered_ns, phase.start_ns))
+            rows.append(_phase_row(phase, self.origin_ns, counted))
+            self._covered_ns = max(self._covered_ns, phase.end_ns)
+            self._last_phase = phase.name
+        self.rows += rows
+        return rows
+
+    def finish(self, phases: Sequence[Phase], end_ns: int | None = None) -> list[WaterfallRow]:
+        """The rows left, the ``other`` row (small stretches, and the time after the last
+        phase) and the ``total`` row. Unfinished phases count as uncovered time."""
+        rows = self.take(phases)
+        taken = len(rows)
+        self.end_ns = time.perf_counter_ns() if end_ns is None else end_ns
+        tail_ns = max(0, self.end_ns - self._covered_ns)
+        rows.append(_remainder_row(OTHER, self._covered_ns, self._small_gaps_ns + tail_ns,
+                                   self.origin_ns))
+        assert self._started_ns is not None
+        total_ns = self.end_ns - self._started_ns
+        rows.append(WaterfallRow(TOTAL, "", round((self._started_ns - self.origin_ns) / 1e6, 3),
+                                 round(total_ns / 1e6, 3), round(total_ns / 1e6, 3), ""))
+        self.rows += rows[taken:]  # take() has kept its own
+        return rows
+
+    def _gap_before(self, start_ns: int) -> list[WaterfallRow]:
+        gap_ns = start_ns - self._covered_ns
+        if gap_ns <= 0:
+            return []
+        name = SETUP if not self._last_phase else TRANSFER \
+            if self._last_phase == "first-byte" else OTHER
+        if name == OTHER and gap_ns < SMALL_GAP_NS:
+            self._small_gaps_ns += gap_ns
+            return []
+        return [_remainder_row(name, self._covered_ns, gap_ns, self.origin_ns)]
+
+    def event_fields(self) -> dict[str, object]:
+        """The ``timing`` event: the total and every row, the numbers the waterfall shows."""
+        total = next((row for row in self.rows if row.phase == TOTAL), None)
+        return {"total_ms": total.duration_ms if total is not None else None,
+                "rows": [asdict(row) for row in self.rows if row.phase != TOTAL]}
+
+
+def row_lines(rows: Sequence[WaterfallRow]) -> list[str]:
+    """The plain rendering: ``phase  what  start  +duration  outcome`` per row."""
+    return [row.line() for row in rows]
+
+
 def waterfall_lines(phases: Sequence[Phase], origin_ns: int) -> list[str]:
-    """``phase  what  start  +duration  outcome`` per phase, in start order."""
-    lines = []
-    for phase in sorted(phases, key=lambda p: p.start_ns):
-        if phase.duration_ms is None:
-            continue
-        lines.append(
-            f"{_LABELS.get(phase.name, phase.name):<17} {_what(phase):<28} "
-            f"{phase.offset_ms(origin_ns):9.3f} ms +{phase.duration_ms:9.3f} ms  {phase.outcome}"
-        )
-    return lines
+    """``phase  what  start  +duration  outcome`` per finished phase, in start order."""
+    return [_phase_row(phase, origin_ns).line()
+            for phase in sorted(phases, key=lambda p: p.start_ns) if phase.end_ns is not None]
 
 
 def render_waterfall(console: Console, phases: Sequence[Phase], origin_ns: int) -> None:
     """An httpstat-style bar per phase, scaled to the whole run."""
+    done = sorted((p for p in phases if p.end_ns is not None), key=lambda p: p.start_ns)
+    render_rows(console, [_phase_row(phase, origin_ns) for phase in done])
+
+
+def render_rows(console: Console, rows: Sequence[WaterfallRow],
+                span_ms: tuple[float, float] | None = None) -> None:
+    """Waterfall rows with a bar each, scaled to ``span_ms`` (first start, last end; by
+    default the rows' own). Stretches no phase covers are dim; the total has no bar."""
     from rich.table import Table
     from rich.text import Text
 
-    done = [p for p in sorted(phases, key=lambda p: p.start_ns) if p.duration_ms is not None]
-    if not done:
+    if not rows:
         return
-    end_ms = max(p.offset_ms(origin_ns) + (p.duration_ms or 0) for p in done) or 1.0
+    timed = [row for row in rows if row.phase != TOTAL] or list(rows)
+    first, last = span_ms or (min(row.start_ms for row in timed),
+                              max(row.start_ms + row.duration_ms for row in timed))
+    scale = (last - first) or 1.0
     width = 30
     table = Table(box=None, show_header=True, header_style="bold", pad_edge=False)
     for column in ("phase", "what", "start", "duration", ""):
         table.add_column(column, justify="right" if column in ("start", "duration") else "left")
-    for phase in done:
-        start = phase.offset_ms(origin_ns)
-        duration = phase.duration_ms or 0.0
-        left = int(start / end_ms * width)
-        length = max(1, int(duration / end_ms * width))
-        colour = "green" if phase.outcome == "ok" else "red" if phase.outcome != "cancelled" \
-            else "yellow"
-        bar = Text(" " * left) + Text("█" * length, style=colour)
-        table.add_row(_LABELS.get(phase.name, phase.name), _what(phase), f"{start:.2f} ms",
-                      f"{duration:.2f} ms", bar)
+    for row in rows:
+        bar = Text("")
+        if row.phase != TOTAL:
+            left = max(0, int((row.start_ms - first) / scale * width))
+            length = max(1, int(row.duration_ms / scale * width))
+            colour = "dim" if row.remainder else "green" if row.outcome in ("ok", "eof") \
+                else "yellow" if row.outcome in ("cancelled", "none") else "red"
+            bar = Text(" " * left) + Text("█" * length, style=colour)
+        duration = f"{row.duration_ms:.2f} ms" + (" ∥" if row.parallel else "")
+        table.add_row(row.label, row.what, f"{row.start_ms:.2f} ms", duration, bar)
     console.print(table)
 
 
@@ -187,7 +343,7 @@ def render_tls(console: Console, report: TLSReport) -> None:
     table.add_column()
     verdict = "[green]verified[/]" if v.verified else \
         f"[red]NOT verified[/] ({v.verify_code}: {v.reason})"
-    rows: list[tuple[str, Any]] = [
+    rows: list[tuple[str, str]] = [
         ("TLS", f"{report.version}  {report.cipher}"),
         ("ALPN", report.alpn or "-"),
         ("SNI", report.sni or "-"),

@@ -607,6 +607,7 @@ def test_resolver_from_option() -> None:
     assert system.hosts_file == "/etc/hosts"
     one = resolver_from_option("127.0.0.1:5353")
     assert isinstance(one, DnsResolver) and one.servers == (("127.0.0.1", 5353),)
+    assert one.hosts_file is None  # a named server is asked, as dig @SERVER asks it
     two = resolver_from_option("127.0.0.1:5353, [::1]:53")
     assert isinstance(two, DnsResolver)
     assert two.servers == (("127.0.0.1", 5353), ("::1", 53))
@@ -674,3 +675,15 @@ def test_stopping_wakes_a_delayed_answer() -> None:
 def test_the_server_is_loopback_only() -> None:
     with pytest.raises(ValueError, match="loopback"), serve_dns(host="0.0.0.0"):
         pass
+
+
+async def test_a_named_resolver_skips_the_hosts_file_and_says_who_answered(
+        dns_server: DnsServer, hosts_file: Path) -> None:
+    dns_server.zone["db.internal"] = [("A", "192.0.2.7")]
+    named = resolver_from_option(dns_server.address)
+    asked = await named.resolve("db.internal", family=socket.AF_INET)
+    assert [str(ip) for ip in asked.addresses] == ["192.0.2.7"]
+    assert (asked.source, asked.server) == ("dns", dns_server.address)
+    with_hosts = DnsResolver([dns_server.address], hosts_file=str(hosts_file))
+    local = await with_hosts.resolve("db.internal", family=socket.AF_INET)
+    assert (local.source, local.server) == ("hosts", "hosts")

@@ -27,8 +27,9 @@ from cryptography.x509.oid import NameOID
 
 from tcpcli.core.errors import (
     CertificateVerifyError,
-    ConnectionLostError,
+    ClientCertificateRequiredError,
     PinMismatchError,
+    PlaintextPeerError,
     SocketOptionError,
     TLSHandshakeError,
 )
@@ -404,14 +405,34 @@ async def test_client_certificate(pki: PKI) -> None:
         assert await read_all(tls) == b"client.example"
         await tls.aclose()
 
-        # Without one: TLS 1.2 fails in the handshake; TLS 1.3 on the first read, since
-        # the server's alert comes after the client has finished its handshake.
-        with pytest.raises(TLSHandshakeError, match="HANDSHAKE_FAILURE"):
+        # Without one: TLS 1.2 fails in the handshake (a handshake_failure alert after the
+        # server's CertificateRequest); TLS 1.3 on the first read, since the server's alert
+        # (certificate_required) comes after the client has finished its handshake. Both
+        # are named for what they are.
+        required = "the server requires a client certificate and none was given"
+        with pytest.raises(ClientCertificateRequiredError, match=required) as v12:
             await dial(server, TLSOptions(ca_file=pki.ca_file, max_version="1.2"))
+        assert isinstance(v12.value.__cause__, ssl.SSLError)
+        assert "HANDSHAKE_FAILURE" in str(v12.value.__cause__)
         tls = await dial(server, TLSOptions(ca_file=pki.ca_file))
-        with pytest.raises(ConnectionLostError, match="CERTIFICATE_REQUIRED"):
+        with pytest.raises(ClientCertificateRequiredError, match=required) as v13:
             await tls.receive()
+        assert v13.value.kind == "tls" and v13.value.reason == "client-certificate-required"
         await tls.aclose()
+
+
+@pytest.mark.anyio
+async def test_a_plaintext_server_is_named_with_what_it_said() -> None:
+    def banner(conn: socket.socket) -> None:
+        conn.sendall(b"220 mail.example ESMTP Postfix\r\n")
+        conn.recv(4096)
+
+    said = "the server answered in plaintext: '220 mail.example ESMTP Postfix'"
+    with peers.serve(banner) as thread_server, \
+            pytest.raises(PlaintextPeerError, match=said) as info:
+        await dial(Server(thread_server.port), TLSOptions(insecure=True))
+    assert isinstance(info.value, TLSHandshakeError) and info.value.reason == "plaintext-server"
+    assert info.value.banner == "220 mail.example ESMTP Postfix"
 
 
 def test_bad_client_certificate_path_is_an_option_error(tmp_path: Path) -> None:
@@ -603,7 +624,8 @@ async def test_handshake_failures_are_tls_handshake_errors(pki: PKI) -> None:
         await stream.aclose()
 
     for handler, expected in ((hang_up, "the peer closed the connection"),
-                              (speak_http, "WRONG_VERSION_NUMBER")):
+                              (speak_http, "the server answered in plaintext: "
+                                           "'HTTP/1.1 400 Bad Request'")):
         listener = await anyio.create_tcp_listener(local_host="127.0.0.1")
         port = listener.extra(SocketAttribute.local_port)
         async with anyio.create_task_group() as group:
