@@ -240,8 +240,13 @@ class ConnectSession:
         if sock.tls_report is not None and not sock.tls_report.verification.verified \
                 and not self.common.quiet:
             v = sock.tls_report.verification
-            self.env.note(f"warning: certificate NOT verified ({v.verify_code}: {v.reason}); "
-                          "continuing because of --insecure")
+            if v.pin_matched:  # trusted by its key, as ssh trusts a known host
+                if self.common.verbose:
+                    self.env.note(f"certificate chain not verified ({v.verify_code}: "
+                                  f"{v.reason}); trusted because its key matches --pin")
+            else:
+                self.env.note(f"warning: certificate NOT verified ({v.verify_code}: "
+                              f"{v.reason}); continuing because of --insecure")
 
     def _show_rows(self, rows: list[WaterfallRow]) -> None:
         from tcpcli.render.report import render_rows, row_lines

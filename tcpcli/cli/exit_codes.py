@@ -20,6 +20,7 @@ class ExitCode(IntEnum):
     PROTOCOL = 8  # TLS handshake or application-protocol error (e.g. STARTTLS refused)
     CHECK_FAILED = 9  # an --expect check or a threshold was not met
     CONNECTION_LOST = 10  # the connection was reset or aborted mid-stream
+    ADDRESS_IN_USE = 11  # listen: the address is already in use (another server has the port)
     INTERRUPTED = 130  # Ctrl-C (SIGINT)
     TERMINATED = 143  # SIGTERM
 

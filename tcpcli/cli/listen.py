@@ -8,15 +8,26 @@ connection to stdin/stdout byte-exactly (the default), or serve many with --echo
 from __future__ import annotations
 
 import contextlib
+import errno
 import itertools
 import time
-from typing import Any
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from tcpcli.cli.environment import Environment
 from tcpcli.cli.exit_codes import ExitCode
 from tcpcli.cli.runner import run
+
+if TYPE_CHECKING:
+    import ssl
+    from collections.abc import Iterator
+
+    from anyio import CancelScope
+    from anyio.abc import ByteStream, SocketListener, SocketStream
+    from anyio.streams.stapled import MultiListener
 
 EXAMPLES = """
 \b
@@ -31,6 +42,8 @@ Examples:
 _PRINTABLE = bytes(range(32, 127))
 #: How long a finished connection may take to say goodbye (TLS close_notify) before we cut it.
 CLOSE_GRACE_S = 1.0
+#: After a failed accept (out of descriptors): a pause, so the loop does not spin.
+ACCEPT_RETRY_S = 0.1
 
 CHARGEN_BLOCK = b"".join(
     (_PRINTABLE * 2)[i % 95:i % 95 + 72] + b"\r\n" for i in range(95)
@@ -68,13 +81,15 @@ def parse_bind(text: str) -> tuple[str, int]:
 @click.option("--tls", is_flag=True, help="Speak TLS (throwaway certificate unless --cert).")
 @click.option("--cert", type=click.Path(exists=True, dir_okay=False), help="Certificate (PEM).")
 @click.option("--key", type=click.Path(exists=True, dir_okay=False), help="Key (PEM).")
+@click.option("--ca-out", type=click.Path(dir_okay=False, writable=True), metavar="FILE",
+              help="Write the throwaway certificate's CA here, for connect --ca-file.")
 @click.option("--json", "json_events", is_flag=True, help="JSON Lines events on stderr.")
 @click.option("-q", "--quiet", is_flag=True, help="Print no diagnostics, only errors.")
 @click.pass_obj
 def listen_command(env: Environment | None, /, address: str, mode: str | None,
                    banner: str | None, keep_open: bool, max_conns: int | None,
                    idle_timeout: float | None, tls: bool, cert: str | None, key: str | None,
-                   json_events: bool, quiet: bool) -> None:
+                   ca_out: str | None, json_events: bool, quiet: bool) -> None:
     """Listen on ADDRESS (PORT, HOST:PORT or [V6]:PORT; loopback unless HOST is given)."""
     from tcpcli.cli.connect import unescape
 
@@ -87,140 +102,248 @@ def listen_command(env: Environment | None, /, address: str, mode: str | None,
         raise click.UsageError("--cert/--key need --tls")
     if key and not cert:
         raise click.UsageError("--key needs --cert")
+    if ca_out and (cert or not tls):
+        raise click.UsageError("--ca-out writes the throwaway certificate's CA: it needs "
+                               "--tls and excludes --cert")
     if mode is None and (keep_open or max_conns):
         raise click.UsageError("piping stdin/stdout serves one connection; choose --echo, "
                                "--discard, --chargen or --banner to serve many")
     host, port = parse_bind(address)
-    server = Listener(env, host, port, mode or "pipe",
-                      unescape(banner) if banner is not None else b"",
-                      1 if mode is None else (max_conns if max_conns else
-                                              None if keep_open else 1),
-                      idle_timeout, tls, cert, key, json_events, quiet)
-    run(server.main, env)
+    settings = ListenSettings(
+        host, port, mode or "pipe", unescape(banner) if banner is not None else b"",
+        max_conns=1 if mode is None else (max_conns if max_conns else
+                                          None if keep_open else 1),
+        idle_timeout=idle_timeout, tls=tls, cert=cert, key=key, ca_out=ca_out,
+        json_events=json_events, quiet=quiet)
+    run(Listener(env, settings).main, env)
+
+
+@dataclass(frozen=True)
+class ListenSettings:
+    """What ``tcpcli listen`` was asked to do."""
+
+    host: str
+    port: int
+    mode: str  # "pipe" | "echo" | "discard" | "chargen" | "banner"
+    banner: bytes = b""
+    max_conns: int | None = 1  # None: until interrupted (--keep-open)
+    idle_timeout: float | None = None
+    tls: bool = False
+    cert: str | None = None
+    key: str | None = None
+    ca_out: str | None = None  # where to write the throwaway CA
+    json_events: bool = False
+    quiet: bool = False
+
+
+def describe_failure(exc: BaseException) -> str:
+    """What happened to one connection, in words: a reset, a failed handshake, a scan."""
+    import ssl
+
+    import anyio
+
+    cause = exc.__cause__ if isinstance(exc, anyio.BrokenResourceError) else exc
+    if isinstance(cause, ConnectionResetError):
+        return "reset by the peer"
+    if isinstance(cause, BrokenPipeError):
+        return "the peer went away (broken pipe)"
+    if isinstance(cause, ssl.SSLError):
+        return f"TLS handshake failed: {cause.reason or cause}"
+    if isinstance(exc, anyio.EndOfStream):
+        return "closed by the peer before the TLS handshake finished"
+    if cause is None:
+        return "the connection broke"
+    return str(cause) or type(cause).__name__
 
 
 class Listener:
-    def __init__(self, env: Environment, host: str, port: int, mode: str, banner: bytes,
-                 max_conns: int | None, idle_timeout: float | None, tls: bool,
-                 cert: str | None, key: str | None, json_events: bool, quiet: bool) -> None:
+    """The server. Whatever one connection does (reset, half-close, a port scan's bare
+    connect, a botched TLS handshake) ends that connection only: the listener goes on."""
+
+    def __init__(self, env: Environment, settings: ListenSettings) -> None:
         from tcpcli.render.events import EventWriter
 
-        self.env, self.host, self.port, self.mode, self.banner = env, host, port, mode, banner
-        self.max_conns, self.idle_timeout = max_conns, idle_timeout
-        self.tls, self.cert, self.key, self.quiet = tls, cert, key, quiet
-        self.events = EventWriter(env.stderr) if json_events else None
-        self.served = 0
+        self.env, self.settings = env, settings
+        self.events = EventWriter(env.stderr) if settings.json_events else None
 
-    def say(self, event: str, text: str, **fields: Any) -> None:
+    def say(self, event: str, text: str, **fields: object) -> None:
         if self.events is not None:
-            self.events.emit(event, **fields)
-        elif not self.quiet:
+            self.events.emit(event, None, **fields)
+        elif not self.settings.quiet:
             self.env.note(text)
 
-    def _context(self) -> Any:
+    def _context(self) -> ssl.SSLContext:
+        """The server context, announced with the pin a client passes to ``--pin``."""
         import ssl
 
-        if self.cert:
-            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-            context.load_cert_chain(self.cert, self.key)
-            return context
-        from tcpcli.core.certgen import throwaway_certificate
+        from tcpcli.core.certgen import spki_pin, throwaway_certificate
 
+        settings = self.settings
+        if settings.cert:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(settings.cert, settings.key)
+            pin = spki_pin(Path(settings.cert).read_bytes())
+            self.say("certificate", f"certificate from {settings.cert}; pin {pin}",
+                     pin=pin, throwaway=False)
+            return context
         names = ["localhost", "127.0.0.1", "::1"]
-        if self.host not in names:
-            names.append(self.host)
+        if settings.host not in names:
+            names.append(settings.host)
         made = throwaway_certificate(*names)
-        self.say("certificate", f"throwaway certificate, SHA-256 fingerprint "
-                 f"{made.fingerprint_sha256}", fingerprint_sha256=made.fingerprint_sha256)
+        if settings.ca_out:
+            Path(settings.ca_out).write_bytes(made.ca_pem)
+            how = f"trust its CA with --ca-file {settings.ca_out}, or its key with --pin"
+        else:
+            how = f"trust its key with --pin {made.pin}, or write its CA with --ca-out FILE"
+        self.say("certificate", f"throwaway certificate for {', '.join(names)}; "
+                 f"pin {made.pin} ({how})", pin=made.pin, throwaway=True, names=names,
+                 fingerprint_sha256=made.fingerprint_sha256, ca_file=settings.ca_out)
         return made.server_context()
 
     async def main(self) -> int:
         import anyio
-        from anyio.streams.tls import TLSStream
+
+        from tcpcli.cli.stdio import InterruptLatch
+
+        context = self._context() if self.settings.tls else None
+        try:
+            listener = await anyio.create_tcp_listener(
+                local_host=self.settings.host, local_port=self.settings.port, reuse_port=False)
+        except OSError as exc:
+            return self._bind_failed(exc)
+        with InterruptLatch() as latch:
+            async with listener, anyio.create_task_group() as tg:
+                tg.start_soon(self._serve_all, listener, context, tg.cancel_scope)
+                await latch.wait()
+                tg.cancel_scope.cancel()
+        return ExitCode.INTERRUPTED if latch.presses else ExitCode.OK
+
+    def _bind_failed(self, exc: OSError) -> int:
+        """Not being able to listen is one line, and in use is its own exit code."""
+        from tcpcli.core.address import join_host_port
+
+        where = join_host_port(self.settings.host, self.settings.port)
+        if exc.errno == errno.EADDRINUSE:
+            message = (f"cannot listen on {where}: the address is already in use "
+                       "(choose another port, or port 0 for a free one)")
+            code = ExitCode.ADDRESS_IN_USE
+        else:
+            reason = exc.strerror or str(exc)
+            message = f"cannot listen on {where}: {reason}"
+            code = ExitCode.ERROR
+        if self.events is not None:
+            self.events.emit("error", kind="address-in-use" if code != ExitCode.ERROR
+                             else "listen", message=message, exit_code=int(code))
+        else:
+            self.env.note(message)
+        return code
+
+    async def _serve_all(self, listener: MultiListener[SocketStream],
+                         context: ssl.SSLContext | None, scope: CancelScope) -> None:
+        import anyio
 
         from tcpcli.core.address import join_host_port
 
-        context = self._context() if self.tls else None
-        listener = await anyio.create_tcp_listener(local_host=self.host, local_port=self.port,
-                                                   reuse_port=False)
         sockname = listener.extra(anyio.abc.SocketAttribute.local_address)
         where = join_host_port(sockname[0], sockname[1])
-        scope = "loopback only" if sockname[0] in ("127.0.0.1", "::1") else "all interfaces" \
+        reach = "loopback only" if sockname[0] in ("127.0.0.1", "::1") else "all interfaces" \
             if sockname[0] in ("0.0.0.0", "::") else "this address"
-        self.say("listening", f"listening on {where} ({scope}), mode {self.mode}"
-                 + (", TLS" if self.tls else ""), address=where, mode=self.mode, tls=self.tls)
-        done = anyio.Event()
-        counter = itertools.count(1)
+        self.say("listening", f"listening on {where} ({reach}), mode {self.settings.mode}"
+                 + (", TLS" if self.settings.tls else ""), address=where,
+                 mode=self.settings.mode, tls=self.settings.tls)
+        numbers = itertools.count(1)
+        async with anyio.create_task_group() as tg:
+            for one in listener.listeners:
+                assert isinstance(one, anyio.abc.SocketListener)  # TCP: one per family
+                tg.start_soon(self._accept_loop, one, context, numbers, scope)
 
-        async def handle(stream: Any) -> None:
-            number = next(counter)
-            if self.max_conns is not None and number > self.max_conns:
-                await stream.aclose()
-                return
-            peer = stream.extra(anyio.abc.SocketAttribute.remote_address)
-            peer_text = f"{peer[0]}:{peer[1]}"
-            started = time.perf_counter()
-            counts = {"in": 0, "out": 0}
-            self.say("accepted", f"connection {number} from {peer_text}", peer=peer_text,
-                     connection=number)
-            graceful = False
-            try:
-                if context is not None:
-                    # standard_compatible: close_notify on our close, as TLS clients expect
-                    # (tcpcli connect warns about a TLS close without it).
-                    stream = await TLSStream.wrap(stream, server_side=True, ssl_context=context,
-                                                  standard_compatible=True)
-                await self._serve(stream, counts)
-                graceful = True
-            except (OSError, anyio.BrokenResourceError, anyio.EndOfStream,
-                    anyio.ClosedResourceError) as exc:
-                self.say("error", f"connection {number}: {exc or type(exc).__name__}",
-                         peer=peer_text, message=str(exc))
-            finally:
-                with anyio.CancelScope(shield=True):
-                    if graceful:
-                        with anyio.move_on_after(CLOSE_GRACE_S), \
-                                contextlib.suppress(OSError, anyio.BrokenResourceError):
-                            await stream.aclose()
-                    await anyio.aclose_forcefully(stream)
-                seconds = time.perf_counter() - started
-                self.say("closed", f"connection {number} from {peer_text} closed: received "
-                         f"{counts['in']} bytes, sent {counts['out']} bytes in {seconds:.3f} s",
-                         peer=peer_text, connection=number, bytes_received=counts["in"],
-                         bytes_sent=counts["out"], duration_ms=round(seconds * 1000, 3))
-                if self.max_conns is not None and number >= self.max_conns:
-                    done.set()
+    async def _accept_loop(self, listener: SocketListener,
+                           context: ssl.SSLContext | None, numbers: Iterator[int],
+                           done: CancelScope) -> None:
+        import anyio
 
         async with anyio.create_task_group() as tg:
-            tg.start_soon(listener.serve, handle)
-            await done.wait()
-            tg.cancel_scope.cancel()
-        return ExitCode.OK
+            while True:
+                try:
+                    stream = await listener.accept()
+                except OSError as exc:
+                    # Out of descriptors (EMFILE), or a connection gone before we took it:
+                    # the listening socket itself is fine, so wait a moment and go on.
+                    self.say("error", f"accept failed: {exc.strerror or exc}",
+                             message=str(exc))
+                    await anyio.sleep(ACCEPT_RETRY_S)
+                    continue
+                tg.start_soon(self._handle, stream, context, next(numbers), done)
 
-    async def _read(self, stream: Any) -> bytes:
+    async def _handle(self, stream: SocketStream, context: ssl.SSLContext | None,
+                      number: int, done: CancelScope) -> None:
         import anyio
+        from anyio.streams.tls import TLSStream
 
-        if self.idle_timeout is None:
-            return bytes(await stream.receive(256 * 1024))
-        with anyio.fail_after(self.idle_timeout):
-            return bytes(await stream.receive(256 * 1024))
-
-    async def _serve(self, stream: Any, counts: dict[str, int]) -> None:
-        import anyio
-
+        limit = self.settings.max_conns
+        if limit is not None and number > limit:
+            await anyio.aclose_forcefully(stream)
+            return
+        peer_text = _peer(stream)
+        started = time.perf_counter()
+        counts = {"in": 0, "out": 0}
+        self.say("accepted", f"connection {number} from {peer_text}", peer=peer_text,
+                 connection=number)
+        served: ByteStream = stream
+        graceful = False
         try:
-            if self.mode == "banner":
-                await stream.send(self.banner)
-                counts["out"] += len(self.banner)
-            elif self.mode == "chargen":
+            if context is not None:
+                # standard_compatible: close_notify on our close, as TLS clients expect
+                # (tcpcli connect warns about a TLS close without it).
+                served = await TLSStream.wrap(stream, server_side=True, ssl_context=context,
+                                              standard_compatible=True)
+            await self._serve(served, counts)
+            graceful = True
+        except Exception as exc:  # one connection's failure never ends the server
+            reason = describe_failure(exc)
+            self.say("error", f"connection {number} from {peer_text}: {reason}",
+                     peer=peer_text, connection=number, message=reason)
+        finally:
+            with anyio.CancelScope(shield=True):
+                if graceful:
+                    with anyio.move_on_after(CLOSE_GRACE_S), \
+                            contextlib.suppress(OSError, anyio.BrokenResourceError):
+                        await served.aclose()
+                await anyio.aclose_forcefully(served)
+            seconds = time.perf_counter() - started
+            self.say("closed", f"connection {number} from {peer_text} closed: received "
+                     f"{counts['in']} bytes, sent {counts['out']} bytes in {seconds:.3f} s",
+                     peer=peer_text, connection=number, bytes_received=counts["in"],
+                     bytes_sent=counts["out"], duration_ms=round(seconds * 1000, 3))
+            if limit is not None and number >= limit:
+                done.cancel()
+
+    async def _read(self, stream: ByteStream) -> bytes:
+        import anyio
+
+        if self.settings.idle_timeout is None:
+            return bytes(await stream.receive(256 * 1024))
+        with anyio.fail_after(self.settings.idle_timeout):
+            return bytes(await stream.receive(256 * 1024))
+
+    async def _serve(self, stream: ByteStream, counts: dict[str, int]) -> None:
+        import anyio
+
+        mode = self.settings.mode
+        try:
+            if mode == "banner":
+                await stream.send(self.settings.banner)
+                counts["out"] += len(self.settings.banner)
+            elif mode == "chargen":
                 while True:
                     await stream.send(CHARGEN_BLOCK)
                     counts["out"] += len(CHARGEN_BLOCK)
-            elif self.mode in ("echo", "discard"):
+            elif mode in ("echo", "discard"):
+                # A half-close (EOF) ends the loop after everything before it was echoed.
                 while True:
                     data = await self._read(stream)
                     counts["in"] += len(data)
-                    if self.mode == "echo":
+                    if mode == "echo":
                         await stream.send(data)
                         counts["out"] += len(data)
             else:
@@ -228,7 +351,7 @@ class Listener:
         except (anyio.EndOfStream, TimeoutError):
             pass
 
-    async def _pipe(self, stream: Any, counts: dict[str, int]) -> None:
+    async def _pipe(self, stream: ByteStream, counts: dict[str, int]) -> None:
         """One connection <-> stdin/stdout, byte-exact; stdin EOF half-closes."""
         import anyio
 
@@ -259,3 +382,16 @@ class Listener:
         finally:
             reader.restore()
             writer.restore()
+
+
+def _peer(stream: SocketStream) -> str:
+    """The peer's address; a peer that reset before we looked (a port scan) has none."""
+    import anyio
+
+    from tcpcli.core.address import join_host_port
+
+    try:
+        address = stream.extra(anyio.abc.SocketAttribute.remote_address)
+    except (OSError, anyio.TypedAttributeLookupError):
+        return "(gone)"
+    return address if isinstance(address, str) else join_host_port(address[0], address[1])

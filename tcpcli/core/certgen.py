@@ -1,6 +1,7 @@
 """Throwaway certificates: a private CA and a leaf, made on the spot (demo, listen --tls).
 
-Nothing here is for production trust; the CA lives only as long as the process that made it.
+Nothing here is for production trust: the CA lives as long as the process that made it,
+unless ``listen --ca-out`` writes it down so that a client can verify against it.
 """
 
 from __future__ import annotations
@@ -23,7 +24,12 @@ class Throwaway:
     ca_pem: bytes
     cert_pem: bytes  # leaf first, then the CA
     key_pem: bytes
-    fingerprint_sha256: str
+    fingerprint_sha256: str  # of the leaf certificate, "AB:CD:..."
+
+    @property
+    def pin(self) -> str:
+        """The leaf's public key pin, exactly as ``--pin`` takes it."""
+        return spki_pin(self.cert_pem)
 
     def server_context(self) -> ssl.SSLContext:
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -38,6 +44,14 @@ class Throwaway:
         path = Path(directory) / "throwaway-ca.pem"
         path.write_bytes(self.ca_pem)
         return str(path)
+
+
+def spki_pin(cert_pem: bytes) -> str:
+    """``sha256/<base64>`` of the first certificate in ``cert_pem``: its public key's pin."""
+    from tcpcli.core.certs import summarize_certificate
+
+    leaf = x509.load_pem_x509_certificate(cert_pem)
+    return summarize_certificate(leaf.public_bytes(serialization.Encoding.DER)).spki_sha256
 
 
 def _name(common_name: str) -> x509.Name:
