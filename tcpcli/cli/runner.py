@@ -10,12 +10,9 @@ from typing import TYPE_CHECKING, NoReturn
 
 from tcpcli.cli.environment import Environment
 from tcpcli.cli.exit_codes import ExitCode, exit_code_for
-from tcpcli.core.errors import TcpcliError, translate_dialogue_error
-from tcpcli.render.errors import FIX_HINTS, error_fields, error_line
-
-__all__ = ["FIX_HINTS", "Terminated", "error_line", "interrupted", "report_error", "run"]
 
 if TYPE_CHECKING:
+    from tcpcli.core.errors import TcpcliError
     from tcpcli.render.events import EventWriter
 
 
@@ -55,6 +52,8 @@ def report_error(env: Environment, events: EventWriter | None, target: str | Non
     ``error`` event in it and the one line on stderr, left out only when the events go
     to stderr themselves. Commands in a session (:meth:`Environment.start_session`) need
     no such hook: the runner reports through the session."""
+    from tcpcli.render.errors import error_fields, error_line
+
     if events is not None:
         events.emit("error", target, **error_fields(error, code))
     if events is None or events.stream is not env.stderr:
@@ -109,6 +108,8 @@ def _exit_code(
     traceback: bool,
     on_error: Callable[[TcpcliError, ExitCode], None] | None,
 ) -> int:
+    from tcpcli.core.errors import TcpcliError, translate_dialogue_error
+
     leaves = [translate_dialogue_error(leaf) for leaf in _leaves(exc)]
     if any(isinstance(leaf, KeyboardInterrupt) for leaf in leaves):
         return ExitCode.INTERRUPTED
