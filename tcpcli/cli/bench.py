@@ -22,9 +22,11 @@ import click
 from tcpcli.cli.connect import target_address, unescape
 from tcpcli.cli.environment import Environment
 from tcpcli.cli.exit_codes import ExitCode, exit_code_for
+from tcpcli.cli.helpformat import OUTPUT, TIMING, SectionedCommand, option
 from tcpcli.cli.options import CommonOptions, common_options, target_argument
+from tcpcli.cli.paramtypes import DURATION, PORT, ByteSize, Count, Number, OutputFile
 from tcpcli.cli.runner import interrupted, run
-from tcpcli.cli.throughput import THROUGHPUT_ONLY, ByteSize, bench_throughput
+from tcpcli.cli.throughput import THROUGHPUT_ONLY, bench_throughput
 
 if TYPE_CHECKING:
     from tcpcli.core.invocation import Invocation
@@ -49,25 +51,27 @@ Examples:
 BASELINE_KIND = "tcpcli-bench-baseline"
 
 
-@click.command("bench", epilog=EXAMPLES)
+@click.command("bench", cls=SectionedCommand, epilog=EXAMPLES,
+               short_help="Measure connect, TLS and request latency, or throughput.")
 @target_argument()
-@click.argument("port", required=False, type=int)
+@click.argument("port", required=False, type=PORT)
 @click.option("--mode", "-m", type=click.Choice(["connect", "rr", "throughput"]),
               default="connect", show_default=True,
               help="connect: a new connection per sample; rr: request/response round trips; "
                    "throughput: bytes/s over -c connections.")
-@click.option("-n", "--count", type=click.IntRange(min=1), metavar="COUNT",
-              help="Measure this many samples (default 100 unless --duration).")
-@click.option("-d", "--duration", type=click.FloatRange(min=0, min_open=True),
-              metavar="SECONDS", help="Measure for this long.")
-@click.option("-c", "--concurrency", type=click.IntRange(min=1), default=6, show_default=True,
-              help="Parallel workers (more than --max-sockets needs a higher --max-sockets).")
-@click.option("--rate", type=click.FloatRange(min=0, min_open=True), metavar="PER_SECOND",
-              help="Open loop: start samples at this rate; latency counts from the "
-                   "intended start (coordinated-omission correction).")
-@click.option("--warmup", type=click.IntRange(min=0), default=0, metavar="COUNT",
-              help="Run this many samples first and discard them (throughput: seconds "
-                   "moved but not counted).")
+@option("-n", "--count", type=Count(1), metavar="COUNT", section=TIMING,
+        help="Measure this many samples (default 100 unless --duration).")
+@option("-d", "--duration", type=DURATION, metavar="SECONDS", section=TIMING,
+        help="Measure for this long.")
+@option("-c", "--concurrency", type=Count(1), default=6, show_default=True, metavar="N",
+        section=TIMING,
+        help="Parallel workers (more than --max-sockets needs a higher --max-sockets).")
+@option("--rate", type=Number(unit="per second"), metavar="PER_SECOND", section=TIMING,
+        help="Open loop: start samples at this rate; latency counts from the "
+             "intended start (coordinated-omission correction).")
+@option("--warmup", type=Count(0), default=0, metavar="COUNT", section=TIMING,
+        help="Run this many samples first and discard them (throughput: seconds "
+             "moved but not counted).")
 @click.option("--direction", type=click.Choice(["up", "down", "both"]),
               help="throughput: up sends (peer discards), down receives (peer sends), both "
                    "does both on each connection (peer echoes). Default: up.")
@@ -76,33 +80,34 @@ BASELINE_KIND = "tcpcli-bench-baseline"
                    "(K/M/G = 1024s, KB/MB/GB = 1000s); default: --duration 10.")
 @click.option("--chunk", type=ByteSize(), metavar="SIZE",
               help="throughput: bytes per send/receive call (default 128K).")
-@click.option("--interval", type=click.FloatRange(min=0, min_open=True), metavar="SECONDS",
-              help="throughput: seconds per entry of the interval series shown with -v and "
-                   "in --json (default 1).")
+@option("--interval", type=DURATION, metavar="SECONDS", section=TIMING,
+        help="throughput: seconds per entry of the interval series shown with -v and "
+             "in --json (default 1).")
 @click.option("--send", "send_text", metavar="TEXT",
               help=r"rr: the request (escapes like \r\n allowed).")
 @click.option("--send-file", type=click.Path(exists=True, dir_okay=False),
               help="rr: send this file's bytes as the request.")
 @click.option("--expect", "expect_text", metavar="TEXT",
               help="rr: the reply is complete once these bytes arrived (escapes allowed).")
-@click.option("--expect-bytes", type=click.IntRange(min=1), metavar="N",
+@click.option("--expect-bytes", type=Count(1), metavar="N",
               help="rr: the reply is complete after N bytes (default: the first bytes).")
 @click.option("--fresh", is_flag=True, help="rr: a new connection for every request.")
 @click.option("--resume", is_flag=True,
               help="With --tls: alternate full handshakes with ones offering the worker's "
                    "last TLS session; resumed ones get their own distribution (tls-resumed), "
                    "offers the server declined are counted.")
-@click.option("--samples", "emit_samples", is_flag=True,
-              help="With --json/--events: one bench_sample event per sample.")
-@click.option("--events", "events_file", type=click.Path(dir_okay=False, writable=True),
-              help="Write JSON Lines events to this file instead of stderr.")
-@click.option("--save", "save_file", type=click.Path(dir_okay=False, writable=True),
+@option("--samples", "emit_samples", is_flag=True, section=OUTPUT,
+        help="With --json/--events: one bench_sample event per sample.")
+@option("--events", "events_file", type=OutputFile(), metavar="FILE", section=OUTPUT,
+        help="Write JSON Lines events to this file instead of stderr.")
+@click.option("--save", "save_file", type=OutputFile(), metavar="FILE",
               help="Save the distributions as a baseline file.")
 @click.option("--compare", "compare_file", type=click.Path(exists=True, dir_okay=False),
               help="Compare with a saved baseline; exit 9 on a regression.")
 @click.option("--threshold", default="10%", show_default=True, metavar="PERCENT",
               help="--compare: the allowed increase of the checked percentile.")
-@click.option("--percentile", type=click.FloatRange(0, 100), default=99.0, show_default=True,
+@click.option("--percentile", type=Number(0, 100, low_open=False), default=99.0,
+              show_default=True, metavar="P",
               help="--compare: the percentile checked against --threshold.")
 @common_options
 @click.pass_obj

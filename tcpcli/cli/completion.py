@@ -7,8 +7,9 @@ installed click tree. ``completions/`` in the repository holds the generated scr
 regenerate them with ``python -m tcpcli.cli.completion --write`` (a test fails when they
 are stale).
 
-Dynamic completion callbacks for options whose values are not a ``click.Choice`` live
-here too (``complete_services`` for a ``--ports`` list of service names).
+Values are completed by their option's type (:mod:`tcpcli.cli.paramtypes`: service names
+in a ``--ports`` list, proxy schemes, ``unlimited``), option names with their help section
+(:mod:`tcpcli.cli.helpformat`).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import sys
 from pathlib import Path
 
 import click
-from click.shell_completion import CompletionItem, get_completion_class
+from click.shell_completion import get_completion_class
 
 from tcpcli.cli.environment import Environment
 
@@ -58,24 +59,8 @@ def scripts() -> dict[str, str]:
     return {f"completions/{SCRIPT_FILES[shell]}": completion_script(shell) for shell in SHELLS}
 
 
-def complete_services(ctx: click.Context, param: click.Parameter,
-                      incomplete: str) -> list[CompletionItem]:
-    """Service names for a comma-separated port list (``--ports ssh,red<TAB>``).
-
-    Only the last item is completed; the ones before it are kept as typed.
-    """
-    try:
-        from tcpcli.data.services import SERVICES
-    except ImportError:  # pragma: no cover - the table ships with tcpcli
-        return []
-    head, comma, last = incomplete.rpartition(",")
-    prefix = head + comma
-    last = last.lower()
-    return [CompletionItem(prefix + name, help=f"port {port}")
-            for name, port in sorted(SERVICES.items()) if name.startswith(last)]
-
-
-@click.command("completion", epilog=EXAMPLES)
+@click.command("completion", epilog=EXAMPLES,
+               short_help="Print the bash, zsh or fish completion script.")
 @click.argument("shell", type=click.Choice(SHELLS), metavar="SHELL")
 @click.pass_obj
 def completion_command(env: Environment | None, /, shell: str) -> None:

@@ -35,8 +35,8 @@ Examples:
 """
 
 
-@click.command("config", epilog=EXAMPLES,
-               context_settings={"ignore_unknown_options": True})
+@click.command("config", epilog=EXAMPLES, context_settings={"ignore_unknown_options": True},
+               short_help="Show, locate or check the configuration file.")
 @click.argument("action", type=click.Choice(ACTIONS), metavar="ACTION")
 @click.argument("command_line", nargs=-1, type=click.UNPROCESSED,
                 metavar="[COMMAND [ARGS]...]")

@@ -20,7 +20,6 @@ from typing import Any
 import click
 
 from tcpcli.cli.configmodel import (
-    ADDITIVE,
     NO_CONFIG_HINT,
     TARGET_ALIASES,
     TARGETS,
@@ -32,7 +31,8 @@ from tcpcli.cli.configmodel import (
     Target,
     suggest,
 )
-from tcpcli.cli.sharedoptions import MaxSockets, shared_parameters
+from tcpcli.cli.paramtypes import TcpcliType
+from tcpcli.cli.sharedoptions import shared_parameters
 
 __all__ = ["CommandTree", "check", "config_key", "shared_options"]
 
@@ -257,10 +257,7 @@ class _Checker:
                 example = f"[{json.dumps(value)}]" if isinstance(value, str) else '["..."]'
                 raise self.fail(keys, f"{key} must be a list of strings ({key} = {example}), "
                                       f"not {_toml_type(value)}")
-            checked = [self.scalar(keys, option, item) for item in value]
-            if key in ADDITIVE:
-                self.policy_entries(keys, checked)
-            return checked
+            return [self.scalar(keys, option, item) for item in value]
         return self.scalar(keys, option, value)
 
     def scalar(self, keys: tuple[str, ...], option: click.Option, value: object) -> Any:
@@ -273,8 +270,8 @@ class _Checker:
             expected, wanted = (int,), "a count (an integer)"
         elif option.is_flag or isinstance(kind, click.types.BoolParamType):
             expected, wanted = (bool,), "true or false"
-        elif isinstance(kind, MaxSockets):
-            expected, wanted = (int, str), "an integer or \"unlimited\""
+        elif isinstance(kind, TcpcliType):
+            expected, wanted = kind.toml_types, kind.toml_form
         elif isinstance(kind, click.types.IntParamType):
             expected, wanted = (int,), "an integer"
         elif isinstance(kind, click.types.FloatParamType):
@@ -286,35 +283,15 @@ class _Checker:
                                   f"({json.dumps(value, default=str)})")
         if isinstance(kind, click.Path) and isinstance(value, str):
             value = str(self.resolve_path(value))
-        if isinstance(value, str) and key == "resolver":
-            self.resolver(keys, value)
         try:
             kind.convert(value, option, None)
         except click.BadParameter as exc:
-            raise self.fail(keys, f"{key}: {exc.message.rstrip('.')}") from None
+            message = exc.message.rstrip(".")
+            named = f"--{key.replace('_', '-')}" in message
+            raise self.fail(keys, message if named else f"{key}: {message}") from None
         return value
 
     def resolve_path(self, text: str) -> Path:
         """~ expands; a relative path is relative to the configuration file's directory."""
         path = Path(text).expanduser()
         return path if path.is_absolute() else (self.path.parent / path).absolute()
-
-    def policy_entries(self, keys: tuple[str, ...], entries: list[str]) -> None:
-        from tcpcli.core.policy import Policy
-
-        try:
-            Policy.parse("workers", **{keys[-1]: entries})
-        except ValueError as exc:
-            raise self.fail(keys, str(exc)) from None
-
-    def resolver(self, keys: tuple[str, ...], value: str) -> None:
-        from tcpcli.core.resolve import parse_server
-
-        try:
-            servers = [s.strip() for s in value.split(",") if s.strip()]
-            if not servers:
-                raise ValueError(f"invalid resolver {value!r}: give an IP address")
-            for server in servers:
-                parse_server(server)
-        except ValueError as exc:
-            raise self.fail(keys, str(exc)) from None

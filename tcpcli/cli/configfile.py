@@ -64,8 +64,8 @@ def load(location: Location, tree: CommandTree) -> Config:
                               f"{location.chosen_by})") from None
         return Config(location)
     except OSError as exc:
-        raise ConfigError(f"{path}: cannot read the configuration file: "
-                          f"{exc.strerror or exc}") from None
+        raise ConfigError(f"{path}: cannot read the configuration file (named by "
+                          f"{location.chosen_by}): {exc.strerror or exc}") from None
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:

@@ -24,7 +24,9 @@ import click
 
 from tcpcli.cli.environment import Environment
 from tcpcli.cli.exit_codes import ExitCode
+from tcpcli.cli.helpformat import OUTPUT, TIMING, SectionedCommand, option
 from tcpcli.cli.options import CommonOptions, common_options, target_argument
+from tcpcli.cli.paramtypes import DURATION, PORT, OutputFile
 from tcpcli.cli.runner import report_error, run
 
 if TYPE_CHECKING:
@@ -125,34 +127,33 @@ def target_address(target: str, port: int | None) -> str:
     return join_host_port(name, port)
 
 
-@click.command("connect", epilog=EXAMPLES)
+@click.command("connect", cls=SectionedCommand, epilog=EXAMPLES,
+               short_help="Open a TCP or TLS connection and pipe stdin/stdout through it.")
 @target_argument()
-@click.argument("port", required=False, type=int)
+@click.argument("port", required=False, type=PORT)
 @click.option("--half-open", is_flag=True,
               help="Keep sending after the peer's EOF (Workers allowHalfOpen: true).")
-@click.option("--idle-timeout", type=click.FloatRange(min=0, min_open=True), metavar="SECONDS",
-              help="End after this long with no bytes in either direction.")
+@option("--idle-timeout", type=DURATION, metavar="SECONDS", section=TIMING,
+        help="End after this long with no bytes in either direction.")
 @click.option("--no-stdin", is_flag=True, help="Send nothing; only print what the peer sends.")
 @click.option("--send", "send_text", metavar="TEXT",
               help=r"Send TEXT (escapes like \r\n allowed) instead of stdin, then EOF.")
 @click.option("--send-file", type=click.Path(exists=True, dir_okay=False, allow_dash=False),
               help="Send this file instead of stdin, then EOF.")
 @click.option("--crlf", is_flag=True, help="Send line endings as CRLF (nc -C).")
-@click.option("--transcript", type=click.Path(dir_okay=False, writable=True),
-              help="Write a timestamped, direction-tagged transcript to this file.")
-@click.option("--transcript-format", type=click.Choice(["hex", "text"]), default="hex",
-              show_default=True)
+@option("--transcript", type=OutputFile(), section=OUTPUT, metavar="FILE",
+        help="Write a timestamped, direction-tagged transcript to this file.")
+@option("--transcript-format", type=click.Choice(["hex", "text"]), default="hex",
+        show_default=True, section=OUTPUT, help="How --transcript writes the bytes.")
 @click.option("--starttls", "starttls", metavar="PROTO",
               type=click.Choice(STARTTLS_PROTOCOLS),
               help="Run PROTO's STARTTLS dialogue, upgrade, then pipe over TLS.")
 @click.option("--tls-eof", type=click.Choice(["close-notify", "wait"]),
-              help="At stdin EOF over TLS, which has no half-close: send close_notify and "
-                   "read on (the default with --tls), or send nothing and read until the "
-                   "server closes (the default with --starttls, as openssl s_client "
-                   "-ign_eof: a server that closes after QUIT never sees an unread "
-                   "close_notify, so no reset can drop its last replies).")
-@click.option("--events", "events_file", type=click.Path(dir_okay=False, writable=True),
-              help="Write JSON Lines events to this file instead of stderr.")
+              help="At stdin EOF over TLS (no half-close there): send close_notify and "
+                   "read on (default with --tls), or send nothing and read until the "
+                   "server closes (default with --starttls, as s_client -ign_eof).")
+@option("--events", "events_file", type=OutputFile(), metavar="FILE", section=OUTPUT,
+        help="Write JSON Lines events to this file instead of stderr.")
 @common_options
 @click.pass_obj
 def connect_command(env: Environment | None, /, target: str, port: int | None,

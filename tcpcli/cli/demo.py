@@ -41,7 +41,8 @@ Examples:
 """
 
 
-@click.command("demo", epilog=EXAMPLES)
+@click.command("demo", epilog=EXAMPLES,
+               short_help="A tour of every command on this machine: start here.")
 @click.option("--json", "as_json", is_flag=True,
               help="One demo_section event per section (JSON Lines on stdout).")
 @click.pass_obj

@@ -19,6 +19,8 @@ import click
 
 from tcpcli.cli.environment import Environment
 from tcpcli.cli.exit_codes import ExitCode
+from tcpcli.cli.helpformat import SectionedCommand
+from tcpcli.cli.paramtypes import DURATION, Count
 from tcpcli.cli.runner import run
 
 if TYPE_CHECKING:
@@ -67,16 +69,17 @@ def parse_bind(text: str) -> tuple[str, int]:
     return host, int(port_text)
 
 
-@click.command("listen", epilog=EXAMPLES)
+@click.command("listen", cls=SectionedCommand, epilog=EXAMPLES,
+               short_help="Serve echo, discard, chargen or a banner (TLS too) for tests.")
 @click.argument("address")
 @click.option("--echo", "mode", flag_value="echo", help="Send back what each peer sends.")
 @click.option("--discard", "mode", flag_value="discard", help="Read and drop everything.")
 @click.option("--chargen", "mode", flag_value="chargen", help="Send RFC 864 lines forever.")
 @click.option("--banner", metavar="TEXT", help=r"Send TEXT (escapes like \r\n) then close.")
 @click.option("--keep-open", is_flag=True, help="Serve connections until interrupted.")
-@click.option("--max-conns", type=click.IntRange(min=1), metavar="N",
+@click.option("--max-conns", type=Count(1), metavar="N",
               help="Stop after N connections.")
-@click.option("--idle-timeout", type=click.FloatRange(min=0, min_open=True), metavar="SECONDS",
+@click.option("--idle-timeout", type=DURATION, metavar="SECONDS",
               help="Close a connection idle for this long.")
 @click.option("--tls", is_flag=True, help="Speak TLS (throwaway certificate unless --cert).")
 @click.option("--cert", type=click.Path(exists=True, dir_okay=False), help="Certificate (PEM).")

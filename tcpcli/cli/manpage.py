@@ -23,6 +23,7 @@ import click
 from tcpcli import __version__
 from tcpcli.cli import exit_codes
 from tcpcli.cli.exit_codes import EXIT_CODE_BY_KIND, ExitCode
+from tcpcli.cli.helpformat import sections
 
 REGENERATE = "python -m tcpcli.cli.manpage --write"
 MANUAL = "User Commands"
@@ -406,8 +407,13 @@ def render_page(ctx: click.Context, tree: list[click.Context]) -> str:
                 page.item(bold(sub.info_name or ""), escape(short_help(sub.command) + ".")
                           + " See " + bold(page_name(sub)) + "(1).")
     page.section("OPTIONS")
-    for option in options(ctx):
-        page.item(option_tag(option, ctx), option_body(option))
+    groups = sections(command, options(ctx))
+    for title, members in groups:
+        if len(groups) > 1:  # the same sections as --help
+            page.request("SS", quote(title))
+        for option in members:
+            assert isinstance(option, click.Option)
+            page.item(option_tag(option, ctx), option_body(option))
     exit_status(page)
     has_json = any("--json" in o.opts for o in options(ctx)) and name not in JSON_NOT_EVENTS
     if root or has_json:

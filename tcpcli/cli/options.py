@@ -13,7 +13,7 @@ from __future__ import annotations
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
@@ -24,13 +24,25 @@ from tcpcli.cli.configcontext import (
     expand_target,
     policy_list,
 )
+from tcpcli.cli.paramtypes import TLS_VERSIONS
 from tcpcli.cli.sharedoptions import add_shared_options
+
+if TYPE_CHECKING:
+    from tcpcli.core.invocation import Invocation
+    from tcpcli.core.tlsoptions import TLSOptions, TLSVersionName
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 
 @dataclass(frozen=True)
 class CommonOptions:
+    """The shared options as one value, handed to the engines instead of ~25 keywords.
+
+    Each value was checked by its type (:mod:`tcpcli.cli.paramtypes`) when click read it;
+    what no single option can know (``-4`` with ``-6``, ``--tls-min`` above ``--tls-max``,
+    ``--key`` without ``--cert``) is checked in :meth:`from_kwargs`.
+    """
+
     policy: str
     allow: tuple[str, ...]
     deny: tuple[str, ...]
@@ -44,8 +56,8 @@ class CommonOptions:
     sni: str | None
     no_sni: bool
     alpn: tuple[str, ...]
-    tls_min: str | None
-    tls_max: str | None
+    tls_min: TLSVersionName | None
+    tls_max: TLSVersionName | None
     ca_file: str | None
     cert: str | None
     key: str | None
@@ -57,7 +69,7 @@ class CommonOptions:
     traceback: bool
 
     @classmethod
-    def from_kwargs(cls, kwargs: dict[str, Any]) -> CommonOptions:
+    def from_kwargs(cls, kwargs: dict[str, Any]) -> CommonOptions:  # click's values: Any
         """Pop the common options out of a command's kwargs.
 
         Also where the configuration file meets the command line beyond click's default
@@ -78,6 +90,13 @@ class CommonOptions:
         values = {name: kwargs.pop(name) for name in names}
         for name in ("allow", "deny"):
             values[name] = tuple(entry for entry, _, _ in policy_list(ctx, name, values[name]))
+        tls_min, tls_max = values["tls_min"], values["tls_max"]
+        if tls_min and tls_max and TLS_VERSIONS.index(tls_min) > TLS_VERSIONS.index(tls_max):
+            raise click.UsageError(f"--tls-min {tls_min} is above --tls-max {tls_max}: give "
+                                   "a minimum at or below the maximum", ctx)
+        if values["key"] and not values["cert"]:
+            raise click.UsageError("--key needs --cert (the certificate the key belongs to)",
+                                   ctx)
         return cls(family=family, **values)
 
     @property
@@ -88,17 +107,15 @@ class CommonOptions:
 
         return self.timeout or REPLY_TIMEOUT
 
-    def tls_options(self) -> Any:
+    def tls_options(self) -> TLSOptions:
         from tcpcli.core.tlsoptions import TLSOptions  # no cryptography: start-up time
 
-        if self.key and not self.cert:
-            raise click.UsageError("--key needs --cert")
         return TLSOptions(
             server_name=self.sni,
             send_sni=not self.no_sni,
             alpn=self.alpn,
-            min_version=self.tls_min,  # type: ignore[arg-type]
-            max_version=self.tls_max,  # type: ignore[arg-type]
+            min_version=self.tls_min,
+            max_version=self.tls_max,
             ca_file=self.ca_file,
             cert_file=self.cert,
             key_file=self.key,
@@ -106,7 +123,7 @@ class CommonOptions:
             pins=self.pins,
         )
 
-    def invocation(self, **overrides: Any) -> Any:
+    def invocation(self, **overrides: Any) -> Invocation:  # Invocation's own keywords
         """The Invocation for this run: policy, cap, resolver, default connect options."""
         from tcpcli.core.connect import ConnectOptions
         from tcpcli.core.invocation import Invocation

@@ -20,7 +20,9 @@ import click
 
 from tcpcli.cli.environment import Environment
 from tcpcli.cli.exit_codes import ExitCode, exit_code_for
+from tcpcli.cli.helpformat import OUTPUT, TIMING, SectionedCommand, option
 from tcpcli.cli.options import CommonOptions, common_options, target_argument
+from tcpcli.cli.paramtypes import DURATION, PORT_LIST, Count, Number
 from tcpcli.cli.runner import interrupted, run
 
 if TYPE_CHECKING:
@@ -51,34 +53,35 @@ for was refused by the policy; 4 a name did not resolve; 2 usage.
 PROGRESS_AFTER_S = 0.5  # no live line for scans shorter than this
 
 
-@click.command("probe", epilog=EXAMPLES)
+@click.command("probe", cls=SectionedCommand, epilog=EXAMPLES,
+               short_help="Scan TCP ports: open, closed or filtered, with banners and TLS.")
 @target_argument("targets", nargs=-1)
-@click.option("-p", "--ports", "port_specs", multiple=True, metavar="LIST",
+@click.option("-p", "--ports", "port_specs", multiple=True, metavar="LIST", type=PORT_LIST,
               help="Ports: 22,80-90,ssh,redis; '-' for all 65535 (so -p- works). Repeatable.")
-@click.option("--top", type=click.IntRange(1, 65535), metavar="N",
+@click.option("--top", type=Count(1, 65535), metavar="N",
               help="The N most common ports (default when no --ports: 100).")
 @click.option("--targets", "targets_file", metavar="FILE",
               help="Read more targets from FILE ('-' for stdin), one per line, # comments.")
 @click.option("--all-addresses", is_flag=True,
               help="Probe every address a name resolves to, not just the preferred one.")
-@click.option("--concurrency", type=click.IntRange(min=1), default=1024, show_default=True,
-              help="Connects in flight at once (never more than --max-sockets).")
-@click.option("--rate", type=click.FloatRange(min=0, min_open=True), metavar="PER_SECOND",
-              help="At most this many new connects per second, overall.")
-@click.option("--host-rate", type=click.FloatRange(min=0, min_open=True), metavar="PER_SECOND",
-              help="At most this many new connects per second to any one address.")
-@click.option("--retries", type=click.IntRange(0, 10), default=0, show_default=True,
-              help="Try a filtered (silent) port again this many times.")
+@option("--concurrency", type=Count(1), default=1024, show_default=True, metavar="N",
+        section=TIMING, help="Connects in flight at once (never more than --max-sockets).")
+@option("--rate", type=Number(unit="per second"), metavar="PER_SECOND", section=TIMING,
+        help="At most this many new connects per second, overall.")
+@option("--host-rate", type=Number(unit="per second"), metavar="PER_SECOND",
+        section=TIMING, help="At most this many new connects per second to any one address.")
+@option("--retries", type=Count(0, 10), default=0, show_default=True, metavar="N",
+        section=TIMING, help="Try a filtered (silent) port again this many times.")
 @click.option("--banner", is_flag=True,
               help="Read what open ports say first; send harmless probes to silent ones.")
-@click.option("--banner-wait", type=click.FloatRange(min=0, min_open=True), default=1.0,
-              show_default=True, metavar="SECONDS", help="How long to wait for a banner.")
+@option("--banner-wait", type=DURATION, default=1.0, section=TIMING,
+        show_default=True, metavar="SECONDS", help="How long to wait for a banner.")
 @click.option("--tls-detect", is_flag=True,
               help="Try a TLS handshake on open ports: version, certificate subject, expiry.")
-@click.option("--csv", "as_csv", is_flag=True, help="CSV rows on stdout.")
-@click.option("--show", type=click.Choice(["auto", "all", "open"]), default="auto",
-              show_default=True,
-              help="Rows to print: all states, only open, or auto (all for up to 100 ports).")
+@option("--csv", "as_csv", is_flag=True, section=OUTPUT, help="CSV rows on stdout.")
+@option("--show", type=click.Choice(["auto", "all", "open"]), default="auto",
+        show_default=True, section=OUTPUT,
+        help="Rows to print: all states, only open, or auto (all for up to 100 ports).")
 @click.option("--expect", type=click.Choice(["open", "closed"]),
               help="Exit 0 only if every port is open / none is open (else 9).")
 @click.option("--yes", "-y", "confirmed", is_flag=True,

@@ -12,90 +12,90 @@ from typing import Any, TypeVar
 
 import click
 
+from tcpcli.cli.helpformat import OUTPUT, PROXY, TARGET_AND_POLICY, TIMING, TLS, option
+from tcpcli.cli.paramtypes import (
+    ALPN,
+    DURATION,
+    MAX_SOCKETS,
+    PIN,
+    PROXY_URL,
+    RESOLVER,
+    SOURCE_ADDRESS,
+    TLS_VERSION,
+    PolicyEntry,
+    Text,
+)
+
 F = TypeVar("F", bound=Callable[..., Any])
 
-TLS_VERSIONS = ("1.0", "1.1", "1.2", "1.3")
 POLICIES = ("workers", "workers-strict", "open")
-
-
-def _max_sockets(value: str | int | None) -> int | None:
-    if value is None:
-        return 6
-    if isinstance(value, int):
-        return value
-    if value.lower() in ("none", "unlimited", "0"):
-        return None
-    if not value.isascii() or not value.isdigit():
-        raise click.BadParameter(f"{value!r} is not a number (or 'unlimited')")
-    return int(value)
-
-
-class MaxSockets(click.ParamType):  # type: ignore[type-arg]
-    name = "N|unlimited"
-
-    def convert(self, value: Any, param: click.Parameter | None,
-                ctx: click.Context | None) -> int | None:
-        try:
-            return _max_sockets(value)
-        except click.BadParameter as exc:
-            self.fail(str(exc), param, ctx)
 
 
 def add_shared_options(func: F) -> F:
     """Attach the shared options (policy, limits, network, TLS, output) to ``func``."""
     options = [
-        click.option("--policy", type=click.Choice(POLICIES), default="workers",
-                     envvar="TCPCLI_POLICY", show_default=True,
-                     help="Destination policy profile (workers = what a Worker may reach)."),
-        click.option("--allow", multiple=True, envvar="TCPCLI_ALLOW", metavar="ENTRY",
-                     help="Allow a host, *.suffix, IP, CIDR or port:N despite the profile."),
-        click.option("--deny", multiple=True, envvar="TCPCLI_DENY", metavar="ENTRY",
-                     help="Deny a host, *.suffix, IP, CIDR or port:N (beats --allow)."),
-        click.option("--max-sockets", type=MaxSockets(), default="6",
-                     envvar="TCPCLI_MAX_SOCKETS", show_default=True,
-                     help="Simultaneous sockets (the Workers limit is 6; 'unlimited' lifts it)."),
-        click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=None,
-                     envvar="TCPCLI_TIMEOUT", metavar="SECONDS",
-                     help="Give up connecting (resolve, queue, dial, TLS), or waiting for "
-                          "a STARTTLS reply, after this long (default: no limit on "
-                          "connecting; 10 s for a TLS handshake or a STARTTLS reply)."),
-        click.option("-4", "ipv4", is_flag=True, help="IPv4 only."),
-        click.option("-6", "ipv6", is_flag=True, help="IPv6 only."),
-        click.option("--resolver", envvar="TCPCLI_RESOLVER", metavar="IP[:PORT]",
-                     help="Ask this DNS server instead of the system's."),
-        click.option("--proxy", envvar="TCPCLI_PROXY", metavar="URL",
-                     help="Go through a socks5://, socks4:// or http:// (CONNECT) proxy."),
-        click.option("--source", envvar="TCPCLI_SOURCE", metavar="ADDRESS",
-                     help="Local address to connect from."),
-        click.option("--tls/--no-tls", default=False, help="Speak TLS from the first byte."),
-        click.option("--sni", metavar="NAME",
-                     help="Server name for SNI and verification (default: the target host)."),
-        click.option("--no-sni", is_flag=True, help="Send no SNI."),
-        click.option("--alpn", multiple=True, metavar="PROTO",
-                     help="Offer this ALPN protocol (repeatable)."),
-        click.option("--tls-min", type=click.Choice(TLS_VERSIONS), help="Lowest TLS version."),
-        click.option("--tls-max", type=click.Choice(TLS_VERSIONS), help="Highest TLS version."),
-        click.option("--ca-file", type=click.Path(exists=True, dir_okay=False),
-                     envvar="TCPCLI_CA_FILE", help="Trust these CAs instead of certifi's."),
-        click.option("--cert", type=click.Path(exists=True, dir_okay=False),
-                     help="Client certificate (PEM)."),
-        click.option("--key", type=click.Path(exists=True, dir_okay=False),
-                     help="Client certificate key (PEM), if not in --cert."),
-        click.option("--insecure/--no-insecure", "-k", default=False,
-                     help="Report a failed certificate verification but continue."),
-        click.option("--pin", "pins", multiple=True, metavar="sha256/BASE64",
-                     help="Require this SPKI pin somewhere in the chain."),
-        click.option("-v", "--verbose", count=True,
-                     help="Show the timing waterfall and TLS report on stderr."),
-        click.option("-q", "--quiet/--no-quiet", default=False,
-                     help="Print no diagnostics, only errors."),
-        click.option("--json/--no-json", default=False,
-                     help="JSON Lines events on stderr (schema tcpcli/1)."),
-        click.option("--traceback", is_flag=True, hidden=False,
-                     help="Show the Python traceback on errors."),
+        option("--policy", type=click.Choice(POLICIES), default="workers", metavar="PROFILE",
+               envvar="TCPCLI_POLICY", show_default=True, section=TARGET_AND_POLICY,
+               help="Destination policy: workers (what a Worker may reach), "
+                    "workers-strict or open."),
+        option("--allow", multiple=True, envvar="TCPCLI_ALLOW", metavar="ENTRY",
+               type=PolicyEntry("allow"), section=TARGET_AND_POLICY,
+               help="Allow a host, *.suffix, IP, CIDR or port:N despite the profile."),
+        option("--deny", multiple=True, envvar="TCPCLI_DENY", metavar="ENTRY",
+               type=PolicyEntry("deny"), section=TARGET_AND_POLICY,
+               help="Deny a host, *.suffix, IP, CIDR or port:N (beats --allow)."),
+        option("--max-sockets", type=MAX_SOCKETS, default="6", envvar="TCPCLI_MAX_SOCKETS",
+               metavar="N",
+               show_default=True, section=TARGET_AND_POLICY,
+               help="Simultaneous sockets (the Workers limit is 6; 'unlimited' lifts it)."),
+        option("-4", "ipv4", is_flag=True, section=TARGET_AND_POLICY, help="IPv4 only."),
+        option("-6", "ipv6", is_flag=True, section=TARGET_AND_POLICY, help="IPv6 only."),
+        option("--resolver", envvar="TCPCLI_RESOLVER", metavar="IP[:PORT]", type=RESOLVER,
+               section=TARGET_AND_POLICY,
+               help="Ask this DNS server instead of the system's (comma-separated: several)."),
+        option("--source", envvar="TCPCLI_SOURCE", metavar="ADDRESS", type=SOURCE_ADDRESS,
+               section=TARGET_AND_POLICY, help="Local IP address to connect from."),
+        option("--timeout", type=DURATION, default=None, envvar="TCPCLI_TIMEOUT",
+               metavar="SECONDS", section=TIMING,
+               help="Give up connecting (resolve, queue, dial, TLS), or waiting for "
+                    "a STARTTLS reply, after this long (default: no limit on "
+                    "connecting; 10 s for a TLS handshake or a STARTTLS reply)."),
+        option("--proxy", envvar="TCPCLI_PROXY", metavar="URL", type=PROXY_URL, section=PROXY,
+               help="Go through a socks5://, socks4:// or http:// (CONNECT) proxy: "
+                    "SCHEME://HOST:PORT."),
+        option("--tls/--no-tls", default=False, section=TLS,
+               help="Speak TLS from the first byte."),
+        option("--sni", metavar="NAME", type=Text("a server name", 253), section=TLS,
+               help="Server name for SNI and verification (default: the target host)."),
+        option("--no-sni", is_flag=True, section=TLS, help="Send no SNI."),
+        option("--alpn", multiple=True, metavar="PROTO", type=ALPN, section=TLS,
+               help="Offer this ALPN protocol (repeatable)."),
+        option("--tls-min", type=TLS_VERSION, metavar="VERSION", section=TLS,
+               help="Lowest TLS version: 1.0, 1.1, 1.2 or 1.3."),
+        option("--tls-max", type=TLS_VERSION, metavar="VERSION", section=TLS,
+               help="Highest TLS version (at or above --tls-min)."),
+        option("--ca-file", type=click.Path(exists=True, dir_okay=False),
+               envvar="TCPCLI_CA_FILE", section=TLS,
+               help="Trust these CAs instead of certifi's."),
+        option("--cert", type=click.Path(exists=True, dir_okay=False), section=TLS,
+               help="Client certificate (PEM)."),
+        option("--key", type=click.Path(exists=True, dir_okay=False), section=TLS,
+               help="Client certificate key (PEM), if not in --cert."),
+        option("--insecure/--no-insecure", "-k", default=False, section=TLS,
+               help="Report a failed certificate verification but continue."),
+        option("--pin", "pins", multiple=True, metavar="sha256/BASE64", type=PIN, section=TLS,
+               help="Require this SPKI pin somewhere in the chain."),
+        option("-v", "--verbose", count=True, section=OUTPUT,
+               help="Show the timing waterfall and TLS report on stderr."),
+        option("-q", "--quiet/--no-quiet", default=False, section=OUTPUT,
+               help="Print no diagnostics, only errors."),
+        option("--json/--no-json", default=False, section=OUTPUT,
+               help="JSON Lines events on stderr (schema tcpcli/1)."),
+        option("--traceback", is_flag=True, section=OUTPUT,
+               help="Show the Python traceback on errors."),
     ]
-    for option in reversed(options):
-        func = option(func)
+    for decorate in reversed(options):
+        func = decorate(func)
     return func
 
 

@@ -16,7 +16,9 @@ import click
 from tcpcli.cli.connect import STARTTLS_PROTOCOLS
 from tcpcli.cli.environment import Environment
 from tcpcli.cli.exit_codes import ExitCode
+from tcpcli.cli.helpformat import SectionedCommand
 from tcpcli.cli.options import CommonOptions, common_options, target_argument
+from tcpcli.cli.paramtypes import PORT, Text
 from tcpcli.cli.runner import run
 
 if TYPE_CHECKING:
@@ -67,16 +69,19 @@ def evaluate(check: str, report: TLSReport) -> tuple[bool, str]:
     return left >= days, f"{left} days left"
 
 
-@click.command("starttls", epilog=EXAMPLES)
+@click.command("starttls", cls=SectionedCommand, epilog=EXAMPLES,
+               short_help="Upgrade a mail, XMPP, LDAP or database session to TLS and report.")
 @target_argument()
-@click.argument("port", required=False, type=int)
+@click.argument("port", required=False, type=PORT)
 @click.option("--protocol", "-P", type=click.Choice(PROTOCOLS), default="auto",
               show_default=True, metavar="PROTO",
               help="The dialogue to run: " + ", ".join(PROTOCOLS)
               + ". auto picks by port and confirms by the greeting.")
-@click.option("--ehlo-name", default="tcpcli.invalid", show_default=True,
+@click.option("--ehlo-name", default="tcpcli.invalid", show_default=True, metavar="NAME",
+              type=Text("a host name", 253),
               help="smtp/lmtp: the name sent with EHLO/LHLO.")
-@click.option("--xmpp-to", metavar="DOMAIN", help="xmpp: the stream's to= (default: host).")
+@click.option("--xmpp-to", metavar="DOMAIN", type=Text("a domain", 253),
+              help="xmpp: the stream's to= (default: host).")
 @click.option("--expect", "checks", multiple=True, metavar="CHECK",
               help="verified, tls>=1.2 or days-left>=N; exit 9 when one fails (repeatable).")
 @click.option("--resume", is_flag=True,

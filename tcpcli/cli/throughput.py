@@ -9,7 +9,6 @@ and notes on stderr. Ctrl-C prints what was measured so far, then exits 130.
 
 from __future__ import annotations
 
-import re
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -24,11 +23,6 @@ if TYPE_CHECKING:
     from tcpcli.core.invocation import Invocation
     from tcpcli.engines.throughput import Throughput, ThroughputConfig, ThroughputResult
 
-#: Size suffixes: K/M/G/T (and KiB, ...) count in 1024s, as iperf3 and dd; KB/MB/GB/TB
-#: count in 1000s.
-_SIZE = re.compile(r"(?P<number>\d+(?:\.\d+)?)\s*(?P<unit>(?:[kmgt](?:i?b)?)|b)?", re.I)
-_POWERS = {"k": 1, "m": 2, "g": 3, "t": 4}
-
 #: Options only throughput mode reads, and the ones it refuses (with the reason).
 THROUGHPUT_ONLY = {"direction": "--direction", "bytes_per_connection": "--bytes",
                    "chunk": "--chunk", "interval": "--interval"}
@@ -40,37 +34,6 @@ NOT_FOR_THROUGHPUT = {
     "compare_file": "--compare checks latency distributions, not throughput",
     "resume": "--resume measures resumed handshakes; throughput excludes the handshake",
 }
-
-
-def parse_size(text: str) -> int:
-    """``65536``, ``64K``, ``1.5M``, ``2GiB`` (1024s) or ``10MB`` (1000s) -> bytes."""
-    match = _SIZE.fullmatch(text.strip())
-    if match is None:
-        raise ValueError(f"{text!r} is not a size (use e.g. 65536, 64K, 10M, 1G or 10MB)")
-    number = float(match["number"])
-    unit = (match["unit"] or "").lower()
-    if unit in ("", "b"):
-        if "." in match["number"]:
-            raise ValueError(f"{text!r} is not a whole number of bytes")
-    else:
-        base = 1000 if unit.endswith("b") and not unit.endswith("ib") else 1024
-        number *= base ** _POWERS[unit[0]]
-    if number < 1:
-        raise ValueError(f"{text!r} is less than one byte")
-    return int(number)
-
-
-class ByteSize(click.ParamType):  # type: ignore[type-arg]
-    name = "size"
-
-    def convert(self, value: object, param: click.Parameter | None,
-                ctx: click.Context | None) -> int:
-        if isinstance(value, int):
-            return value
-        try:
-            return parse_size(str(value))
-        except ValueError as exc:
-            self.fail(str(exc), param, ctx)
 
 
 # ------------------------------------------------------------------ the command

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from tcpcli.cli.throughput import parse_size
+from tcpcli.cli.paramtypes import parse_size
 from tests.integration.test_cli_bench import bench_events, free_port
 from tests.integration.test_cli_connect import run_cli, tcpcli_command
 from tests.support.peers import reset, serve

@@ -111,14 +111,19 @@ HINT = " (--no-config ignores the file)"
      "FILE:1: 'idle_timeout' is not an option every command has; put it under [connect]"
      + HINT),
     ('[conect]\n', "FILE:1: unknown table [conect]; did you mean [connect]?" + HINT),
-    ('timeout = "5s"\n', 'FILE:1: timeout must be a number, not a string ("5s")' + HINT),
+    ('timeout = "soon"\n', "FILE:1: timeout: 'soon' is not a duration: give seconds (2.5) or "
+                          "a number with ms, s, m or h (300ms, 5m)" + HINT),
+    ('timeout = "2.5s"\ntimeout_typo = 1\n', "FILE:2: unknown key 'timeout_typo'; did you mean "
+                                             "'timeout'?" + HINT),
     ('tls = "yes"\n', 'FILE:1: tls must be true or false, not a string ("yes")' + HINT),
-    ('timeout = true\n', "FILE:1: timeout must be a number, not a boolean (true)" + HINT),
+    ('timeout = true\n', 'FILE:1: timeout must be seconds (a number, or a string such as '
+                        '"300ms" or "5m"), not a boolean (true)' + HINT),
     ('allow = "10.0.0.1"\n',
      'FILE:1: allow must be a list of strings (allow = ["10.0.0.1"]), not a string' + HINT),
     ('policy = "opne"\n',
      "FILE:1: policy: 'opne' is not one of 'workers', 'workers-strict', 'open'" + HINT),
-    ('timeout = -1\n', "FILE:1: timeout: -1.0 is not in the range x>0" + HINT),
+    ('timeout = -1\n', "FILE:1: timeout: -1 is not above zero: give seconds (2.5) or a number "
+                      "with ms, s, m or h (300ms, 5m)" + HINT),
     ('deny = ["10.0.0.0/99"]\n',
      "FILE:1: invalid --deny entry '10.0.0.0/99': '10.0.0.0/99' does not appear to be an "
      "IPv4 or IPv6 network" + HINT),

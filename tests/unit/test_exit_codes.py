@@ -17,6 +17,7 @@ def test_every_error_kind_has_a_deliberate_exit_code() -> None:
 
 
 def test_values_are_stable() -> None:
-    assert [int(c) for c in ExitCode] == [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 130, 143]
+    assert [int(c) for c in ExitCode] == [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 130, 143]
+    assert ExitCode.ADDRESS_IN_USE == 11
     assert exit_code_for("blocked") == 3
     assert exit_code_for("no-such-kind") == ExitCode.ERROR

@@ -108,7 +108,9 @@ def test_bash_script_registers_and_completes() -> None:
 
 
 def test_service_names_complete_the_last_item() -> None:
-    items = completion.complete_services(None, None, "ssh,re")  # type: ignore[arg-type]
+    from tcpcli.cli.paramtypes import PORT_LIST
+
+    items = PORT_LIST.shell_complete(None, None, "ssh,re")  # type: ignore[arg-type]
     assert "ssh,redis" in [item.value for item in items]
     assert all(item.value.startswith("ssh,re") for item in items)
 
