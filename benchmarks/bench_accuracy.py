@@ -25,7 +25,6 @@ import os
 import random
 import resource
 import selectors
-import shutil
 import socket
 import statistics
 import subprocess
@@ -33,12 +32,9 @@ import sys
 import time
 from pathlib import Path
 
+from measure import run_child, tcpcli_command, tcpcli_event
+
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def tcpcli() -> list[str]:
-    exe = shutil.which("tcpcli")
-    return [exe] if exe else [sys.executable, "-m", "tcpcli"]
 
 
 # --------------------------------------------------------------------------- server
@@ -124,17 +120,20 @@ def run_reference(port: int, count: int, concurrency: int) -> dict[str, float]:
     return result
 
 
-def run_tcpcli(port: int, count: int, concurrency: int) -> dict[str, float]:
-    out = subprocess.run([*tcpcli(), "bench", f"127.0.0.1:{port}", "--allow", "127.0.0.1",
-                          "-n", str(count), "-c", str(concurrency), "--max-sockets",
-                          "unlimited", "--json", "-q"],
-                         capture_output=True, check=True, text=True,
-                         env={**os.environ, "NO_COLOR": "1"})
-    summary = next(json.loads(line) for line in out.stderr.splitlines()
-                   if '"bench_summary"' in line)
+def run_tcpcli(port: int, count: int, concurrency: int, *,
+               duration: float | None = None) -> dict[str, float]:
+    """``tcpcli bench`` for ``count`` samples (or ``duration`` seconds): its rate, p50,
+    errors and the process's peak RSS."""
+    amount = ["-d", str(duration)] if duration is not None else ["-n", str(count)]
+    child = run_child([*tcpcli_command(), "bench", f"127.0.0.1:{port}", "--allow", "127.0.0.1",
+                       *amount, "-c", str(concurrency), "--max-sockets", "unlimited",
+                       "--json", "-q"], env={**os.environ, "NO_COLOR": "1"},
+                      timeout=(duration or 0) + 300, exact_rss=True).check("tcpcli bench")
+    summary = tcpcli_event(child, "bench_summary")
     return {"per_second": summary["per_second"],
             "p50_ms": summary["distributions"]["connect"]["p50_ms"],
-            "errors": sum(summary["errors"].values())}
+            "errors": sum(summary["errors"].values()),
+            "peak_rss_mb": child.peak_rss_mb}
 
 
 # --------------------------------------------------------------------------- memory

@@ -30,9 +30,11 @@ import subprocess
 import sys
 import tempfile
 import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import IO
+
+from measure import Child, run_child, write_random_file
 
 CHUNK = 1024 * 1024
 
@@ -70,10 +72,20 @@ class Sink:
         self.received = 0
         threading.Thread(target=self._loop, daemon=True).start()
 
+    def close(self) -> None:
+        """Stop accepting (a connection being served ends with its client). Shut down
+        first: on Linux that wakes the thread blocked in accept, a close alone does not."""
+        with contextlib.suppress(OSError):
+            self.listener.shutdown(socket.SHUT_RDWR)
+        self.listener.close()
+
     def _loop(self) -> None:
         block = b"\0" * CHUNK
         while True:
-            conn, _ = self.listener.accept()
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:  # closed
+                return
             try:
                 if self.context is not None:
                     conn = self.context.wrap_socket(conn, server_side=True)
@@ -138,29 +150,22 @@ def splice_to_null(conn: socket.socket, size: int) -> int:
     return total
 
 
-def timed(cmd: list[str], stdin_path: str | None, *, through_pipe: bool = False) -> float:
-    """Wall time of ``cmd`` with the file on stdin (or ``cat FILE |`` with through_pipe)."""
-    stdin = open(stdin_path, "rb") if stdin_path else subprocess.DEVNULL  # noqa: SIM115
-    cat = None
-    try:
-        start = time.perf_counter()
+def timed(cmd: list[str], stdin_path: str | None, *, through_pipe: bool = False) -> Child:
+    """One run of ``cmd`` with the file on stdin (or ``cat FILE |`` with through_pipe):
+    its wall time and peak RSS. A failed run raises."""
+    with contextlib.ExitStack() as cleanup:
+        stdin: int | IO[bytes] = subprocess.DEVNULL
+        if stdin_path:
+            stdin = cleanup.enter_context(open(stdin_path, "rb"))
         if through_pipe:
             cat = subprocess.Popen(["cat"], stdin=stdin, stdout=subprocess.PIPE)
-            stdin = cat.stdout  # type: ignore[assignment]
-        proc = subprocess.run(cmd, stdin=stdin, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.PIPE, timeout=600, env=CHILD_ENV)
-        if cat is not None:
-            cat.wait(timeout=60)
-        elapsed = time.perf_counter() - start
-    finally:
-        if stdin_path:
-            stdin.close()  # type: ignore[union-attr]
-        if cat is not None:
-            cat.kill()
-            cat.wait()
-    if proc.returncode != 0:
-        raise RuntimeError(f"{cmd[0]} failed: {proc.stderr.decode()[:300]}")
-    return elapsed
+            cleanup.callback(cat.wait)
+            cleanup.callback(cat.kill)
+            assert cat.stdout is not None
+            stdin = cleanup.enter_context(cat.stdout)
+        child = run_child(cmd, stdin=stdin, capture=False, env=CHILD_ENV,
+                          exact_rss=True)
+    return child.check(cmd[0])
 
 
 def main() -> None:
@@ -178,10 +183,7 @@ def main() -> None:
     results: dict[str, list[float]] = {}
     tmp = tempfile.mkdtemp()
     data = Path(tmp) / "data.bin"
-    with data.open("wb") as f:
-        block = os.urandom(CHUNK)
-        for _ in range(args.size_mib):
-            f.write(block)
+    write_random_file(data, args.size_mib)
 
     if args.tcpcli == "wheel":
         try:
@@ -200,7 +202,7 @@ def main() -> None:
 
     def add(name: str, cmd: list[str], stdin: str | None, *, through_pipe: bool = False) -> None:
         if shutil.which(cmd[0]):
-            runs.append((name, lambda: timed(cmd, stdin, through_pipe=through_pipe)))
+            runs.append((name, lambda: timed(cmd, stdin, through_pipe=through_pipe).seconds))
 
     if "push" in scenarios:
         target = ["127.0.0.1", str(discard.port)]

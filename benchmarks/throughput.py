@@ -38,12 +38,9 @@ import threading
 import time
 from collections.abc import Callable
 
+from measure import run_child, tcpcli_command, tcpcli_event
+
 CHUNK = 128 * 1024
-
-
-def tcpcli() -> list[str]:
-    exe = shutil.which("tcpcli")
-    return [exe] if exe else [sys.executable, "-m", "tcpcli"]
 
 
 # --------------------------------------------------------------------------- the peer
@@ -163,15 +160,14 @@ def run_socat(direction: str, port: int, seconds: float, connections: int) -> No
 
 
 def run_tcpcli(direction: str, port: int, seconds: float, connections: int) -> float:
-    out = subprocess.run([*tcpcli(), "bench", f"127.0.0.1:{port}", "--allow", "127.0.0.1",
-                          "--mode", "throughput", "--direction", direction, "-d",
-                          str(seconds), "-c", str(connections), "--max-sockets", "unlimited",
-                          "--json", "-q"], capture_output=True, text=True)
-    if out.returncode:
-        raise SystemExit(f"tcpcli exited {out.returncode}: {out.stderr.strip()}")
-    summary = next(json.loads(line) for line in out.stderr.splitlines()
-                   if '"bench_summary"' in line)
-    assert not summary["errors"], summary["errors"]
+    """``tcpcli bench --mode throughput``: its own figure, bytes/s."""
+    child = run_child([*tcpcli_command(), "bench", f"127.0.0.1:{port}", "--allow", "127.0.0.1",
+                       "--mode", "throughput", "--direction", direction, "-d", str(seconds),
+                       "-c", str(connections), "--max-sockets", "unlimited", "--json", "-q"],
+                      timeout=seconds + 120).check("tcpcli bench")
+    summary = tcpcli_event(child, "bench_summary")
+    if summary["errors"]:
+        raise RuntimeError(f"tcpcli bench counted errors: {summary['errors']}")
     rate: float = summary[direction]["bytes_per_second"]
     return rate
 

@@ -5,6 +5,7 @@ next figures are due."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -53,6 +54,49 @@ def test_probe_scan() -> None:
     # In a loopback-only namespace, as the README's figures were taken: outside it, other
     # processes' listeners come and go mid-scan and the open-port sets may differ.
     skip_without_namespace()
-    out = run_benchmark("probe_scan.py", "--rounds", "1", prefix=tuple(isolated_command()))
+    out = run_benchmark("probe_scan.py", "--rounds", "1", "--listeners", "3",
+                        prefix=tuple(isolated_command()))
     assert "tcpcli/nmap median ratio" in out
     assert "open-port sets identical in 1/1 rounds" in out
+
+
+#: Cheap rows of benchmarks/run: one start-up, the connect rate, and rr (skipped, with its
+#: reason, where sockperf is missing: --no-install keeps CI from installing it).
+RUN_CASES = ("startup-help-tcpcli", "bench-rate", "bench-rr")
+
+
+def run_suite(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, str(BENCHMARKS / "run"), *args],
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_run_prints_one_table_of_the_chosen_cases(tmp_path: Path) -> None:
+    saved = tmp_path / "rows.json"
+    proc = run_suite("--quick", "--only", ",".join(RUN_CASES), "--rounds", "1",
+                     "--tcpcli", "current", "--no-install", "--json", str(saved))
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    lines = proc.stdout.splitlines()
+    assert lines[0] == "| case | tcpcli median | peer median | ratio | goal | met? |"
+    table = [line for line in lines if line.startswith("| ")][1:]
+    assert len(table) == len(RUN_CASES), proc.stdout
+    assert all(line.count(" | ") == 5 for line in table), table
+    rows = {row["case"]: row for row in json.loads(saved.read_text())["rows"]}
+    assert set(rows) == set(RUN_CASES)
+    for case in ("startup-help-tcpcli", "bench-rate"):  # no peer to install: measured
+        assert rows[case]["tcpcli"] > 0 and rows[case]["peer"] > 0, rows[case]
+        assert rows[case]["met"] in (True, False)
+    assert rows["startup-help-tcpcli"]["goal"] == "≤ 1.3×"
+    assert rows["bench-rate"]["goal"] == "≥ 1.5×"
+    if not (shutil.which("sockperf") and shutil.which("socat")):
+        assert rows["bench-rr"]["tcpcli"] is None
+        assert "not installed (--no-install)" in rows["bench-rr"]["note"]
+        assert "skipped bench-rr: " in proc.stdout
+    else:
+        assert rows["bench-rr"]["tcpcli"] > 0
+
+
+def test_run_names_the_cases_when_one_is_unknown() -> None:
+    proc = run_suite("--only", "startup-connect,no-such-case")
+    assert proc.returncode != 0
+    assert "unknown case(s) ['no-such-case']" in proc.stderr
+    assert "probe-full-nmap" in proc.stderr
