@@ -42,17 +42,25 @@ CHUNK = 1024 * 1024
 REPOSITORY = Path(__file__).resolve().parents[1]
 
 
+def quiet_run(cmd: list[str]) -> None:
+    """Run a setup step; its output (pip's warnings about this machine's index settings)
+    is shown only when it fails."""
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    if done.returncode:
+        raise subprocess.CalledProcessError(done.returncode, cmd, done.stdout,
+                                            done.stderr[-1000:])
+
+
 def installed_wheel(root: Path) -> Path:
     """The project's wheel in a fresh venv, as users install it (pip byte-compiles it; no
     editable-install finder or other .pth hooks of this environment run at start-up).
     Returns the venv's bin directory."""
     dist, prefix = root / "dist", root / "venv"
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps",
-                    "--wheel-dir", str(dist), str(REPOSITORY)], check=True)
-    subprocess.run([sys.executable, "-m", "venv", str(prefix)], check=True)
-    subprocess.run([str(prefix / "bin" / "python"), "-m", "pip", "install", "--quiet",
-                    "--disable-pip-version-check", *map(str, dist.glob("tcpcli-*.whl"))],
-                   check=True)
+    quiet_run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--wheel-dir",
+               str(dist), str(REPOSITORY)])
+    quiet_run([sys.executable, "-m", "venv", str(prefix)])
+    quiet_run([str(prefix / "bin" / "python"), "-m", "pip", "install", "--quiet",
+               "--disable-pip-version-check", *map(str, dist.glob("tcpcli-*.whl"))])
     return prefix / "bin"
 
 

@@ -153,7 +153,7 @@ class Row:
     @classmethod
     def of(cls, case: Case, tcpcli: float, peer: float | None, rounds: int,
            note: str = "") -> Row:
-        ratio = tcpcli / peer if peer else None
+        ratio = tcpcli / peer if peer and case.goal.on_ratio else None
         return cls(case.id, case.title, case.unit, case.goal.text(), case.peer, tcpcli, peer,
                    ratio, case.goal.met(tcpcli, ratio), rounds, note)
 
@@ -184,7 +184,7 @@ class Settings:
     @classmethod
     def make(cls, quick: bool, rounds: int | None) -> Settings:
         if quick:
-            return cls(True, rounds or 3, rounds or 5, rounds or 1, 256, 10000, 1, 5)
+            return cls(True, rounds or 3, rounds or 3, rounds or 1, 256, 10000, 1, 5)
         return cls(False, rounds or 5, rounds or 9, rounds or 5, 2048, 20000, 5, 60)
 
 
@@ -680,7 +680,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="comma-separated case ids or prefixes (startup, probe, connect, "
                              "bench, memory)")
     parser.add_argument("--rounds", type=int, help="rounds per case (default: 5, start-up 9; "
-                                                   "--quick: 3, start-up 5, full scan 1)")
+                                                   "--quick: 3, full scan 1)")
     parser.add_argument("--json", metavar="FILE", type=Path, help="also save the rows here")
     parser.add_argument("--tcpcli", choices=("wheel", "current"), default="wheel",
                         help="wheel: build it and install it in a fresh venv (default); "
@@ -696,7 +696,11 @@ def main(argv: list[str] | None = None) -> int:
     rows: dict[str, Row] = {}
     with tempfile.TemporaryDirectory(prefix="tcpcli-bench-") as tmp:
         settings.tmp = Path(tmp)
-        prepare_tcpcli(settings, args.tcpcli)
+        try:
+            prepare_tcpcli(settings, args.tcpcli)
+        except subprocess.CalledProcessError as exc:
+            raise SystemExit(f"cannot build and install the wheel ({exc}: {exc.stderr}); "
+                             "measure the installed tcpcli with --tcpcli current") from exc
         for group, ids in GROUPS:
             cases = [case for case in wanted if case.id in ids]
             runnable = []
