@@ -10,26 +10,21 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shutil
 import signal as signals
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import IO
 
+from tests.support.cli import tcpcli_command
+
 #: The resident-memory ceiling for one tcpcli run, whatever the peer does. Measured peaks:
 #: ~28 MB for a plain ``connect``, ~45 MB with TLS loaded, ~65 MB after streaming 1 GiB
 #: (allocator high-water, flat from there); a run that buffered the 100 MB banner could
 #: not stay under it.
 RSS_LIMIT_MB = 100
-
-
-def tcpcli_command() -> list[str]:
-    exe = shutil.which("tcpcli")
-    return [exe] if exe else [sys.executable, "-m", "tcpcli"]
 
 
 @dataclass

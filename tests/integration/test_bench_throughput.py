@@ -20,7 +20,7 @@ import pytest
 
 from tcpcli.cli.paramtypes import parse_size
 from tests.integration.test_cli_bench import bench_events, free_port
-from tests.integration.test_cli_connect import run_cli, tcpcli_command
+from tests.support.cli import run_cli, tcpcli_command
 from tests.support.peers import reset, serve
 
 ALLOW = ("--allow", "127.0.0.1")

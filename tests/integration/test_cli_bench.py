@@ -18,7 +18,7 @@ from typing import Any
 import anyio
 import pytest
 
-from tests.integration.test_cli_connect import run_cli, tcpcli_command
+from tests.support.cli import run_cli, tcpcli_command
 from tests.support.peers import echo, reset, serve
 
 ALLOW = ("--allow", "127.0.0.1")

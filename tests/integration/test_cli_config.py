@@ -13,8 +13,6 @@ import json
 import os
 import shutil
 import ssl
-import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +21,7 @@ from click.shell_completion import ShellComplete
 
 from tcpcli.cli.environment import Environment
 from tcpcli.cli.main import cli, main
+from tests.support.cli import run_cli
 from tests.support.peers import echo, serve
 
 
@@ -60,15 +59,6 @@ def tcpcli(*args: str) -> Result:
         main(list(args), obj=env)
     stdout = env.stdout.getvalue().decode()  # type: ignore[attr-defined]
     return Result(int(exit_.value.code or 0), stdout, env.stderr.getvalue())  # type: ignore[attr-defined]
-
-
-def run_cli(*args: str, cwd: Path | None = None,
-            **environ: str) -> subprocess.CompletedProcess[bytes]:
-    """The installed CLI in a subprocess, with this process's (isolated) environment."""
-    exe = shutil.which("tcpcli")
-    argv = [exe] if exe else [sys.executable, "-m", "tcpcli"]
-    return subprocess.run([*argv, *args], capture_output=True, timeout=30, cwd=cwd,
-                          env={**os.environ, "NO_COLOR": "1", **environ}, check=False)
 
 
 def shown(*args: str) -> dict[str, dict[str, object]]:
@@ -252,11 +242,12 @@ def test_named_target_connects(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
 def test_policy_precedence_reaches_the_command(tmp_path: Path) -> None:
     path = write_config(tmp_path, 'policy = "open"\n')
     with serve(echo) as server:
-        by_file = run_cli("connect", server.address, "--send", "a", TCPCLI_CONFIG=str(path))
-        by_env = run_cli("connect", server.address, "--send", "b", TCPCLI_CONFIG=str(path),
-                         TCPCLI_POLICY="workers")
+        by_file = run_cli("connect", server.address, "--send", "a",
+                          env={"TCPCLI_CONFIG": str(path)})
+        by_env = run_cli("connect", server.address, "--send", "b",
+                         env={"TCPCLI_CONFIG": str(path), "TCPCLI_POLICY": "workers"})
         by_flag = run_cli("connect", server.address, "--send", "c", "--policy", "open",
-                          TCPCLI_CONFIG=str(path), TCPCLI_POLICY="workers")
+                          env={"TCPCLI_CONFIG": str(path), "TCPCLI_POLICY": "workers"})
     assert (by_file.returncode, by_file.stdout) == (0, b"a"), by_file.stderr
     assert by_env.returncode == 3, by_env.stderr
     assert (by_flag.returncode, by_flag.stdout) == (0, b"c"), by_flag.stderr
@@ -274,7 +265,7 @@ def test_relative_ca_file_is_relative_to_the_config_file(
                                   f'address = "{server.address}"\ntls = true\n'
                                   'allow = ["127.0.0.1"]\n')
         proc = run_cli("connect", "@tls", "--send", "secret", cwd=elsewhere,
-                       TCPCLI_CONFIG=str(path))
+                       env={"TCPCLI_CONFIG": str(path)})
     assert (proc.returncode, proc.stdout) == (0, b"secret"), proc.stderr
 
 

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shutil
 import signal
 import socket
 import ssl
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -17,23 +15,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.cli import run_cli, tcpcli_command
 from tests.support.peers import LoopbackServer, answer_sha256, echo, recv_all, reset, serve
 
 BACKENDS = ["asyncio", "trio"]
-
-
-def tcpcli_command() -> list[str]:
-    exe = shutil.which("tcpcli")
-    return [exe] if exe else [sys.executable, "-m", "tcpcli"]
-
-
-def run_cli(*args: str, stdin: bytes | None = b"", backend: str = "asyncio",
-            timeout: float = 60, **kwargs: object) -> subprocess.CompletedProcess[bytes]:
-    env = {**os.environ, "TCPCLI_BACKEND": backend, "NO_COLOR": "1"}
-    return subprocess.run(
-        [*tcpcli_command(), *args], input=stdin, capture_output=True, timeout=timeout,
-        env=env, **kwargs,  # type: ignore[arg-type]
-    )
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ import subprocess
 
 import pytest
 
-from tests.integration.test_cli_connect import run_cli, tcpcli_command
+from tests.support.cli import run_cli, tcpcli_command
 
 
 def test_bare_tcpcli_prints_a_short_overview_and_succeeds() -> None:

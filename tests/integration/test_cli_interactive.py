@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from tests.integration.test_cli_connect import tcpcli_command
+from tests.support.cli import tcpcli_command
 from tests.support.peers import LoopbackServer, echo, serve
 
 pytestmark = pytest.mark.timeout(60)

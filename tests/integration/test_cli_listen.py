@@ -22,7 +22,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from tcpcli.cli.exit_codes import ExitCode
-from tests.integration.test_cli_connect import tcpcli_command
+from tests.support.cli import tcpcli_command
 
 ALLOW = ("--allow", "127.0.0.1")
 

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from tests.integration.test_cli_connect import run_cli
+from tests.support.cli import run_cli
 from tests.support.dns_server import serve_dns
 from tests.support.peers import Handler, LoopbackServer, recv_all, serve
 

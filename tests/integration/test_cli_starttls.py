@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 import pytest
 
-from tests.integration.test_cli_connect import run_cli
+from tests.support.cli import run_cli
 from tests.support.peers import serve
 
 ALLOW = ("--allow", "127.0.0.1")

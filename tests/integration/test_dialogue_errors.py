@@ -9,8 +9,8 @@ import ssl
 
 import pytest
 
-from tests.integration.test_cli_connect import run_cli
 from tests.integration.test_cli_starttls import ALLOW, smtp_server
+from tests.support.cli import run_cli
 from tests.support.peers import serve
 
 

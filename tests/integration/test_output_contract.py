@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.test_cli_connect import run_cli, tcpcli_command
+from tests.support.cli import run_cli, tcpcli_command
 from tests.support.peers import echo, serve
 
 README = Path(__file__).resolve().parents[2] / "README.md"

@@ -29,7 +29,7 @@ import tcpcli
 from tcpcli.core.socket import connect
 from tcpcli.core.tlsoptions import TLSOptions
 from tests.integration.test_cli_bench import bench_json
-from tests.integration.test_cli_connect import run_cli
+from tests.support.cli import run_cli
 from tests.support.peers import echo, serve
 
 pytestmark = pytest.mark.timeout(60)

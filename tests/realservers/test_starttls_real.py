@@ -15,8 +15,8 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 
-from tests.integration.test_cli_connect import run_cli, tcpcli_command
 from tests.realservers.conftest import RealServer, ServerFiles, require
+from tests.support.cli import run_cli, tcpcli_command
 
 ALLOW = ("--allow", "127.0.0.1")
 
