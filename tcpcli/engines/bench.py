@@ -17,6 +17,12 @@ How the numbers stay honest:
   every sample dials the checked literal through the invocation's ``Connector``: no
   per-sample resolution or policy work.
 * One task per worker, not per sample; one cached SSL context (``tlscontext``).
+* Plain ``connect`` mode, closed loop, through a :class:`BatchConnector` (the real network)
+  takes the fast path: the workers' connects are issued without a task each, each checked
+  at once by a second ``connect()`` and, when still under way, waited for through one
+  epoll fd (:meth:`Bench._connect_storm`) — what a task, a future and two selector calls
+  per connect cost is most of a loopback connect. A latency ends when the connect is
+  seen to be answered, without an event-loop turn in between.
 * Every connection holds one of the invocation's :class:`SocketSlots`, so the Workers cap
   (6) is respected and ``slots.peak`` proves it.
 * ``rate`` runs open-loop: sample *i* is due at ``start + i / rate`` and its latency is
@@ -31,6 +37,10 @@ No click and no rich here: the CLI renders :class:`BenchResult`.
 from __future__ import annotations
 
 import contextlib
+import errno
+import os
+import select
+import socket
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -43,7 +53,9 @@ import anyio.abc
 import anyio.lowlevel
 
 from tcpcli.core.address import join_host_port, parse_address
+from tcpcli.core.connect import BatchConnector
 from tcpcli.core.destination import check
+from tcpcli.core.errnos import LOST_ERRNOS
 from tcpcli.core.errors import (
     ConnectError,
     ConnectTimeoutError,
@@ -78,6 +90,11 @@ READ_SIZE = 65536
 
 #: Called for each measured sample: (distribution, nanoseconds).
 SampleObserver = Callable[[str, int], None]
+
+_IN_PROGRESS = frozenset({errno.EINPROGRESS, errno.EWOULDBLOCK})
+_STILL_CONNECTING = frozenset({errno.EALREADY, errno.EINPROGRESS, errno.EWOULDBLOCK})
+#: The fast path needs epoll (Linux); elsewhere connect mode runs on the workers.
+_EPOLL = getattr(select, "epoll", None)
 
 
 @dataclass(frozen=True)
@@ -248,6 +265,12 @@ class Bench:
         self.result.peer = join_host_port(address, parsed.port)
         return address, parsed.port
 
+    def use_target(self, address: IPAddress, port: int, hostname: str) -> None:
+        """Dial ``address`` (already checked by :meth:`check_target` elsewhere, e.g. in the
+        parent of a multi-process run) without resolving or judging it again."""
+        self._address, self._port, self._hostname = address, port, hostname
+        self.result.peer = join_host_port(address, port)
+
     # ------------------------------------------------------------------ running
 
     async def run(self) -> BenchResult:
@@ -283,6 +306,11 @@ class Bench:
         self._deadline_ns = None if duration is None else self._start_ns + int(duration * 1e9)
         self._interval_ns = None if rate is None else 1e9 / rate
         self._recording = recording
+        connector = self._connector
+        if (self.config.mode == "connect" and not self.config.tls and rate is None
+                and _EPOLL is not None and isinstance(connector, BatchConnector)):
+            await self._connect_storm(connector)
+            return
         async with anyio.create_task_group() as outer:
             outer.start_soon(self._watchdog)
             async with anyio.create_task_group() as tg:
@@ -322,6 +350,125 @@ class Bench:
             self.result.count_error(error)
         else:
             self.result.warmup_done += 1
+
+    # ------------------------------------------------------------------ the fast path
+
+    async def _connect_storm(self, connector: BatchConnector) -> None:
+        """``concurrency`` connects in flight without a task each (see the module doc).
+
+        Each round starts up to ``concurrency`` connects; a second ``connect()`` on each
+        new socket tells whether it is answered already (on loopback, nearly always: the
+        handshake ran inside the first call), the rest wait in one epoll set, whose fd is
+        the only thing the event loop is asked to watch. Every connect holds a slot of the
+        invocation, as on the workers' path."""
+        assert self._address is not None
+        assert _EPOLL is not None
+        address, port = self._address, self._port
+        local_address = self.invocation.options.local_address
+        slots = self.invocation.slots
+        capped = slots.limit is not None
+        concurrency = self.config.concurrency
+        timeout_ns = int(self.config.timeout * 1e9)
+        now = self._now
+        epoll = _EPOLL()
+        target = (str(address), port)
+        waiting: dict[int, tuple[socket.socket, int, SocketSlot | None]] = {}  # oldest first
+        issued_all = False
+        try:
+            while True:
+                # A round starts up to `concurrency` connects, then looks at the waiting ones.
+                for _ in range(concurrency):
+                    if issued_all or len(waiting) >= concurrency:
+                        break
+                    slot: SocketSlot | None = None
+                    if capped:
+                        slot = slots.try_acquire()
+                        if slot is None:
+                            if waiting:
+                                break  # one of ours will give a slot back
+                            slot = await slots.acquire()
+                    if self._ticket() is None:
+                        issued_all = True
+                        if slot is not None:
+                            slots.release(slot)
+                        break
+                    started = now()
+                    try:
+                        sock, code = connector.start_connect(address, port,
+                                                             local_address=local_address)
+                    except OSError as exc:  # no socket to be had (EMFILE...)
+                        if slot is not None:
+                            slots.release(slot)
+                        self._connect_failed(exc)
+                        await anyio.lowlevel.checkpoint()
+                        continue
+                    if code in _IN_PROGRESS:
+                        # Asked again, connect() tells how it went without waiting (EISCONN:
+                        # connected; on loopback the handshake ran inside the first call).
+                        code = sock.connect_ex(target)
+                        if code in _STILL_CONNECTING:
+                            epoll.register(sock.fileno(), select.EPOLLOUT)
+                            waiting[sock.fileno()] = (sock, started, slot)
+                            continue
+                    self._connect_done(sock, 0 if code == errno.EISCONN else code,
+                                       now() - started, slot)
+                if waiting:
+                    ready = epoll.poll(0)
+                    if not ready and (issued_all or len(waiting) >= concurrency):
+                        oldest = next(iter(waiting.values()))[1]
+                        delay = (oldest + timeout_ns - now()) / 1e9
+                        if delay > 0:
+                            with anyio.move_on_after(delay):
+                                await anyio.wait_readable(epoll.fileno())
+                            ready = epoll.poll(0)
+                    seen = now()
+                    for fd, _ in ready:
+                        item = waiting.pop(fd)
+                        epoll.unregister(fd)
+                        self._connect_done(item[0], None, seen - item[1], item[2])
+                    while waiting:
+                        fd, item = next(iter(waiting.items()))
+                        if seen - item[1] <= timeout_ns:
+                            break
+                        del waiting[fd]
+                        epoll.unregister(fd)
+                        item[0].close()
+                        if item[2] is not None:
+                            slots.release(item[2])
+                        self._timed_out()
+                elif issued_all:
+                    return
+                # Loopback connects may never block: let the rest of the program run.
+                await anyio.lowlevel.checkpoint()
+        finally:
+            for sock, _, slot in waiting.values():
+                sock.close()
+                if slot is not None:
+                    slots.release(slot)
+            epoll.close()
+
+    def _connect_done(self, sock: socket.socket, code: int | None, elapsed_ns: int,
+                      slot: SocketSlot | None) -> None:
+        """A fast-path connect was answered (``code`` None: read it from the socket)."""
+        if code is None:
+            code = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        sock.close()
+        if slot is not None:
+            self.invocation.slots.release(slot)
+        # Accepted, then reset before we looked: the connect itself succeeded (open_tcp).
+        if code == 0 or code in LOST_ERRNOS:
+            if self._recording:
+                self.result.histograms["connect"].record(elapsed_ns)
+                self.result.samples += 1
+                if self.on_sample is not None:
+                    self.on_sample("connect", elapsed_ns)
+            else:
+                self.result.warmup_done += 1
+        else:
+            self._connect_failed(OSError(code, os.strerror(code)))
+
+    def _connect_failed(self, error: OSError) -> None:
+        self._fail(translate(error, target=self._target, port=self._port, phase="connect"))
 
     # ------------------------------------------------------------------ connections
 
