@@ -188,7 +188,6 @@ class ConnectSession:
                  transcript: str | None, transcript_format: str,
                  events_file: str | None, starttls: str | None,
                  tls_eof: str | None) -> None:
-        from tcpcli.render.events import EventWriter
 
         self.env, self.common, self.address = env, common, address
         self.half_open, self.idle_timeout = half_open, idle_timeout
@@ -203,8 +202,10 @@ class ConnectSession:
         from tcpcli.render.report import Waterfall
 
         self.waterfall = Waterfall(self.origin_ns)  # the -v rows and the timing event
-        self.events = EventWriter.for_command(common.json, events_file, env.stderr,
-                                              self.origin_ns)
+        # connect's product is the peer's bytes: its JSON goes to --events FILE or stderr,
+        # and once it is on, the notes below become events in it too.
+        self.events = env.start_session("connect", json=common.json, events_file=events_file,
+                                        origin_ns=self.origin_ns)
         self.transcript = Transcript(transcript, transcript_format, self.origin_ns) \
             if transcript else None
         self.outcome = Outcome()
@@ -246,7 +247,7 @@ class ConnectSession:
                     self.env.note(f"certificate chain not verified ({v.verify_code}: "
                                   f"{v.reason}); trusted because its key matches --pin")
             else:
-                self.env.note(f"warning: certificate NOT verified ({v.verify_code}: "
+                self.env.warn(f"certificate NOT verified ({v.verify_code}: "
                               f"{v.reason}); continuing because of --insecure")
 
     def _show_rows(self, rows: list[WaterfallRow]) -> None:
@@ -444,9 +445,9 @@ class ConnectSession:
             writer.restore()
         if not self.outcome.first_closer:
             self.outcome.first_closer, self.outcome.how = "peer", "FIN"
-        events_on_stderr = self.events is not None and self.events.stream is self.env.stderr
-        if sock.truncated and not self.common.quiet and not events_on_stderr:  # else: the event
-            self.env.note("warning: the peer closed the TLS connection without close_notify; "
+        if sock.truncated and not self.common.quiet and not self.env.events_on_stderr:
+            # (with the JSON stream on stderr, the close event's "truncated" says it)
+            self.env.warn("the peer closed the TLS connection without close_notify; "
                           "what arrived may be truncated")
         if self.outcome.stdin_open and not self.no_stdin and not self.common.quiet:
             self.env.note("peer closed the connection")

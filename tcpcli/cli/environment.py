@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import io
 import os
-import shutil
 import sys
 import time
 from collections.abc import Iterable
@@ -111,6 +110,8 @@ class Environment:
         columns = self.environ.get("COLUMNS", "")
         if columns.isdigit() and int(columns) > 0:
             return int(columns)
+        import shutil  # only here: start-up time is a tested figure
+
         return shutil.get_terminal_size((80, 24)).columns
 
     @property
@@ -191,11 +192,13 @@ class Environment:
         line is left out if the stream itself is stderr)."""
         self.emit(event, target=target, message=message, **fields)
         if not self.events_on_stderr:
-            self.stderr.write(f"tcpcli: {message}\n")
+            prefix = "warning: " if event == "warning" else ""
+            self.stderr.write(f"tcpcli: {prefix}{message}\n")
             self.stderr.flush()
 
     def warn(self, message: str, *, target: str | None = None, **fields: FieldValue) -> None:
-        """A warning: :meth:`note` as a ``warning`` event."""
+        """A warning: ``tcpcli: warning: message`` for people, a ``warning`` event in the
+        JSON stream."""
         self.note(message, event="warning", target=target, **fields)
 
     @property

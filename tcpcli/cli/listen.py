@@ -164,10 +164,8 @@ class Listener:
     connect, a botched TLS handshake) ends that connection only: the listener goes on."""
 
     def __init__(self, env: Environment, settings: ListenSettings) -> None:
-        from tcpcli.render.events import EventWriter
-
         self.env, self.settings = env, settings
-        self.events = EventWriter(env.stderr) if settings.json_events else None
+        self.events = env.start_session("listen", json=settings.json_events)
 
     def say(self, event: str, text: str, **fields: object) -> None:
         if self.events is not None:

@@ -90,16 +90,6 @@ class EventWriter:
         self.stream.write(line + "\n")
         self.stream.flush()
 
-    @classmethod
-    def for_command(cls, enabled: bool, events_file: str | None, stderr: IO[str],
-                    origin_ns: int) -> EventWriter | None:
-        """The writer ``connect``'s and ``listen``'s ``--json`` / ``--events FILE`` ask
-        for, if any: their stdout is the peer's bytes, so the stream goes to stderr."""
-        if not enabled and not events_file:
-            return None
-        stream = open(events_file, "a", encoding="utf-8") if events_file else stderr  # noqa: SIM115
-        return cls(stream, origin_ns=origin_ns)
-
     def phase(self, phase: Phase, target: str | None) -> None:
         """Emit a finished core phase as its event."""
         name = PHASE_EVENTS.get(phase.name)

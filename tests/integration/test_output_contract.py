@@ -137,3 +137,22 @@ def test_each_row_holds(command: str) -> None:
     else:
         assert plain.stdout.strip(), (command, plain.stderr)
         assert not plain.stdout.startswith(b"{"), plain.stdout[:200]
+
+
+def test_connect_warnings_are_events_once_json_is_on(server_ssl_context: object) -> None:
+    """A TLS run with --insecure warns that the certificate was not verified: with --json
+    that warning is a ``warning`` event in the stream, not a plain line inside it."""
+    import ssl
+
+    assert isinstance(server_ssl_context, ssl.SSLContext)
+    with serve(echo, ssl_context=server_ssl_context) as server:
+        plain = run_cli("connect", server.address, *ALLOW, "--tls", "--insecure",
+                        stdin=b"ping\n")
+        as_json = run_cli("connect", server.address, *ALLOW, "--tls", "--insecure", "--json",
+                          stdin=b"ping\n")
+    assert plain.returncode == 0 and as_json.returncode == 0, as_json.stderr
+    assert b"NOT verified" in plain.stderr
+    events = json_lines(as_json.stderr)  # fails on any line that is not an event
+    warnings = [e for e in events if e["event"] == "warning"]
+    assert any("NOT verified" in str(e["message"]) for e in warnings), events
+    assert as_json.stdout == b"ping\n"
