@@ -31,6 +31,7 @@ from tcpcli.cli.throughput import THROUGHPUT_ONLY, bench_throughput
 if TYPE_CHECKING:
     from tcpcli.core.invocation import Invocation
     from tcpcli.engines.bench import Bench, BenchConfig, BenchResult
+    from tcpcli.engines.bench_processes import ProcessBench
     from tcpcli.engines.histogram import Histogram
     from tcpcli.render.bench import Comparison, PercentileChange
 
@@ -66,6 +67,10 @@ BASELINE_KIND = "tcpcli-bench-baseline"
 @option("-c", "--concurrency", type=Count(1), default=6, show_default=True, metavar="N",
         section=TIMING,
         help="Parallel workers (more than --max-sockets needs a higher --max-sockets).")
+@option("--processes", default="auto", show_default=True, metavar="N|auto", section=TIMING,
+        help="connect/rr: spread the workers over N processes, each with its share of -c, "
+             "-n and --max-sockets; auto: one per 32 workers, up to the cores (one left "
+             "to a loopback peer).")
 @option("--rate", type=Number(unit="per second"), metavar="PER_SECOND", section=TIMING,
         help="Open loop: start samples at this rate; latency counts from the "
              "intended start (coordinated-omission correction).")
@@ -162,7 +167,11 @@ def bench_command(env: Environment | None, /, target: str, port: int | None,
     if mode != "throughput" and (
             used := [flag for name, flag in THROUGHPUT_ONLY.items() if kwargs[name]]):
         raise click.UsageError(f"{used[0]} needs --mode throughput")
+    processes = _processes(kwargs["processes"], concurrency, kwargs["count"],
+                           common.max_sockets)
     if mode == "throughput":
+        if processes is not None:
+            raise click.UsageError("--processes needs --mode connect or --mode rr")
         bench_throughput(env, common, address, kwargs)
         return
     threshold = _threshold(kwargs["threshold"])
@@ -183,8 +192,28 @@ def bench_command(env: Environment | None, /, target: str, port: int | None,
                       target=address, quiet=common.quiet)
     session = BenchSession(env, common, config, emit_samples=kwargs["emit_samples"],
                            save_file=kwargs["save_file"], baseline=baseline,
-                           threshold=threshold, percentile=kwargs["percentile"])
+                           threshold=threshold, percentile=kwargs["percentile"],
+                           processes=processes)
     run(lambda: session.main(invocation), env, traceback=common.traceback)
+
+
+def _processes(value: str, concurrency: int, count: int | None,
+               max_sockets: int | None) -> int | None:
+    """``--processes``: a number checked against what it must share out, or None (auto)."""
+    if value.strip().lower() == "auto":
+        return None
+    try:
+        processes = int(value)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a number or 'auto'",
+                                 param_hint="--processes") from None
+    if processes < 1:
+        raise click.BadParameter("must be at least 1", param_hint="--processes")
+    for amount, what in ((concurrency, "-c"), (count, "-n"), (max_sockets, "--max-sockets")):
+        if amount is not None and processes > amount:
+            raise click.UsageError(f"--processes {processes} needs at least one of {what} "
+                                   f"{amount} for each process")
+    return processes
 
 
 def _threshold(value: str) -> float:
@@ -284,9 +313,10 @@ class BenchSession:
     def __init__(self, env: Environment, common: CommonOptions, config: BenchConfig, *,
                  emit_samples: bool, save_file: str | None,
                  baseline: dict[str, Any] | None, threshold: float,
-                 percentile: float) -> None:
+                 percentile: float, processes: int | None = 1) -> None:
         self.env, self.common, self.config = env, common, config
         self.save_file, self.baseline = save_file, baseline
+        self.processes = processes  # None: auto, decided once the target is checked
         self.threshold, self.percentile = threshold, percentile
         self.emit_samples = emit_samples and env.events is not None
         self.reported = False
@@ -300,14 +330,21 @@ class BenchSession:
         from tcpcli.engines.bench import Bench
 
         async with invocation:
-            bench = Bench(self.config, invocation,
-                          on_sample=self._on_sample if self.emit_samples else None)
-            await bench.check_target()
+            on_sample = self._on_sample if self.emit_samples else None
+            checked = Bench(self.config, invocation, on_sample=on_sample)
+            await checked.check_target()
+            bench: Bench | ProcessBench = checked
+            processes = self._processes(checked)
+            if processes > 1:
+                from tcpcli.engines.bench_processes import ProcessBench
+
+                bench = ProcessBench(self.config, invocation, processes, on_sample=on_sample,
+                                     checked=checked)
             c = self.config
             self.env.emit("bench_start", peer=bench.result.peer, mode=c.mode, tls=c.tls,
                           concurrency=c.concurrency, count=c.bounded_count,
                           duration_s=c.duration, rate=c.rate, warmup=c.warmup,
-                          max_sockets=invocation.slots.limit)
+                          max_sockets=invocation.slots.limit, processes=processes)
             try:
                 async with anyio.create_task_group() as tg:
                     if self.env.rich and not self.common.quiet \
@@ -324,7 +361,19 @@ class BenchSession:
                 raise
             return self._report(bench.result)
 
-    async def _live(self, bench: Bench) -> None:
+    def _processes(self, checked: Bench) -> int:
+        """How many processes run the bench: the one asked for, or auto's choice."""
+        config = self.config
+        if self.processes is not None:
+            return self.processes
+        if config.concurrency < 2 or (config.count is not None and config.count < 2):
+            return 1  # nothing to share out; spare the import
+        from tcpcli.engines.bench_processes import auto_processes
+
+        target = checked.checked_target
+        return auto_processes(config, loopback=target is not None and target[0].is_loopback)
+
+    async def _live(self, bench: Bench | ProcessBench) -> None:
         from tcpcli.render.bench import progress_line
         from tcpcli.render.live import show_live
 

@@ -265,6 +265,14 @@ class Bench:
         self.result.peer = join_host_port(address, parsed.port)
         return address, parsed.port
 
+    @property
+    def checked_target(self) -> tuple[IPAddress, int, str] | None:
+        """The literal every sample dials, its port and the name it was checked as (for
+        TLS); None until :meth:`check_target` or :meth:`use_target`."""
+        if self._address is None:
+            return None
+        return self._address, self._port, self._hostname
+
     def use_target(self, address: IPAddress, port: int, hostname: str) -> None:
         """Dial ``address`` (already checked by :meth:`check_target` elsewhere, e.g. in the
         parent of a multi-process run) without resolving or judging it again."""
@@ -366,13 +374,12 @@ class Bench:
         address, port = self._address, self._port
         local_address = self.invocation.options.local_address
         slots = self.invocation.slots
-        capped = slots.limit is not None
         concurrency = self.config.concurrency
         timeout_ns = int(self.config.timeout * 1e9)
         now = self._now
         epoll = _EPOLL()
         target = (str(address), port)
-        waiting: dict[int, tuple[socket.socket, int, SocketSlot | None]] = {}  # oldest first
+        waiting: dict[int, tuple[socket.socket, int, SocketSlot]] = {}  # oldest first
         issued_all = False
         try:
             while True:
@@ -380,25 +387,21 @@ class Bench:
                 for _ in range(concurrency):
                     if issued_all or len(waiting) >= concurrency:
                         break
-                    slot: SocketSlot | None = None
-                    if capped:
-                        slot = slots.try_acquire()
-                        if slot is None:
-                            if waiting:
-                                break  # one of ours will give a slot back
-                            slot = await slots.acquire()
+                    slot = slots.try_acquire()
+                    if slot is None:
+                        if waiting:
+                            break  # one of ours will give a slot back
+                        slot = await slots.acquire()
                     if self._ticket() is None:
                         issued_all = True
-                        if slot is not None:
-                            slots.release(slot)
+                        slots.release(slot)
                         break
                     started = now()
                     try:
                         sock, code = connector.start_connect(address, port,
                                                              local_address=local_address)
                     except OSError as exc:  # no socket to be had (EMFILE...)
-                        if slot is not None:
-                            slots.release(slot)
+                        slots.release(slot)
                         self._connect_failed(exc)
                         await anyio.lowlevel.checkpoint()
                         continue
@@ -433,8 +436,7 @@ class Bench:
                         del waiting[fd]
                         epoll.unregister(fd)
                         item[0].close()
-                        if item[2] is not None:
-                            slots.release(item[2])
+                        slots.release(item[2])
                         self._timed_out()
                 elif issued_all:
                     return
@@ -443,18 +445,16 @@ class Bench:
         finally:
             for sock, _, slot in waiting.values():
                 sock.close()
-                if slot is not None:
-                    slots.release(slot)
+                slots.release(slot)
             epoll.close()
 
     def _connect_done(self, sock: socket.socket, code: int | None, elapsed_ns: int,
-                      slot: SocketSlot | None) -> None:
+                      slot: SocketSlot) -> None:
         """A fast-path connect was answered (``code`` None: read it from the socket)."""
         if code is None:
             code = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
         sock.close()
-        if slot is not None:
-            self.invocation.slots.release(slot)
+        self.invocation.slots.release(slot)
         # Accepted, then reset before we looked: the connect itself succeeded (open_tcp).
         if code == 0 or code in LOST_ERRNOS:
             if self._recording:
