@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import importlib
 import sys
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, NamedTuple, NoReturn
 
 import click
 
@@ -21,16 +21,34 @@ from tcpcli import __version__
 if TYPE_CHECKING:
     from tcpcli.cli.environment import Environment
 
-#: command name -> "module:attribute"; one module per command.
+class CommandEntry(NamedTuple):
+    """Where a command lives, and its one-line summary: listing the commands (``tcpcli
+    --help``, bare ``tcpcli``) reads the summary here instead of importing every command
+    module. It is the command's ``short_help``; a test keeps the two equal."""
+
+    target: str  # "module:attribute"
+    summary: str
+
+
+#: command name -> its entry; one module per command.
 COMMANDS = {
-    "bench": "tcpcli.cli.bench:bench_command",
-    "completion": "tcpcli.cli.completion:completion_command",
-    "config": "tcpcli.cli.config:config_command",
-    "connect": "tcpcli.cli.connect:connect_command",
-    "demo": "tcpcli.cli.demo:demo_command",
-    "listen": "tcpcli.cli.listen:listen_command",
-    "probe": "tcpcli.cli.probe:probe_command",
-    "starttls": "tcpcli.cli.starttls:starttls_command",
+    "bench": CommandEntry("tcpcli.cli.bench:bench_command",
+                          "Measure connect, TLS and request latency, or throughput."),
+    "completion": CommandEntry("tcpcli.cli.completion:completion_command",
+                               "Print the bash, zsh or fish completion script."),
+    "config": CommandEntry("tcpcli.cli.config:config_command",
+                           "Show, locate or check the configuration file."),
+    "connect": CommandEntry("tcpcli.cli.connect:connect_command",
+                            "Open a TCP or TLS connection and pipe stdin/stdout through it."),
+    "demo": CommandEntry("tcpcli.cli.demo:demo_command",
+                         "A tour of every command on this machine: start here."),
+    "listen": CommandEntry("tcpcli.cli.listen:listen_command",
+                           "Serve echo, discard, chargen or a banner (TLS too) for tests."),
+    "probe": CommandEntry("tcpcli.cli.probe:probe_command",
+                          "Scan TCP ports: open, closed or filtered, with banners and TLS."),
+    "starttls": CommandEntry("tcpcli.cli.starttls:starttls_command",
+                             "Upgrade a mail, XMPP, LDAP or database session to TLS and "
+                             "report."),
 }
 
 #: The order the overview lists commands in: the ones a newcomer wants first.
@@ -43,6 +61,8 @@ OVERVIEW_EXAMPLES = """\
   tcpcli probe --allow 127.0.0.1 127.0.0.1 -p 22,80,443"""
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+#: The group's own options: no shared option, so ``tcpcli --help`` need not load those.
+GROUP_OPTIONS = frozenset({"-h", "--help", "-V", "--version"})
 
 
 def _global_options() -> dict[str, bool]:
@@ -71,7 +91,7 @@ def move_global_options(args: list[str], commands: set[str]) -> list[str]:
         token = args[index]
         if token in commands:
             return [token, *moved, *args[index + 1:]]
-        if not token.startswith("-") or token == "--":
+        if not token.startswith("-") or token == "--" or token in GROUP_OPTIONS:
             break
         if spellings is None:
             spellings = _global_options()
@@ -95,10 +115,10 @@ class LazyGroup(click.Group):
         return sorted(COMMANDS)
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
-        spec = COMMANDS.get(cmd_name)
-        if spec is None:
+        entry = COMMANDS.get(cmd_name)
+        if entry is None:
             return None
-        module, _, attribute = spec.partition(":")
+        module, _, attribute = entry.target.partition(":")
         command: click.Command = getattr(importlib.import_module(module), attribute)
         return command
 
@@ -115,6 +135,12 @@ class LazyGroup(click.Group):
                                    f"(commands: {', '.join(OVERVIEW_ORDER)})", ctx)
         return super().resolve_command(ctx, args)
 
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """The command list from the table: no command module is imported to list them."""
+        with formatter.section("Commands"):
+            formatter.write_dl([(name, COMMANDS[name].summary)
+                                for name in self.list_commands(ctx)])
+
     def format_epilog(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         with formatter.section("Examples"):
             formatter.write(OVERVIEW_EXAMPLES + "\n")
@@ -130,13 +156,8 @@ def overview(ctx: click.Context) -> str:
     assert isinstance(group, click.Group)
     formatter = ctx.make_formatter()
     formatter.write_text(f"tcpcli {__version__}: {group.get_short_help_str(limit=200)}")
-    rows = []
-    for name in OVERVIEW_ORDER:
-        command = group.get_command(ctx, name)
-        if command is not None:
-            rows.append((name, command.get_short_help_str(limit=70)))
     with formatter.section("Commands"):
-        formatter.write_dl(rows)
+        formatter.write_dl([(name, COMMANDS[name].summary) for name in OVERVIEW_ORDER])
     with formatter.section("Examples"):
         formatter.write(OVERVIEW_EXAMPLES + "\n")
     formatter.write_paragraph()
