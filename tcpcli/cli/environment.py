@@ -147,15 +147,15 @@ class Environment:
                       origin_ns: int | None = None) -> EventWriter | None:
         """Open the command's JSON Lines stream, if ``--json`` or ``--events FILE`` asked
         for one: to FILE, else stdout for :data:`JSON_ON_STDOUT`, else stderr."""
+        self.target, self.quiet = target, quiet
+        if not events_file and not json:
+            return None
         from tcpcli.render.events import EventWriter, TextSink, Utf8Lines
 
-        self.target, self.quiet = target, quiet
         origin = time.perf_counter_ns() if origin_ns is None else origin_ns
         sink: TextSink
         if events_file:
             sink = open(events_file, "a", encoding="utf-8")  # noqa: SIM115
-        elif not json:
-            return None
         elif command in JSON_ON_STDOUT:
             sink = Utf8Lines(self.stdout)
         else:
@@ -166,9 +166,11 @@ class Environment:
     @property
     def json_on_stdout(self) -> bool:
         """The JSON stream is stdout: no report may be written there beside it."""
+        if self.events is None:
+            return False
         from tcpcli.render.events import Utf8Lines
 
-        return self.events is not None and isinstance(self.events.stream, Utf8Lines)
+        return isinstance(self.events.stream, Utf8Lines)
 
     @property
     def events_on_stderr(self) -> bool:

@@ -103,7 +103,7 @@ class CommonOptions:
     def reply_timeout(self) -> float:
         """How long a server may take over one reply: a STARTTLS dialogue step, or its
         answer to our TLS ClientHello. --timeout, else the core's 10 s."""
-        from tcpcli.core.starttls import REPLY_TIMEOUT
+        from tcpcli.core.timing import REPLY_TIMEOUT
 
         return self.timeout or REPLY_TIMEOUT
 

@@ -49,16 +49,19 @@ dependency: core → protocols, never back.
 
 from __future__ import annotations
 
-import ssl
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from enum import StrEnum
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import anyio
 
 from tcpcli.core.errnos import ErrnoClass, errno_class
 from tcpcli.protocols import errors as dialogue_errors
+
+if TYPE_CHECKING:
+    import ssl
 
 #: Workers spec §4 row 7: a refused, failed or disallowed connection.
 PROXY_FAILED = "proxy request failed, cannot connect to the specified address"
@@ -399,6 +402,27 @@ def _single_leaf(group: BaseExceptionGroup[BaseException]) -> BaseException | No
     return None
 
 
+def _translate_ssl(exc: ssl.SSLError, where: str, *, target: str | None, port: int | None,
+                   phase: str) -> TcpcliError:
+    import ssl
+
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return CertificateVerifyError(
+            f"TLS certificate of {where} failed verification: {exc.verify_message}",
+            verify_code=exc.verify_code,
+            reason=str(exc.verify_message),
+            target=target,
+            port=port,
+        )
+    reason = exc.reason or str(exc)
+    if phase == "stream":
+        return ConnectionLostError(
+            f"TLS connection to {where} failed: {reason}", target=target, port=port
+        )
+    return TLSHandshakeError(f"TLS handshake with {where} failed: {reason}",
+                             target=target, port=port)
+
+
 def translate(exc: BaseException, *, target: str | None, port: int | None, phase: str) -> (
     BaseException
 ):
@@ -415,22 +439,13 @@ def translate(exc: BaseException, *, target: str | None, port: int | None, phase
         leaf = _single_leaf(exc)
         return exc if leaf is None else translate(leaf, target=target, port=port, phase=phase)
     where = f"{target}" if target else "the peer"
-    if isinstance(exc, ssl.SSLCertVerificationError):
-        return CertificateVerifyError(
-            f"TLS certificate of {where} failed verification: {exc.verify_message}",
-            verify_code=exc.verify_code,
-            reason=str(exc.verify_message),
-            target=target,
-            port=port,
-        )
-    if isinstance(exc, ssl.SSLError):
-        reason = exc.reason or str(exc)
-        if phase == "stream":
-            return ConnectionLostError(
-                f"TLS connection to {where} failed: {reason}", target=target, port=port
-            )
-        return TLSHandshakeError(f"TLS handshake with {where} failed: {reason}",
-                                 target=target, port=port)
+    # ssl is imported by whatever ran TLS; if nothing has, exc is no ssl error, and a
+    # plaintext run need not pay for loading it here.
+    if "ssl" in sys.modules:
+        import ssl
+
+        if isinstance(exc, ssl.SSLError):
+            return _translate_ssl(exc, where, target=target, port=port, phase=phase)
     if isinstance(exc, anyio.BrokenResourceError | anyio.EndOfStream) and phase == "tls":
         return TLSHandshakeError(
             f"TLS handshake with {where} failed: the peer closed the connection",
@@ -441,7 +456,7 @@ def translate(exc: BaseException, *, target: str | None, port: int | None, phase
         if cause is not None and not isinstance(cause, anyio.BrokenResourceError):
             return translate(cause, target=target, port=port, phase=phase)
         return ConnectionLostError(f"connection to {where} was lost", target=target, port=port)
-    if isinstance(exc, TimeoutError) and not isinstance(exc, OSError | ssl.SSLError):
+    if isinstance(exc, TimeoutError) and not isinstance(exc, OSError):  # ssl's errors too
         return ConnectTimeoutError(f"timed out connecting to {where}", target=target, port=port)
     if isinstance(exc, OSError):
         code = exc.errno

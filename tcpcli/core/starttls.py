@@ -18,6 +18,7 @@ from tcpcli.core.errors import (
     map_exceptions,
 )
 from tcpcli.core.socket import Socket
+from tcpcli.core.timing import REPLY_TIMEOUT
 from tcpcli.core.tlsoptions import TLSOptions
 from tcpcli.protocols.base import (
     NEED_DATA,
@@ -30,9 +31,6 @@ from tcpcli.protocols.base import (
 
 #: Reads during a dialogue are small: a reply, never the TLS data behind it.
 DIALOGUE_READ = 4096
-#: How long to wait for each server reply (the dialogues have no clock of their own;
-#: some servers never answer a STARTTLS they do not know).
-REPLY_TIMEOUT = 10.0
 
 
 @dataclass

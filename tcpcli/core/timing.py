@@ -16,6 +16,11 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
+#: How long to wait for each server reply: a STARTTLS dialogue step, or the answer to
+#: our TLS ClientHello (some servers never answer what they do not know). Here, with the
+#: other clocks, so reading it imports no STARTTLS machinery.
+REPLY_TIMEOUT = 10.0
+
 #: The phases the core records, in the order they usually happen.
 PHASES = ("resolve", "slot-wait", "connect", "proxy", "starttls", "tls-setup", "tls",
           "first-byte", "close")

@@ -16,7 +16,14 @@ import certifi
 
 from tcpcli.core.certs import ip_literal, normalize_name
 from tcpcli.core.errors import SocketOptionError
-from tcpcli.core.tlsoptions import _VERSIONS, TLSOptions
+from tcpcli.core.tlsoptions import TLSOptions
+
+_VERSIONS: dict[str, ssl.TLSVersion] = {
+    "1.0": ssl.TLSVersion.TLSv1,
+    "1.1": ssl.TLSVersion.TLSv1_1,
+    "1.2": ssl.TLSVersion.TLSv1_2,
+    "1.3": ssl.TLSVersion.TLSv1_3,
+}
 
 __all__ = ["client_context", "contexts_built", "handshake_context", "trust_source"]
 

@@ -6,11 +6,8 @@ import cryptography and certifi: start-up time is a tested figure.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import functools
 import re
-import ssl
 from dataclasses import dataclass
 from typing import Literal, get_args
 
@@ -18,12 +15,9 @@ from tcpcli.core.errors import SocketOptionError
 
 TLSVersionName = Literal["1.0", "1.1", "1.2", "1.3"]
 
-_VERSIONS: dict[str, ssl.TLSVersion] = {
-    "1.0": ssl.TLSVersion.TLSv1,
-    "1.1": ssl.TLSVersion.TLSv1_1,
-    "1.2": ssl.TLSVersion.TLSv1_2,
-    "1.3": ssl.TLSVersion.TLSv1_3,
-}
+#: Oldest first (ssl's TLSVersion values are in :mod:`tcpcli.core.tlscontext`, which needs
+#: ssl anyway: describing TLS here does not load it).
+_VERSIONS: tuple[TLSVersionName, ...] = get_args(TLSVersionName)
 
 @dataclass(frozen=True)
 class TLSOptions:
@@ -59,7 +53,7 @@ class TLSOptions:
                     + ", ".join(get_args(TLSVersionName))
                 )
         if (self.min_version is not None and self.max_version is not None
-                and _VERSIONS[self.min_version] > _VERSIONS[self.max_version]):
+                and _VERSIONS.index(self.min_version) > _VERSIONS.index(self.max_version)):
             raise SocketOptionError(
                 f"the minimum TLS version {self.min_version} is above the maximum "
                 f"{self.max_version}"
@@ -95,6 +89,9 @@ def parse_pin(pin: str) -> bytes:
         # with "/": try both readings.
         rest = text[len("sha256/"):]
         candidates = [rest, rest[1:]] if rest.startswith("/") else [rest]
+    import base64  # a pin is rare: plain runs need not load it
+    import binascii
+
     for candidate in candidates:
         compact = candidate.replace(":", "")
         if re.fullmatch(r"[0-9a-fA-F]{64}", compact):
