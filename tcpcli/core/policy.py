@@ -36,12 +36,11 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import json
+import itertools
 import socket
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from importlib import resources
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_network
 from typing import NamedTuple
 
@@ -106,10 +105,57 @@ CLOUD_METADATA_NAMES = frozenset({"metadata.google.internal", "metadata.goog",
 
 @functools.cache
 def cloudflare_ranges() -> dict[str, object]:
-    """The bundled Cloudflare list (``tcpcli/data/cloudflare-ips.json``), read once."""
-    text = resources.files("tcpcli.data").joinpath("cloudflare-ips.json").read_text("utf-8")
-    data: dict[str, object] = json.loads(text)
+    """The bundled Cloudflare list (``tcpcli/data/cloudflare-ips.json``), read once, when a
+    destination is first checked against it (an allowed one never is). pkgutil rather than
+    importlib.resources, which costs more to import than the whole table to parse."""
+    import json
+    import pkgutil
+
+    raw = pkgutil.get_data("tcpcli.data", "cloudflare-ips.json")
+    if raw is None:
+        raise FileNotFoundError("tcpcli/data/cloudflare-ips.json is missing from the package")
+    data: dict[str, object] = json.loads(raw)
     return data
+
+
+#: The blocked ranges as (rule, network, what, strict only), in match order: these come
+#: before Cloudflare's published list, the trailing ones after it.
+_LEADING_ROWS: tuple[tuple[str, str, str, bool], ...] = (
+    *(("cloud-metadata", net, "a cloud instance-metadata endpoint", False)
+      for net in CLOUD_METADATA_ADDRESSES),
+    ("loopback", "127.0.0.0/8", "a loopback address", False),
+    ("loopback", "::1/128", "the loopback address", False),
+    ("unspecified", "0.0.0.0/8", 'an unspecified ("this network") address', False),
+    ("unspecified", "::/128", "the unspecified address", False),
+    ("broadcast", "255.255.255.255/32", "the limited broadcast address", False),
+    ("multicast", "224.0.0.0/4", "a multicast address", False),
+    ("multicast", "ff00::/8", "a multicast address", False),
+    ("reserved", "240.0.0.0/4", "a reserved address", False),
+    ("reserved", "192.0.0.0/24", "an IETF protocol assignment (reserved)", False),
+    ("reserved", "2001::/23", "an IETF protocol assignment (reserved; Teredo is here)",
+     False),
+    ("cloudflare-dns", "1.1.1.0/24", "an address of Cloudflare's public DNS resolver", False),
+    ("cloudflare-dns", "1.0.0.0/24", "an address of Cloudflare's public DNS resolver", False),
+)
+_TRAILING_ROWS: tuple[tuple[str, str, str, bool], ...] = (
+    ("private", "10.0.0.0/8", "a private address", True),
+    ("private", "172.16.0.0/12", "a private address", True),
+    ("private", "192.168.0.0/16", "a private address", True),
+    ("cgnat", "100.64.0.0/10", "a shared (carrier-grade NAT) address", True),
+    ("link-local", "169.254.0.0/16", "a link-local address (cloud metadata lives here)",
+     True),
+    ("link-local", "fe80::/10", "a link-local address", True),
+    ("ula", "fc00::/7", "a unique local address", True),
+    ("site-local", "fec0::/10", "a site-local address (deprecated)", True),
+    ("documentation", "192.0.2.0/24", "a documentation address", True),
+    ("documentation", "198.51.100.0/24", "a documentation address", True),
+    ("documentation", "203.0.113.0/24", "a documentation address", True),
+    ("documentation", "2001:db8::/32", "a documentation address", True),
+    ("documentation", "3fff::/20", "a documentation address", True),
+    ("benchmarking", "198.18.0.0/15", "a benchmarking address", True),
+    ("reserved", "192.88.99.0/24", "a deprecated 6to4 relay anycast address", True),
+    ("reserved", "100::/64", "a discard-only address", True),
+)
 
 
 @functools.cache
@@ -117,44 +163,20 @@ def blocked_ranges() -> tuple[_Range, ...]:
     """The one table of blocked ranges, in match order (broadcast before 240.0.0.0/4)."""
     cloudflare = cloudflare_ranges()
     published = [*_strings(cloudflare["ipv4"]), *_strings(cloudflare["ipv6"])]
-    rows: list[tuple[str, str, str, bool]] = [
-        *(("cloud-metadata", net, "a cloud instance-metadata endpoint", False)
-          for net in CLOUD_METADATA_ADDRESSES),
-        ("loopback", "127.0.0.0/8", "a loopback address", False),
-        ("loopback", "::1/128", "the loopback address", False),
-        ("unspecified", "0.0.0.0/8", 'an unspecified ("this network") address', False),
-        ("unspecified", "::/128", "the unspecified address", False),
-        ("broadcast", "255.255.255.255/32", "the limited broadcast address", False),
-        ("multicast", "224.0.0.0/4", "a multicast address", False),
-        ("multicast", "ff00::/8", "a multicast address", False),
-        ("reserved", "240.0.0.0/4", "a reserved address", False),
-        ("reserved", "192.0.0.0/24", "an IETF protocol assignment (reserved)", False),
-        ("reserved", "2001::/23", "an IETF protocol assignment (reserved; Teredo is here)",
-         False),
-        ("cloudflare-dns", "1.1.1.0/24", "an address of Cloudflare's public DNS resolver", False),
-        ("cloudflare-dns", "1.0.0.0/24", "an address of Cloudflare's public DNS resolver", False),
-        *(("cloudflare", net, "a Cloudflare address", False) for net in published),
-        ("private", "10.0.0.0/8", "a private address", True),
-        ("private", "172.16.0.0/12", "a private address", True),
-        ("private", "192.168.0.0/16", "a private address", True),
-        ("cgnat", "100.64.0.0/10", "a shared (carrier-grade NAT) address", True),
-        ("link-local", "169.254.0.0/16", "a link-local address (cloud metadata lives here)",
-         True),
-        ("link-local", "fe80::/10", "a link-local address", True),
-        ("ula", "fc00::/7", "a unique local address", True),
-        ("site-local", "fec0::/10", "a site-local address (deprecated)", True),
-        ("documentation", "192.0.2.0/24", "a documentation address", True),
-        ("documentation", "198.51.100.0/24", "a documentation address", True),
-        ("documentation", "203.0.113.0/24", "a documentation address", True),
-        ("documentation", "2001:db8::/32", "a documentation address", True),
-        ("documentation", "3fff::/20", "a documentation address", True),
-        ("benchmarking", "198.18.0.0/15", "a benchmarking address", True),
-        ("reserved", "192.88.99.0/24", "a deprecated 6to4 relay anycast address", True),
-        ("reserved", "100::/64", "a discard-only address", True),
-    ]
     dated = f", Cloudflare's published list of {cloudflare['retrieved']}"
-    return tuple(_Range(rule, ip_network(net), what, strict, dated if rule == "cloudflare" else "")
-                 for rule, net, what, strict in rows)
+    return (*_leading_ranges(),
+            *(_Range("cloudflare", ip_network(net), "a Cloudflare address", False, dated)
+              for net in published),
+            *(_Range(rule, ip_network(net), what, strict, "")
+              for rule, net, what, strict in _TRAILING_ROWS))
+
+
+@functools.cache
+def _leading_ranges() -> tuple[_Range, ...]:
+    """The table's rows before Cloudflare's published list: most refusals (loopback,
+    metadata) match here, and then the list need not be read at all."""
+    return tuple(_Range(rule, ip_network(net), what, strict, "")
+                 for rule, net, what, strict in _LEADING_ROWS)
 
 
 def _strings(value: object) -> list[str]:
@@ -371,7 +393,8 @@ class Policy:
 
     def _blocked_range(self, ip: IPAddress) -> _Range | None:
         strict = self.profile is Profile.WORKERS_STRICT
-        for candidate in blocked_ranges():
+        leading = _leading_ranges()
+        for candidate in itertools.chain(leading, blocked_ranges()[len(leading):]):
             if candidate.strict_only and not strict:
                 continue
             if ip.version == candidate.network.version and ip in candidate.network:
