@@ -1,0 +1,127 @@
+"""A run imports only what it needs: which modules a command loads is a fact, not a
+timing, so pinning it cannot flake and catches the import that would slow every start.
+
+Each command runs in a fresh interpreter with ``-X importtime``, whose report names every
+module imported and, by its nesting, who imported it. asyncio itself imports ssl (its
+TLS transports), so for ssl the fact pinned is that no tcpcli module is what loads it.
+"""
+
+from __future__ import annotations
+
+import re
+import socket
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import click
+import pytest
+
+from tcpcli.cli.main import COMMANDS, cli
+
+pytestmark = pytest.mark.timeout(120)
+
+#: Never on a plaintext run: TLS, DNS, Rich, the STARTTLS dialogues and banner parsers.
+PLAINTEXT_NEVER = ("cryptography", "certifi", "dns", "rich", "importlib.resources",
+                   "tcpcli.core.tls", "tcpcli.core.tlscontext", "tcpcli.core.tlsverify",
+                   "tcpcli.core.certs", "tcpcli.core.starttls", "tcpcli.protocols.base",
+                   "tcpcli.protocols.registry", "tcpcli.protocols.banner")
+#: The one part of tcpcli.protocols the core needs: the exception tree it shares.
+PROTOCOLS_ALLOWED = {"tcpcli.protocols", "tcpcli.protocols.errors"}
+#: Never for --help: nothing that dials, renders or runs a loop.
+HELP_NEVER = ("anyio", "asyncio", "ssl", "rich", "dns", "cryptography", "tcpcli.core",
+              "tcpcli.engines", "tcpcli.protocols", "tcpcli.render")
+
+
+@dataclass
+class Imports:
+    parent: dict[str, str]  # module -> the module whose import loaded it ("" at top)
+
+    def loaded(self, prefix: str) -> list[str]:
+        return sorted(m for m in self.parent if m == prefix or m.startswith(prefix + "."))
+
+
+def imports_of(*args: str) -> Imports:
+    """The modules ``tcpcli ARGS`` imports, with stdin empty and stdout a pipe."""
+    proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "tcpcli", *args],
+                          stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = [(len(m[1]) // 2, m[2]) for m in
+            re.finditer(r"^import time:\s+\d+ \|\s+\d+ \|( *)(\S+)$", proc.stderr, re.M)]
+    # What the interpreter's start-up (site, and any .pth hooks of this environment)
+    # imports is no choice of tcpcli's: it is all reported before the "site" row.
+    rows = rows[next(i for i, (d, n) in enumerate(rows) if (d, n) == (0, "site")) + 1:]
+    parent: dict[str, str] = {}
+    for index, (depth, name) in enumerate(rows):
+        # importtime prints a module after the ones it imported: its importer comes later.
+        parent.setdefault(name, next((n for d, n in rows[index + 1:] if d < depth), ""))
+    assert "tcpcli.cli.main" in parent, proc.stderr[-2000:]
+    return Imports(parent)
+
+
+@pytest.fixture(scope="module")
+def peer() -> Iterator[int]:
+    """A loopback peer that takes each connection and closes it after reading EOF."""
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def serve() -> None:
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            with conn:
+                while conn.recv(4096):
+                    pass
+
+    threading.Thread(target=serve, daemon=True).start()
+    yield listener.getsockname()[1]
+    listener.close()
+
+
+def assert_plaintext(imports: Imports) -> None:
+    for name in PLAINTEXT_NEVER:
+        assert not imports.loaded(name), f"imported {imports.loaded(name)}"
+    assert set(imports.loaded("tcpcli.protocols")) <= PROTOCOLS_ALLOWED
+    if "ssl" in imports.parent:
+        assert not imports.parent["ssl"].startswith("tcpcli"), imports.parent["ssl"]
+    assert not imports.loaded("trio"), "anyio runs on asyncio only"
+
+
+def test_plain_connect_imports_no_tls_dns_rich_or_dialogues(peer: int) -> None:
+    assert_plaintext(imports_of("connect", f"127.0.0.1:{peer}", "--allow", "127.0.0.1"))
+
+
+def test_probe_of_one_port_imports_no_tls_dns_rich_or_dialogues(peer: int) -> None:
+    assert_plaintext(imports_of("probe", "127.0.0.1", "--ports", str(peer),
+                                "--allow", "127.0.0.1"))
+
+
+def test_listing_the_commands_imports_none_of_them() -> None:
+    imports = imports_of("--help")
+    assert imports.loaded("tcpcli") == ["tcpcli", "tcpcli.cli", "tcpcli.cli.environment",
+                                        "tcpcli.cli.main"]
+    for name in HELP_NEVER:
+        assert not imports.loaded(name), f"imported {imports.loaded(name)}"
+
+
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+def test_a_commands_help_imports_nothing_that_runs(command: str) -> None:
+    imports = imports_of(command, "--help")
+    others = {COMMANDS[name].target.partition(":")[0] for name in COMMANDS} - {
+        COMMANDS[command].target.partition(":")[0]}
+    for name in HELP_NEVER:
+        assert not imports.loaded(name), f"imported {imports.loaded(name)}"
+    assert not others & set(imports.parent) - {"tcpcli.cli.connect"}  # starttls shares it
+
+
+@pytest.mark.parametrize("name", sorted(COMMANDS))
+def test_the_listed_summary_is_the_commands_own(name: str) -> None:
+    """``tcpcli --help`` lists summaries from the COMMANDS table; each must be what the
+    command says of itself (its short_help), or the list would drift from the pages."""
+    command = cli.get_command(click.Context(cli), name)
+    assert command is not None
+    assert COMMANDS[name].summary == command.get_short_help_str(limit=200)
