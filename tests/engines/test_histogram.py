@@ -96,3 +96,20 @@ def test_empty_and_negative() -> None:
     assert h.min == 0 and h.count == 1
     with pytest.raises(ValueError, match="outside"):
         h.percentile(101)
+
+
+@given(st.lists(values, min_size=1, max_size=4))
+def test_shipped_histograms_merge_into_the_distribution_of_all_samples(
+        parts: list[list[int]]) -> None:
+    """What ``bench --processes`` does: each process ships its buckets (to_dict), the
+    parent adds them up; every percentile equals that of one histogram of all samples."""
+    merged, everything = Histogram(), Histogram()
+    for part in parts:
+        shipped = Histogram()
+        shipped.record_many(part)
+        merged.merge(Histogram.from_dict(json.loads(json.dumps(shipped.to_dict()))))
+        everything.record_many(part)
+    for p in (0, 1, 50, 90, 99, 99.9, 100):
+        assert merged.percentile(p) == everything.percentile(p)
+    assert (merged.count, merged.min, merged.max, merged.mean, merged.stdev) == (
+        everything.count, everything.min, everything.max, everything.mean, everything.stdev)

@@ -262,3 +262,54 @@ async def test_live_sockets_never_exceed_the_cap() -> None:
     assert result.samples == 60
     assert peak == 6
     assert invocation.slots.peak == 6 and invocation.slots.live == 0
+
+
+def test_processes_share_one_plan_and_report_one_distribution() -> None:
+    with serve(echo) as server:
+        events, proc = bench_events(server.address, *ALLOW, "-n", "200", "-c", "4",
+                                    "--max-sockets", "4", "--processes", "2")
+    assert proc.returncode == 0, proc.stderr
+    start = next(e for e in events if e["event"] == "bench_start")
+    summary = next(e for e in events if e["event"] == "bench_summary")
+    assert start["processes"] == 2
+    assert summary["samples"] == summary["distributions"]["connect"]["count"] == 200
+    assert summary["errors"] == {} and 2 <= summary["peak_sockets"] <= 4
+    assert "samples     200 ok, 0 errors" in proc.stdout.decode()
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (("-c", "2", "--processes", "3"), b"--processes 3 needs at least one of -c 2"),
+    (("-n", "2", "--processes", "3", "-c", "4", "--max-sockets", "4"), b"of -n 2"),
+    (("--processes", "two"), b"'two' is not a number or 'auto'"),
+    (("-m", "throughput", "--processes", "2"), b"--processes needs --mode connect"),
+])
+def test_processes_that_cannot_share_the_plan_are_a_usage_error(
+        args: tuple[str, ...], message: bytes) -> None:
+    proc = run_cli("bench", "127.0.0.1:9", *ALLOW, *args)
+    assert proc.returncode == 2
+    assert message in proc.stderr
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_ctrl_c_stops_every_process_and_reports_what_they_measured(backend: str) -> None:
+    """As from a terminal: SIGINT reaches the whole process group, children included."""
+    with serve(echo) as server:
+        proc = subprocess.Popen([*tcpcli_command(), "bench", server.address, *ALLOW,
+                                 "--duration", "30", "--rate", "100", "-c", "2",
+                                 "--processes", "2"],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                start_new_session=True,
+                                env={**os.environ, "TCPCLI_BACKEND": backend})
+        time.sleep(2.0)
+        os.killpg(proc.pid, signal.SIGINT)
+        out, err = proc.communicate(timeout=15)
+        served = len(server.connections)
+        time.sleep(0.5)
+        assert len(server.connections) == served  # no child dials on
+    assert proc.returncode == 130, err
+    assert b"Traceback" not in err
+    text = out.decode()
+    assert "(interrupted)" in text
+    samples = int(next(line for line in text.splitlines()
+                       if line.startswith("samples")).split()[1])
+    assert 0 < samples <= served
