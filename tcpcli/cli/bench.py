@@ -24,7 +24,15 @@ from tcpcli.cli.environment import Environment
 from tcpcli.cli.exit_codes import ExitCode, exit_code_for
 from tcpcli.cli.helpformat import OUTPUT, TIMING, SectionedCommand, option
 from tcpcli.cli.options import CommonOptions, common_options, target_argument
-from tcpcli.cli.paramtypes import DURATION, PORT, ByteSize, Count, Number, OutputFile
+from tcpcli.cli.paramtypes import (
+    DURATION,
+    PORT,
+    ByteSize,
+    Count,
+    Number,
+    OutputFile,
+    TcpcliType,
+)
 from tcpcli.cli.runner import interrupted, run
 from tcpcli.cli.throughput import THROUGHPUT_ONLY, bench_throughput
 
@@ -52,6 +60,26 @@ Examples:
 BASELINE_KIND = "tcpcli-bench-baseline"
 
 
+class Processes(TcpcliType):
+    """``--processes``: a number of processes, or ``auto`` (None: decided per run)."""
+
+    name = "N|auto"
+    toml_types = (int, str)
+    toml_form = 'an integer or "auto"'
+
+    def parse(self, value: object) -> int | None:
+        if isinstance(value, str) and value.strip().lower() == "auto":
+            return None
+        try:
+            return Count(1).parse(value)
+        except ValueError:
+            raise ValueError(f"{value!r} is not a number of processes: give 1 or more, or "
+                             "'auto'") from None
+
+
+PROCESSES = Processes()
+
+
 @click.command("bench", cls=SectionedCommand, epilog=EXAMPLES,
                short_help="Measure connect, TLS and request latency, or throughput.")
 @target_argument()
@@ -67,7 +95,8 @@ BASELINE_KIND = "tcpcli-bench-baseline"
 @option("-c", "--concurrency", type=Count(1), default=6, show_default=True, metavar="N",
         section=TIMING,
         help="Parallel workers (more than --max-sockets needs a higher --max-sockets).")
-@option("--processes", default="auto", show_default=True, metavar="N|auto", section=TIMING,
+@option("--processes", type=PROCESSES, default="auto", show_default=True, metavar="N|auto",
+        section=TIMING,
         help="connect/rr: spread the workers over N processes, each with its share of -c, "
              "-n and --max-sockets; auto: one per 32 workers, up to the cores (one left "
              "to a loopback peer).")
@@ -197,18 +226,11 @@ def bench_command(env: Environment | None, /, target: str, port: int | None,
     run(lambda: session.main(invocation), env, traceback=common.traceback)
 
 
-def _processes(value: str, concurrency: int, count: int | None,
+def _processes(processes: int | None, concurrency: int, count: int | None,
                max_sockets: int | None) -> int | None:
-    """``--processes``: a number checked against what it must share out, or None (auto)."""
-    if value.strip().lower() == "auto":
+    """``--processes`` checked against what it must share out (None: auto)."""
+    if processes is None:
         return None
-    try:
-        processes = int(value)
-    except ValueError:
-        raise click.BadParameter(f"{value!r} is not a number or 'auto'",
-                                 param_hint="--processes") from None
-    if processes < 1:
-        raise click.BadParameter("must be at least 1", param_hint="--processes")
     for amount, what in ((concurrency, "-c"), (count, "-n"), (max_sockets, "--max-sockets")):
         if amount is not None and processes > amount:
             raise click.UsageError(f"--processes {processes} needs at least one of {what} "

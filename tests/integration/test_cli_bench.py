@@ -280,7 +280,7 @@ def test_processes_share_one_plan_and_report_one_distribution() -> None:
 @pytest.mark.parametrize(("args", "message"), [
     (("-c", "2", "--processes", "3"), b"--processes 3 needs at least one of -c 2"),
     (("-n", "2", "--processes", "3", "-c", "4", "--max-sockets", "4"), b"of -n 2"),
-    (("--processes", "two"), b"'two' is not a number or 'auto'"),
+    (("--processes", "two"), b"'two' is not a number of processes"),
     (("-m", "throughput", "--processes", "2"), b"--processes needs --mode connect"),
 ])
 def test_processes_that_cannot_share_the_plan_are_a_usage_error(
