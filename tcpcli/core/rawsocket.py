@@ -185,6 +185,14 @@ def start_connect(host: IPv4Address | IPv6Address, port: int, local_address: str
     return sock, code
 
 
+def connect_status(sock: socket.socket, address: tuple[str, int]) -> int:
+    """Ask connect() again on a socket :func:`start_connect` started, to learn without
+    waiting how it went: 0 or EISCONN once connected, EALREADY/EINPROGRESS while under way,
+    the error once it failed (after which Linux lets the socket connect anew). ``address``
+    must be the one it was started to: this reads an outcome, it dials nothing new."""
+    return sock.connect_ex(address)
+
+
 async def open_tcp(host: IPv4Address | IPv6Address, port: int,
                    local_address: str | None = None) -> RawSocketStream:
     """Non-blocking connect to a literal address; OSError (with errno) on failure."""

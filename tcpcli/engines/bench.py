@@ -65,7 +65,7 @@ from tcpcli.core.errors import (
     translate,
 )
 from tcpcli.core.invocation import Invocation
-from tcpcli.core.rawsocket import RawSocketStream
+from tcpcli.core.rawsocket import RawSocketStream, connect_status
 from tcpcli.core.slots import SocketSlot
 from tcpcli.core.tlsoptions import TLSOptions
 from tcpcli.engines.histogram import Histogram
@@ -408,7 +408,7 @@ class Bench:
                     if code in _IN_PROGRESS:
                         # Asked again, connect() tells how it went without waiting (EISCONN:
                         # connected; on loopback the handshake ran inside the first call).
-                        code = sock.connect_ex(target)
+                        code = connect_status(sock, target)
                         if code in _STILL_CONNECTING:
                             epoll.register(sock.fileno(), select.EPOLLOUT)
                             waiting[sock.fileno()] = (sock, started, slot)

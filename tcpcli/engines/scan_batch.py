@@ -31,6 +31,7 @@ import anyio.lowlevel
 
 from tcpcli.core.connect import BatchConnector
 from tcpcli.core.errnos import NONBLOCKING_CONNECT_ANSWERS, OUT_OF_SOCKETS_ERRNOS
+from tcpcli.core.rawsocket import connect_status
 from tcpcli.core.slots import SocketSlot
 from tcpcli.engines.scan_inspect import PortInspector
 from tcpcli.engines.scan_limits import OUT_OF_SOCKETS_PATIENCE, Pacer, SocketRoom
@@ -284,7 +285,7 @@ class BatchScan:
                 if recycling:
                     # connect() again both reads the outcome (0 once connected) and, after
                     # a failure, resets the socket so it can connect anew.
-                    code = sock.connect_ex((item.plan.address_text, item.port))
+                    code = connect_status(sock, (item.plan.address_text, item.port))
                     if code == errno.EISCONN:
                         code = 0
                 else:

@@ -231,10 +231,8 @@ NETWORK_CALLS: dict[str, frozenset[str]] = {
     "socket.socket": frozenset({"tcpcli.core.rawsocket",
                                 # finds a free loopback port for its own listeners: never dials
                                 "tcpcli.cli.demo"}),
-    "connect_ex": frozenset({"tcpcli.core.rawsocket",
-                             # reads the outcome of a connect the Connector started
-                             # (start_connect), on that socket and to that address
-                             "tcpcli.engines.scan_batch"}),
+    # (engines read a batched connect's outcome with rawsocket.connect_status)
+    "connect_ex": frozenset({"tcpcli.core.rawsocket"}),
     "create_connection": frozenset(),
     "getaddrinfo": frozenset(),
     "gethostbyname": frozenset(),
