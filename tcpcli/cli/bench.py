@@ -23,7 +23,7 @@ from tcpcli.cli.connect import target_address, unescape
 from tcpcli.cli.environment import Environment
 from tcpcli.cli.exit_codes import ExitCode, exit_code_for
 from tcpcli.cli.helpformat import OUTPUT, TIMING, SectionedCommand, option
-from tcpcli.cli.options import CommonOptions, common_options, target_argument
+from tcpcli.cli.options import common_options, target_argument
 from tcpcli.cli.paramtypes import (
     DURATION,
     PORT,
@@ -37,6 +37,7 @@ from tcpcli.cli.runner import interrupted, run
 from tcpcli.cli.throughput import THROUGHPUT_ONLY, bench_throughput
 
 if TYPE_CHECKING:
+    from tcpcli.cli.commonoptions import CommonOptions
     from tcpcli.core.invocation import Invocation
     from tcpcli.engines.bench import Bench, BenchConfig, BenchResult
     from tcpcli.engines.bench_processes import ProcessBench
@@ -157,6 +158,8 @@ def bench_command(env: Environment | None, /, target: str, port: int | None,
     from tcpcli.engines.bench import BenchConfig
 
     env = env or Environment()
+    from tcpcli.cli.commonoptions import CommonOptions
+
     common = CommonOptions.from_kwargs(kwargs)
     if port is not None and not 1 <= port <= 65535:
         raise click.BadParameter(f"port {port} is out of range (1-65535)", param_hint="PORT")

@@ -31,21 +31,21 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 
 import click
 from click.core import ParameterSource
 
 from tcpcli.cli.configcheck import CommandTree
-from tcpcli.cli.configfile import CONFIG_ENV, load, locate
+from tcpcli.cli.configfile import load, locate
+from tcpcli.cli.configlocation import STATE_KEY
 from tcpcli.cli.configmodel import ADDITIVE, Config, Target
 
 if TYPE_CHECKING:
     from click.shell_completion import CompletionItem
 
-F = TypeVar("F", bound=Callable[..., Any])
-
-_META = "tcpcli.config"
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 @dataclass
@@ -61,7 +61,7 @@ class InvocationState:
 
 
 def invocation_state(ctx: click.Context) -> InvocationState:
-    state: InvocationState = ctx.meta.setdefault(_META, InvocationState())
+    state: InvocationState = ctx.meta.setdefault(STATE_KEY, InvocationState())
     return state
 
 
@@ -74,12 +74,12 @@ def current_config(ctx: click.Context) -> Config:
     return state.config
 
 
-def _recording(callback: Callable[[click.Context, click.Parameter, Any], Any]
-               ) -> Callable[[click.Context, click.Parameter, Any], Any]:
+def _recording(callback: Callable[Concatenate[click.Context, P], R]
+               ) -> Callable[Concatenate[click.Context, P], R]:
     """Under resilient parsing click drops a callback's error; keep it for ``config show``."""
-    def wrapper(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    def wrapper(ctx: click.Context, /, *args: P.args, **kwargs: P.kwargs) -> R:
         try:
-            return callback(ctx, param, value)
+            return callback(ctx, *args, **kwargs)
         except click.ClickException as exc:
             if ctx.resilient_parsing:
                 invocation_state(ctx).errors.append(exc)
@@ -88,7 +88,8 @@ def _recording(callback: Callable[[click.Context, click.Parameter, Any], Any]
 
 
 @_recording
-def _on_no_config(ctx: click.Context, param: click.Parameter, value: bool) -> bool:
+def on_no_config(ctx: click.Context, param: click.Parameter, value: bool) -> bool:
+    """``--no-config``'s callback (declared in :mod:`tcpcli.cli.configoptions`)."""
     if value:
         state = invocation_state(ctx)
         if state.flag is not None and ctx.get_parameter_source("config_file") \
@@ -98,41 +99,20 @@ def _on_no_config(ctx: click.Context, param: click.Parameter, value: bool) -> bo
     return value
 
 
-def _on_config(install: bool) -> Callable[[click.Context, click.Parameter, Any], Any]:
-    @_recording
-    def callback(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
-        state = invocation_state(ctx)
-        if value is not None:
-            if state.disabled:
-                raise click.UsageError("--config and --no-config exclude each other", ctx)
-            state.flag = value
-        config = current_config(ctx)
-        if install:
-            ctx.default_map = config.default_map(ctx.info_name or "")
-        return value
-    return callback
-
-
-def config_options(*, install: bool = True) -> Callable[[F], F]:
-    """``--no-config`` and ``--config FILE``. Both are eager, so the file is read (and with
-    ``install`` the default map set) before click resolves any other option; --no-config
-    is declared first, so that --config, given or not, sees it."""
-    options = [
-        click.option("--no-config", is_flag=True, is_eager=True, expose_value=False,
-                     callback=_on_no_config,
-                     help=f"Read no configuration file (nor ${CONFIG_ENV})."),
-        click.option("--config", "config_file", metavar="FILE", is_eager=True,
-                     expose_value=False, callback=_on_config(install),
-                     help=f"Read defaults and named targets from FILE instead of "
-                          f"${CONFIG_ENV} or ~/.config/tcpcli/config.toml "
-                          "(see tcpcli config)."),
-    ]
-
-    def decorate(func: F) -> F:
-        for option in reversed(options):
-            func = option(func)
-        return func
-    return decorate
+@_recording
+def on_config(ctx: click.Context, param: click.Parameter, value: str | None, *,
+              install: bool) -> str | None:
+    """``--config``'s callback: read the file; with ``install`` its settings become the
+    command's default map."""
+    state = invocation_state(ctx)
+    if value is not None:
+        if state.disabled:
+            raise click.UsageError("--config and --no-config exclude each other", ctx)
+        state.flag = value
+    config = current_config(ctx)
+    if install:
+        ctx.default_map = config.default_map(ctx.info_name or "")
+    return value
 
 
 @_recording
@@ -187,7 +167,7 @@ def complete_target(ctx: click.Context, param: click.Parameter,
 
 
 def named_targets(ctx: click.Context) -> list[Target]:
-    state = ctx.meta.get(_META)
+    state = ctx.meta.get(STATE_KEY)
     return list(state.targets.get(ctx.info_name or "", [])) if state else []
 
 
@@ -196,7 +176,7 @@ def policy_list(ctx: click.Context | None, name: str,
     """An ``allow``/``deny`` list as the command uses it: (entry, source, origin) for the
     file's entries (every layer, this command's @targets included), then for those of the
     flag or environment variable, which add to them."""
-    state = ctx.meta.get(_META) if ctx is not None else None
+    state = ctx.meta.get(STATE_KEY) if ctx is not None else None
     entries: list[tuple[str, str, str | None]] = []
     if ctx is not None and state is not None and state.config is not None:
         command = ctx.info_name or ""

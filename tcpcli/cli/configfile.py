@@ -26,13 +26,10 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from tcpcli.cli.configcheck import CommandTree, check
+from tcpcli.cli.configlocation import CONFIG_ENV, default_location
 from tcpcli.cli.configmodel import NO_CONFIG_HINT, Config, ConfigError, Location
 
 __all__ = ["CONFIG_ENV", "key_lines", "load", "locate", "parse"]
-
-CONFIG_ENV = "TCPCLI_CONFIG"
-#: Under $XDG_CONFIG_HOME (or ~/.config).
-RELATIVE_PATH = Path("tcpcli") / "config.toml"
 
 
 def locate(flag: str | None, disabled: bool, environ: Mapping[str, str]) -> Location:
@@ -43,11 +40,8 @@ def locate(flag: str | None, disabled: bool, environ: Mapping[str, str]) -> Loca
         return Location(Path(flag).expanduser(), "--config", required=True)
     if environ.get(CONFIG_ENV):
         return Location(Path(environ[CONFIG_ENV]).expanduser(), f"${CONFIG_ENV}", required=True)
-    xdg = environ.get("XDG_CONFIG_HOME", "")
-    if xdg and Path(xdg).is_absolute():  # the XDG spec says to ignore a relative one
-        return Location(Path(xdg) / RELATIVE_PATH, "$XDG_CONFIG_HOME", required=False)
-    home = Path(environ["HOME"]) if environ.get("HOME") else Path.home()
-    return Location(home / ".config" / RELATIVE_PATH, "~/.config", required=False)
+    path, chosen_by = default_location(environ)
+    return Location(Path(path), chosen_by, required=False)
 
 
 def load(location: Location, tree: CommandTree) -> Config:

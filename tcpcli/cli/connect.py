@@ -25,13 +25,14 @@ import click
 from tcpcli.cli.environment import Environment
 from tcpcli.cli.exit_codes import ExitCode
 from tcpcli.cli.helpformat import OUTPUT, TIMING, SectionedCommand, option
-from tcpcli.cli.options import CommonOptions, common_options, target_argument
+from tcpcli.cli.options import common_options, target_argument
 from tcpcli.cli.paramtypes import DURATION, PORT, OutputFile
 from tcpcli.cli.runner import report_error, run
 
 if TYPE_CHECKING:
     from anyio import CancelScope
 
+    from tcpcli.cli.commonoptions import CommonOptions
     from tcpcli.cli.stdio import InterruptLatch
     from tcpcli.core.errors import TcpcliError
     from tcpcli.core.invocation import Invocation
@@ -164,6 +165,8 @@ def connect_command(env: Environment | None, /, target: str, port: int | None,
     and keeps reading until the peer closes; the peer closing first ends the run.
     """
     env = env or Environment()
+    from tcpcli.cli.commonoptions import CommonOptions
+
     common = CommonOptions.from_kwargs(kwargs)
     if port is not None and not 1 <= port <= 65535:
         raise click.BadParameter(f"port {port} is out of range (1-65535)", param_hint="PORT")

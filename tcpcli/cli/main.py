@@ -60,7 +60,9 @@ OVERVIEW_EXAMPLES = """\
   tcpcli connect example.com:80 --send 'HEAD / HTTP/1.0\\r\\n\\r\\n'
   tcpcli probe --allow 127.0.0.1 127.0.0.1 -p 22,80,443"""
 
-CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+#: Help is wrapped to the terminal, but never wider than this.
+MAX_HELP_WIDTH = 100
+CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": MAX_HELP_WIDTH}
 #: The group's own options: no shared option, so ``tcpcli --help`` need not load those.
 GROUP_OPTIONS = frozenset({"-h", "--help", "-V", "--version"})
 
@@ -200,13 +202,36 @@ def _source_hint(exc: click.ClickException) -> str:
     return f" (from ${given[0]})" if given else ""
 
 
+def help_width() -> int | None:
+    """The width click's help formatter would pick, found without its ``shutil`` import
+    (with bz2 and lzma, a tenth of a ``--help``'s start-up): ``$COLUMNS``, else the
+    terminal's, else 80; less 2, at most MAX_HELP_WIDTH, at least 50. None when click's
+    test runner fixes the width (it sets ``FORCED_WIDTH``)."""
+    if click.formatting.FORCED_WIDTH is not None:
+        return None
+    import os
+
+    try:
+        columns = int(os.environ["COLUMNS"])
+    except (KeyError, ValueError):
+        columns = 0
+    if columns <= 0:
+        try:
+            columns = os.get_terminal_size(sys.__stdout__.fileno()).columns  # type: ignore[union-attr]
+        except (AttributeError, ValueError, OSError):  # None, closed, not a terminal
+            columns = 0
+        columns = columns or 80
+    return max(min(columns, MAX_HELP_WIDTH) - 2, 50)
+
+
 def main(argv: list[str] | None = None, obj: Environment | None = None) -> NoReturn:
     """Entry point. Usage errors are one line on stderr and exit 2 (scripts parse it)."""
     from tcpcli.cli.environment import Environment
 
     env = obj if obj is not None else Environment()
     try:
-        cli.main(args=argv, prog_name="tcpcli", obj=env, standalone_mode=False)
+        cli.main(args=argv, prog_name="tcpcli", obj=env, standalone_mode=False,
+                 terminal_width=help_width())
     except click.exceptions.Abort:
         sys.exit(130)
     except click.ClickException as exc:

@@ -21,11 +21,12 @@ import click
 from tcpcli.cli.environment import Environment
 from tcpcli.cli.exit_codes import ExitCode, exit_code_for
 from tcpcli.cli.helpformat import OUTPUT, TIMING, SectionedCommand, option
-from tcpcli.cli.options import CommonOptions, common_options, target_argument
+from tcpcli.cli.options import common_options, target_argument
 from tcpcli.cli.paramtypes import DURATION, PORT_LIST, Count, Number
 from tcpcli.cli.runner import interrupted, run
 
 if TYPE_CHECKING:
+    from tcpcli.cli.commonoptions import CommonOptions
     from tcpcli.core.errors import TcpcliError
     from tcpcli.core.invocation import Invocation
     from tcpcli.engines.scan import Scanner
@@ -105,6 +106,8 @@ def probe_command(env: Environment | None, /, targets: tuple[str, ...],
     from tcpcli.engines.scan_targets import choose_ports, guard, parse_target
 
     env = env or Environment()
+    from tcpcli.cli.commonoptions import CommonOptions
+
     common = CommonOptions.from_kwargs(kwargs)
     options = ProbeOptions.from_kwargs(kwargs)
     try:

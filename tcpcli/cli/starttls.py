@@ -17,13 +17,14 @@ from tcpcli.cli.connect import STARTTLS_PROTOCOLS
 from tcpcli.cli.environment import Environment
 from tcpcli.cli.exit_codes import ExitCode
 from tcpcli.cli.helpformat import SectionedCommand
-from tcpcli.cli.options import CommonOptions, common_options, target_argument
+from tcpcli.cli.options import common_options, target_argument
 from tcpcli.cli.paramtypes import PORT, Text
 from tcpcli.cli.runner import run
 
 if TYPE_CHECKING:
     import ssl
 
+    from tcpcli.cli.commonoptions import CommonOptions
     from tcpcli.core.invocation import Invocation
     from tcpcli.core.socket import Socket
     from tcpcli.core.starttls import StartTlsResult
@@ -104,6 +105,8 @@ def starttls_command(env: Environment | None, /, target: str, port: int | None,
         kwargs.pop("xmpp_to")
     checks = [parse_check(c) for c in kwargs.pop("checks")]
     resume = kwargs.pop("resume")
+    from tcpcli.cli.commonoptions import CommonOptions
+
     common = CommonOptions.from_kwargs(kwargs)
     address = target_address(target, port)
     invocation = common.invocation()

@@ -16,10 +16,10 @@ import click
 
 from tcpcli.cli.environment import Environment
 from tcpcli.cli.exit_codes import ExitCode, exit_code_for
-from tcpcli.cli.options import CommonOptions
 from tcpcli.cli.runner import interrupted, run
 
 if TYPE_CHECKING:
+    from tcpcli.cli.commonoptions import CommonOptions
     from tcpcli.core.invocation import Invocation
     from tcpcli.engines.throughput import Throughput, ThroughputConfig, ThroughputResult
 

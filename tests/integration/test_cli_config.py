@@ -286,7 +286,7 @@ def test_targets_complete(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
 
 def test_every_dialing_command_expands_targets() -> None:
     from tcpcli.cli.configcheck import CommandTree
-    from tcpcli.cli.configcontext import expand_target
+    from tcpcli.cli.configoptions import expand_target
 
     names = CommandTree(cli).configurable_names()
     assert {"bench", "connect", "probe", "starttls"} <= set(names)
