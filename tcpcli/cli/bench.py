@@ -11,10 +11,8 @@ another mode or target (there is nothing to compare).
 
 from __future__ import annotations
 
-import json
 import math
 import time
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -178,7 +176,8 @@ def bench_command(env: Environment | None, /, target: str, port: int | None,
     if kwargs["send_text"] is not None:
         payload = unescape(kwargs["send_text"])
     elif kwargs["send_file"] is not None:
-        payload = Path(kwargs["send_file"]).read_bytes()
+        with open(kwargs["send_file"], "rb") as sent:
+            payload = sent.read()
     rr_only = [n for n in ("send_text", "send_file", "expect_text", "expect_bytes", "fresh")
                if kwargs[n]]
     if mode != "rr" and rr_only:
@@ -266,7 +265,10 @@ def load_baseline(path: str) -> dict[str, Any]:
     from tcpcli.engines.histogram import Histogram
 
     try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        import json
+
+        with open(path, encoding="utf-8") as saved:
+            data = json.loads(saved.read())
         if not isinstance(data, dict) or data.get("kind") != BASELINE_KIND:
             raise ValueError("not a tcpcli bench baseline (save one with --save)")
         for saved in data["histograms"].values():
@@ -298,7 +300,10 @@ def save_baseline(path: str, result: BenchResult, data: dict[str, Any]) -> None:
         "summary": data,
         "histograms": {name: h.to_dict() for name, h in result.histograms.items()},
     }
-    Path(path).write_text(json.dumps(document, indent=1) + "\n", encoding="utf-8")
+    import json
+
+    with open(path, "w", encoding="utf-8") as saved:
+        saved.write(json.dumps(document, indent=1) + "\n")
 
 
 def compare(histograms: dict[str, Histogram], baseline: dict[str, Any], *, threshold: float,

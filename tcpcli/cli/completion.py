@@ -14,14 +14,16 @@ in a ``--ports`` list, proxy schemes, ``unlimited``), option names with their he
 
 from __future__ import annotations
 
-import argparse
+import os
 import sys
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
-from click.shell_completion import get_completion_class
 
 from tcpcli.cli.environment import Environment
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 PROG_NAME = "tcpcli"
 #: The environment variable Click's scripts set when they call tcpcli back.
@@ -31,7 +33,7 @@ SHELLS = ("bash", "zsh", "fish")
 #: (bash-completion >= 2.9 loads NAME.bash; zsh wants _NAME on $fpath).
 SCRIPT_FILES = {"bash": "tcpcli.bash", "zsh": "_tcpcli", "fish": "tcpcli.fish"}
 #: The repository root (completions/ and man/ live there).
-REPOSITORY = Path(__file__).resolve().parents[2]
+REPOSITORY = os.path.dirname(os.path.dirname(os.path.dirname(os.path.realpath(__file__))))
 
 EXAMPLES = """
 \b
@@ -45,6 +47,8 @@ Examples:
 
 def completion_script(shell: str) -> str:
     """The completion script for ``shell``, as ``tcpcli completion SHELL`` prints it."""
+    from click.shell_completion import get_completion_class
+
     from tcpcli.cli.main import cli
 
     cls = get_completion_class(shell)
@@ -92,6 +96,9 @@ def write_files(root: Path, files: dict[str, str], *, check: bool, regenerate: s
 
 
 def main(argv: list[str] | None = None) -> int:
+    import argparse
+    from pathlib import Path
+
     parser = argparse.ArgumentParser(
         prog="python -m tcpcli.cli.completion",
         description="Regenerate completions/tcpcli.{bash,zsh,fish} from the click tree.")

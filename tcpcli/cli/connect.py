@@ -17,7 +17,6 @@ import os
 import stat
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 import click
@@ -68,7 +67,7 @@ class Transcript:
     """A direction-tagged, timestamped record of every chunk (``--transcript``)."""
 
     def __init__(self, path: str, fmt: str, origin_ns: int) -> None:
-        self.file: IO[str] = Path(path).open("w", encoding="utf-8")  # noqa: SIM115
+        self.file: IO[str] = open(path, "w", encoding="utf-8")  # noqa: SIM115
         self.fmt = fmt
         self.origin_ns = origin_ns
 
@@ -366,7 +365,7 @@ class ConnectSession:
                 else:
                     reader = FdReader(stdin)
             elif self.send_file is not None:
-                file = Path(self.send_file).open("rb")  # noqa: SIM115, ASYNC230 - a local file
+                file = open(self.send_file, "rb")  # noqa: SIM115, ASYNC230 - a local file
                 if self._zero_copy:
                     sent_whole_file = await self._send_whole_file(sock, file.fileno())
             while not sent_whole_file:

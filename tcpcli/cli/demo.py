@@ -13,7 +13,6 @@ colour with NO_COLOR; with ``--json`` one ``demo_section`` event per section.
 from __future__ import annotations
 
 import io
-import tempfile
 import time
 from typing import TYPE_CHECKING
 
@@ -176,6 +175,8 @@ async def _demo(tour: Tour) -> int:
     console = tour.console
     certificate = throwaway_certificate("127.0.0.1", "localhost")
     context = certificate.server_context()
+    import tempfile
+
     with tempfile.TemporaryDirectory() as tmp:
         ca_file = certificate.write_ca(tmp)
         plain = await anyio.create_tcp_listener(local_host="127.0.0.1")

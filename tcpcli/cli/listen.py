@@ -12,7 +12,6 @@ import errno
 import itertools
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
@@ -183,7 +182,8 @@ class Listener:
         if settings.cert:
             context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
             context.load_cert_chain(settings.cert, settings.key)
-            pin = spki_pin(Path(settings.cert).read_bytes())
+            with open(settings.cert, "rb") as cert:
+                pin = spki_pin(cert.read())
             self.say("certificate", f"certificate from {settings.cert}; pin {pin}",
                      pin=pin, throwaway=False)
             return context
@@ -192,7 +192,8 @@ class Listener:
             names.append(settings.host)
         made = throwaway_certificate(*names)
         if settings.ca_out:
-            Path(settings.ca_out).write_bytes(made.ca_pem)
+            with open(settings.ca_out, "wb") as ca_out:
+                ca_out.write(made.ca_pem)
             how = f"trust its CA with --ca-file {settings.ca_out}, or its key with --pin"
         else:
             how = f"trust its key with --pin {made.pin}, or write its CA with --ca-out FILE"

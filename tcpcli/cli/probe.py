@@ -8,7 +8,6 @@ The rendering is :mod:`tcpcli.render.probe`; the scan is :mod:`tcpcli.engines.sc
 
 from __future__ import annotations
 
-import csv
 import io
 import sys
 import time
@@ -173,6 +172,8 @@ class ProbeSession:
         self.ports, self.targets = ports, targets
         self.csv: csv.DictWriter[str] | None = None
         if options.as_csv:
+            import csv
+
             self.csv = csv.DictWriter(Utf8Lines(env.stdout), CSV_FIELDS,
                                       extrasaction="ignore", lineterminator="\n")
             self.csv.writeheader()
