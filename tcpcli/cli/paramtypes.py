@@ -130,12 +130,13 @@ class PortList(TcpcliType):
 
 # -- numbers ------------------------------------------------------------------------------
 
-_NUMBER = re.compile(r"[0-9]+(?:\.[0-9]*)?(?:[eE][+-]?[0-9]+)?|\.[0-9]+(?:[eE][+-]?[0-9]+)?")
+#: Patterns are compiled on first use (re caches them): declaring a command matches nothing.
+_NUMBER = r"[0-9]+(?:\.[0-9]*)?(?:[eE][+-]?[0-9]+)?|\.[0-9]+(?:[eE][+-]?[0-9]+)?"
 
 
 def _number(text: str) -> float:
     """A plain decimal number; no nan, inf, signs, underscores or non-ASCII digits."""
-    if not _NUMBER.fullmatch(text.strip()):
+    if not re.fullmatch(_NUMBER, text.strip()):
         raise ValueError(f"{text!r} is not a number")
     number = float(text)
     if not math.isfinite(number):
@@ -198,14 +199,14 @@ class Count(TcpcliType):
         return number
 
 
-_DURATION = re.compile(r"(?P<number>[0-9.eE+-]+)\s*(?P<unit>ms|s|m|h)?")
+_DURATION = r"(?P<number>[0-9.eE+-]+)\s*(?P<unit>ms|s|m|h)?"
 _SECONDS_PER = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
 
 
 def parse_duration(text: str) -> float:
     """``2.5`` or ``2.5s``, ``300ms``, ``5m``, ``1h`` -> seconds (> 0, at most a year)."""
     form = "give seconds (2.5) or a number with ms, s, m or h (300ms, 5m)"
-    match = _DURATION.fullmatch(text.strip())
+    match = re.fullmatch(_DURATION, text.strip())
     if match is None:
         raise ValueError(f"{text!r} is not a duration: {form}")
     try:
@@ -239,7 +240,7 @@ class Duration(TcpcliType):
 
 #: Size suffixes: K/M/G/T (and KiB, ...) count in 1024s, as iperf3 and dd; KB/MB/GB/TB
 #: count in 1000s.
-_SIZE = re.compile(r"(?P<number>[0-9]+(?:\.[0-9]+)?)\s*(?P<unit>(?:[kmgt](?:i?b)?)|b)?", re.I)
+_SIZE = r"(?P<number>[0-9]+(?:\.[0-9]+)?)\s*(?P<unit>(?:[kmgt](?:i?b)?)|b)?"
 _POWERS = {"k": 1, "m": 2, "g": 3, "t": 4}
 #: The largest size any option takes (a terabyte per connection is plenty for a test).
 MAX_SIZE = 1024 ** 4
@@ -247,7 +248,7 @@ MAX_SIZE = 1024 ** 4
 
 def parse_size(text: str) -> int:
     """``65536``, ``64K``/``64KiB`` (1024s), ``64KB`` (1000s), ``1.5M`` -> bytes."""
-    match = _SIZE.fullmatch(text.strip())
+    match = re.fullmatch(_SIZE, text.strip(), re.IGNORECASE)
     if not match:
         raise ValueError(f"{text!r} is not a size (use e.g. 65536, 64K, 10M, 1G or 10MB)")
     number = float(match["number"])
@@ -334,7 +335,7 @@ TLS_VERSION = click.Choice(TLS_VERSIONS)
 # -- addresses ----------------------------------------------------------------------------
 
 
-_NUMERIC_LABEL = re.compile(r"(?:0[xX][0-9a-fA-F]*|[0-9]+)")
+_NUMERIC_LABEL = r"(?:0[xX][0-9a-fA-F]*|[0-9]+)"
 
 
 class PolicyEntry(TcpcliType):
@@ -359,7 +360,7 @@ class PolicyEntry(TcpcliType):
         host = entry.removeprefix("*.").rstrip(".")
         # A name whose last label is a number is an address with a typo (300.1.1.1): the
         # URL standard refuses such a host, and so do we, rather than trust a "name".
-        if _NUMERIC_LABEL.fullmatch(host.rsplit(".", 1)[-1]) \
+        if re.fullmatch(_NUMERIC_LABEL, host.rsplit(".", 1)[-1]) \
                 and normalize_host(host).literal is None:
             raise ValueError(f"invalid --{self.option} entry {text!r}: not an IP address "
                              "(four numbers of 0-255) and not a host name (its last label "

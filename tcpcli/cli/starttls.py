@@ -45,12 +45,12 @@ Examples:
   tcpcli starttls mail.example.com:25 --resume     # full vs resumed TLS handshake
 """
 
-_CHECK = re.compile(r"^(verified|tls\s*>=\s*1\.[0-3]|days-left\s*>=\s*\d+)$")
+_CHECK = r"^(verified|tls\s*>=\s*1\.[0-3]|days-left\s*>=\s*\d+)$"  # compiled on use
 
 
 def parse_check(text: str) -> str:
     check = text.strip().lower()
-    if not _CHECK.match(check):
+    if not re.match(_CHECK, check):
         raise click.BadParameter(
             f"{text!r}: use 'verified', 'tls>=1.2' or 'days-left>=N'", param_hint="--expect")
     return re.sub(r"\s+", "", check)
