@@ -8,6 +8,7 @@ TLS transports), so for ssl the fact pinned is that no tcpcli module is what loa
 
 from __future__ import annotations
 
+import os
 import re
 import socket
 import subprocess
@@ -15,6 +16,7 @@ import sys
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import click
 import pytest
@@ -33,6 +35,21 @@ PROTOCOLS_ALLOWED = {"tcpcli.protocols", "tcpcli.protocols.errors"}
 #: Never for --help: nothing that dials, renders or runs a loop.
 HELP_NEVER = ("anyio", "asyncio", "ssl", "rich", "dns", "cryptography", "tcpcli.core",
               "tcpcli.engines", "tcpcli.protocols", "tcpcli.render")
+#: Nor, for --help, what a run needs and declaring a command does not: the configuration
+#: file's machinery (pathlib, tomllib, its checker and dataclasses), CommonOptions, and the
+#: standard modules a command uses only once it runs. (Under an editable install the
+#: interpreter's start-up may load pathlib before tcpcli: then this pins nothing for it.)
+HELP_NEVER_EITHER = ("tcpcli.cli.configcontext", "tcpcli.cli.configfile",
+                     "tcpcli.cli.configcheck", "tcpcli.cli.configmodel",
+                     "tcpcli.cli.configreport", "tcpcli.cli.commonoptions", "pathlib",
+                     "tomllib", "shutil", "socket", "csv", "json", "tempfile", "argparse")
+#: The modules that declare commands: all of tcpcli a command's --help may import.
+DECLARING = frozenset({
+    "tcpcli", "tcpcli.cli", "tcpcli.cli.main", "tcpcli.cli.environment",
+    "tcpcli.cli.exit_codes", "tcpcli.cli.runner", "tcpcli.cli.helpformat",
+    "tcpcli.cli.options", "tcpcli.cli.sharedoptions", "tcpcli.cli.paramtypes",
+    "tcpcli.cli.configoptions", "tcpcli.cli.configlocation", "tcpcli.cli.throughput",
+    *(entry.target.partition(":")[0] for entry in COMMANDS.values())})
 
 
 @dataclass
@@ -43,11 +60,11 @@ class Imports:
         return sorted(m for m in self.parent if m == prefix or m.startswith(prefix + "."))
 
 
-def imports_of(*args: str) -> Imports:
+def imports_of(*args: str, env: dict[str, str] | None = None) -> Imports:
     """The modules ``tcpcli ARGS`` imports, with stdin empty and stdout a pipe."""
     proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "tcpcli", *args],
                           stdin=subprocess.DEVNULL, capture_output=True, text=True,
-                          timeout=60)
+                          timeout=60, env=env)
     assert proc.returncode == 0, proc.stderr[-2000:]
     rows = [(len(m[1]) // 2, m[2]) for m in
             re.finditer(r"^import time:\s+\d+ \|\s+\d+ \|( *)(\S+)$", proc.stderr, re.M)]
@@ -113,9 +130,35 @@ def test_a_commands_help_imports_nothing_that_runs(command: str) -> None:
     imports = imports_of(command, "--help")
     others = {COMMANDS[name].target.partition(":")[0] for name in COMMANDS} - {
         COMMANDS[command].target.partition(":")[0]}
-    for name in HELP_NEVER:
+    for name in (*HELP_NEVER, *HELP_NEVER_EITHER):
         assert not imports.loaded(name), f"imported {imports.loaded(name)}"
     assert not others & set(imports.parent) - {"tcpcli.cli.connect"}  # starttls shares it
+    assert set(imports.loaded("tcpcli")) <= DECLARING, set(imports.loaded("tcpcli")) - DECLARING
+
+
+def home_with_config(home: Path, text: str | None) -> dict[str, str]:
+    """The environment of a user whose HOME is ``home``: with ``text`` in its default
+    configuration file, or none."""
+    if text is not None:
+        path = home / ".config" / "tcpcli" / "config.toml"
+        path.parent.mkdir(parents=True)
+        path.write_text(text, encoding="utf-8")
+    env = {k: v for k, v in os.environ.items() if k not in ("TCPCLI_CONFIG", "XDG_CONFIG_HOME")}
+    return {**env, "HOME": str(home)}
+
+
+def test_a_run_without_a_configuration_file_loads_none_of_its_machinery(
+        peer: int, tmp_path: Path) -> None:
+    imports = imports_of("connect", f"127.0.0.1:{peer}", "--allow", "127.0.0.1",
+                         env=home_with_config(tmp_path, None))
+    for name in ("tcpcli.cli.configcontext", "tcpcli.cli.configfile", "tomllib"):
+        assert not imports.loaded(name), f"imported {imports.loaded(name)}"
+
+
+def test_a_run_with_a_configuration_file_reads_it(peer: int, tmp_path: Path) -> None:
+    imports = imports_of("connect", f"127.0.0.1:{peer}",
+                         env=home_with_config(tmp_path, 'allow = ["127.0.0.1"]\n'))
+    assert imports.loaded("tomllib") and imports.loaded("tcpcli.cli.configcontext")
 
 
 @pytest.mark.parametrize("name", sorted(COMMANDS))
