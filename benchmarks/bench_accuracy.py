@@ -7,11 +7,15 @@ Against one loopback echo server (its own process), each round runs, in a shuffl
   socket + ``loop.sock_connect`` + close per sample, timed with perf_counter_ns (the
   heavier ``asyncio.open_connection`` takes three loop turns per connect, and its p50
   grows with them);
-* ``tcpcli`` — ``tcpcli bench 127.0.0.1:PORT -n N -c 64 --max-sockets unlimited --json``.
+* ``tcpcli`` — ``tcpcli bench 127.0.0.1:PORT -n N -c 64 --max-sockets unlimited --json``;
+* ``kernel`` — one blocking socket after another, each ``connect()`` timed alone: what a
+  loopback connect itself costs, with no event loop queueing in it.
 
-and reports median connection rates and p50 connect latencies, and the ratios
-(targets: rate >= 0.7x, p50 within 25 % of the reference loop's own). Then the peak RSS of
-a process that records 1,000,000 samples in the bench histograms (target < 100 MB).
+and reports median connection rates and the ratio to the reference loop (issue 16's
+target: >= 1.5x), and the p50 connect latencies. Accuracy is judged against ``kernel``:
+tcpcli's p50 should be the connect, not its own queueing (target: 0.5-2x the kernel's
+p50; the asyncio loop's p50 is mostly its queue, 64 in flight over its rate). Then the peak
+RSS of a process that records 1,000,000 samples in the bench histograms (target < 100 MB).
 
     python benchmarks/bench_accuracy.py --rounds 5 --count 20000 --concurrency 64
 """
@@ -113,6 +117,17 @@ async def _reference(port: int, count: int, concurrency: int) -> dict[str, float
             "p50_ms": statistics.median(latencies) / 1e6}
 
 
+def kernel_p50_ms(port: int, count: int) -> float:
+    """The p50 of ``count`` blocking loopback connects, each timed alone."""
+    latencies = []
+    for _ in range(count):
+        with socket.socket() as sock:
+            start = time.perf_counter_ns()
+            sock.connect(("127.0.0.1", port))
+            latencies.append(time.perf_counter_ns() - start)
+    return statistics.median(latencies) / 1e6
+
+
 def run_reference(port: int, count: int, concurrency: int) -> dict[str, float]:
     out = subprocess.run([sys.executable, __file__, "--reference", str(port), str(count),
                           str(concurrency)], capture_output=True, check=True, text=True)
@@ -193,6 +208,7 @@ def main() -> None:
             runs: dict[str, list[dict[str, float]]] = {"reference": [], "tcpcli": []}
             ratios_rate: list[float] = []
             ratios_p50: list[float] = []
+            kernel: list[float] = []
             for round_ in range(args.rounds):
                 order = ["reference", "tcpcli"]
                 random.shuffle(order)
@@ -203,12 +219,14 @@ def main() -> None:
                     runs[tool].append(this[tool])
                 ratios_rate.append(this["tcpcli"]["per_second"]
                                    / this["reference"]["per_second"])
-                ratios_p50.append(this["tcpcli"]["p50_ms"] / this["reference"]["p50_ms"])
+                kernel.append(kernel_p50_ms(port, min(args.count, 2000)))
+                ratios_p50.append(this["tcpcli"]["p50_ms"] / kernel[-1])
                 print(f"round {round_ + 1}: reference {this['reference']['per_second']:8.0f} "
                       f"conn/s p50 {this['reference']['p50_ms']:.3f} ms | tcpcli "
                       f"{this['tcpcli']['per_second']:8.0f} conn/s p50 "
                       f"{this['tcpcli']['p50_ms']:.3f} ms "
-                      f"errors {this['tcpcli'].get('errors', 0):.0f}", flush=True)
+                      f"errors {this['tcpcli'].get('errors', 0):.0f} | kernel p50 "
+                      f"{kernel[-1]:.3f} ms", flush=True)
         finally:
             server.terminate()
             server.wait(5)
@@ -217,10 +235,11 @@ def main() -> None:
               f"conn/s, p50 {statistics.median(r['p50_ms'] for r in results):.3f} ms")
     rate = statistics.median(ratios_rate)
     p50 = statistics.median(ratios_p50)
-    print(f"rate ratio tcpcli/reference (median): {rate:.2f}x (target >= 0.70) "
-          f"{'PASS' if rate >= 0.7 else 'FAIL'}")
-    print(f"p50 ratio tcpcli/reference (median):  {p50:.2f}x (target 0.75-1.25) "
-          f"{'PASS' if 0.75 <= p50 <= 1.25 else 'FAIL'}")
+    print(f"kernel     p50 {statistics.median(kernel):.3f} ms (blocking connects, each alone)")
+    print(f"rate ratio tcpcli/reference (median): {rate:.2f}x (target >= 1.50) "
+          f"{'PASS' if rate >= 1.5 else 'FAIL'}")
+    print(f"p50 ratio tcpcli/kernel (median):     {p50:.2f}x (target 0.50-2.00) "
+          f"{'PASS' if 0.5 <= p50 <= 2.0 else 'FAIL'}")
     memory = run_memory(args.memory_samples)
     print(f"peak memory for {args.memory_samples:,} samples: {memory['peak_mb']:.1f} MB "
           f"({memory['counters']:.0f} counters; target < 100 MB) "
