@@ -16,11 +16,12 @@ import anyio
 from anyio.lowlevel import RunVar
 
 from tcpcli.core.connect import ConnectOptions, Connector, SystemConnector
+from tcpcli.core.destination import Destination, check
 from tcpcli.core.errors import StreamClosedError
 from tcpcli.core.policy import Policy
 from tcpcli.core.resolve import DnsResolver, Resolver
 from tcpcli.core.slots import WORKERS_MAX_SOCKETS, SocketSlots
-from tcpcli.core.timing import PhaseObserver
+from tcpcli.core.timing import PhaseClock, PhaseObserver
 
 if TYPE_CHECKING:
     from tcpcli.core.socket import Socket
@@ -90,6 +91,13 @@ class Invocation:
         if self._resolver is None:
             self._resolver = DnsResolver()
         return self._resolver
+
+    async def check_destination(self, hostname: str, port: int, *, family: int, target: str,
+                                clock: PhaseClock | None = None) -> Destination:
+        """``core.destination.check`` under this invocation's policy and resolver: the
+        checked addresses for one port, or the refusal raised."""
+        return await check(hostname, port, policy=self.policy, resolver=lambda: self.resolver,
+                           family=family, clock=clock, target=target)
 
     async def __aenter__(self) -> Invocation:
         self._token = _current.set(self)

@@ -48,7 +48,6 @@ from tcpcli.core.address import (
     validate_secure_transport,
 )
 from tcpcli.core.connect import ConnectOptions, Dialed, dial, dial_proxy
-from tcpcli.core.destination import check
 from tcpcli.core.errors import (
     NOT_BYTES,
     READABLE_CLOSING,
@@ -451,9 +450,8 @@ class Socket:
     async def _dial(self) -> anyio.abc.ByteStream:
         invocation, options, address = self.invocation, self.options, self.address
         target, port = address.address_str, address.port
-        destination = await check(address.hostname, port, policy=invocation.policy,
-                                  resolver=lambda: invocation.resolver, family=options.family,
-                                  clock=self.clock, target=target)
+        destination = await invocation.check_destination(
+            address.hostname, port, family=options.family, target=target, clock=self.clock)
         self.resolution = destination.resolution
         addresses = destination.ordered(options.family)
         dialed: Dialed

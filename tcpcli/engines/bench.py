@@ -54,7 +54,6 @@ import anyio.lowlevel
 
 from tcpcli.core.address import join_host_port, parse_address
 from tcpcli.core.connect import BatchConnector
-from tcpcli.core.destination import check
 from tcpcli.core.errnos import LOST_ERRNOS
 from tcpcli.core.errors import (
     ConnectError,
@@ -220,6 +219,16 @@ class _Watch:
         self.since = 0
 
 
+async def checked_literal(invocation: Invocation, target: str) -> tuple[IPAddress, int, str]:
+    """The first checked address of ``target`` (a host:port), its port, and the name it
+    was checked as (for SNI and verification): what every connection of a run dials."""
+    parsed = parse_address(target)
+    family = invocation.options.family
+    destination = await invocation.check_destination(parsed.hostname, parsed.port,
+                                                     family=family, target=target)
+    return destination.ordered(family)[0], parsed.port, destination.name
+
+
 class Bench:
     """One benchmark run inside an :class:`Invocation` (the policy, the cap, the resolver)."""
 
@@ -254,16 +263,11 @@ class Bench:
     async def check_target(self) -> tuple[IPAddress, int]:
         """Ask ``core.destination`` once (the name, then every resolved answer) and pick
         the first checked literal: every sample dials that one address."""
-        invocation = self.invocation
-        parsed = parse_address(self.config.address)
-        family = invocation.options.family
-        destination = await check(parsed.hostname, parsed.port, policy=invocation.policy,
-                                  resolver=lambda: invocation.resolver, family=family,
-                                  target=self._target)
-        address = destination.ordered(family)[0]
-        self._address, self._port, self._hostname = address, parsed.port, destination.name
-        self.result.peer = join_host_port(address, parsed.port)
-        return address, parsed.port
+        address, port, self._hostname = await checked_literal(self.invocation,
+                                                              self.config.address)
+        self._address, self._port = address, port
+        self.result.peer = join_host_port(address, port)
+        return address, port
 
     @property
     def checked_target(self) -> tuple[IPAddress, int, str] | None:

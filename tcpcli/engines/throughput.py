@@ -52,13 +52,13 @@ import anyio
 import anyio.abc
 import anyio.lowlevel
 
-from tcpcli.core.address import join_host_port, parse_address
-from tcpcli.core.destination import IPAddress, check
+from tcpcli.core.address import join_host_port
+from tcpcli.core.destination import IPAddress
 from tcpcli.core.errors import ConnectTimeoutError, IdleTimeoutError, translate
 from tcpcli.core.invocation import Invocation
 from tcpcli.core.slots import SocketSlot
 from tcpcli.core.tlsoptions import TLSOptions
-from tcpcli.engines.bench import ClosedEarlyError, describe
+from tcpcli.engines.bench import ClosedEarlyError, checked_literal, describe
 from tcpcli.engines.histogram import Histogram
 
 Direction = Literal["up", "down", "both"]
@@ -294,15 +294,9 @@ class Throughput:
     async def check_target(self) -> None:
         """Ask ``core.destination`` once (the name, then every resolved answer); every
         connection dials the first checked literal through the invocation's Connector."""
-        invocation = self.invocation
-        parsed = parse_address(self.config.address)
-        family = invocation.options.family
-        destination = await check(parsed.hostname, parsed.port, policy=invocation.policy,
-                                  resolver=lambda: invocation.resolver, family=family,
-                                  target=self._target)
-        self._address = destination.ordered(family)[0]
-        self._port, self._hostname = parsed.port, destination.name
-        self.result.peer = join_host_port(self._address, parsed.port)
+        self._address, self._port, self._hostname = await checked_literal(
+            self.invocation, self.config.address)
+        self.result.peer = join_host_port(self._address, self._port)
 
     # ------------------------------------------------------------------ running
 
