@@ -77,10 +77,18 @@ def openssl_says(protocol: str, port: int, ca_file: str, *args: str) -> dict[str
     openssl = shutil.which("openssl")
     require(openssl is not None, "openssl is not installed")
     assert openssl is not None
-    proc = subprocess.run(
-        [openssl, "s_client", "-starttls", protocol, "-connect", f"127.0.0.1:{port}",
-         "-CAfile", ca_file, "-servername", "localhost", "-verify_return_error", "-brief",
-         *args], stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=30)
+    argv = [openssl, "s_client", "-starttls", protocol, "-connect", f"127.0.0.1:{port}",
+            "-CAfile", ca_file, "-servername", "localhost", "-verify_return_error", "-brief",
+            *args]
+    try:
+        proc = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                              timeout=30)
+    except subprocess.TimeoutExpired:
+        # The reference tool, not tcpcli: s_client's telnet dialogue once waited out the
+        # 30 s in a full CI run (1 of some 10 runs, never alone) with IKSD silent. A fresh
+        # connection answers what the comparison needs; a second hang still fails.
+        proc = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                              timeout=30)
     assert proc.returncode == 0, proc.stderr
     said = dict(line.split(": ", 1) for line in proc.stderr.splitlines() if ": " in line)
     assert said.get("Verification") == "OK", proc.stderr
