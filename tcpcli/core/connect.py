@@ -10,10 +10,9 @@ import socket
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv6Address
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, NamedTuple, Protocol, runtime_checkable
 
 import anyio
-import anyio.abc
 
 from tcpcli.core.address import join_host_port
 from tcpcli.core.errors import (
@@ -26,6 +25,9 @@ from tcpcli.core.errors import (
 from tcpcli.core.slots import SocketSlot, SocketSlots
 from tcpcli.core.timing import PhaseClock
 from tcpcli.core.tlsoptions import TLSOptions
+
+if TYPE_CHECKING:
+    import anyio.abc
 
 IPAddress = IPv4Address | IPv6Address
 
@@ -78,7 +80,7 @@ class SystemConnector:
     async def connect_tcp(
         self, host: IPAddress, port: int, *, local_address: str | None = None
     ) -> anyio.abc.ByteStream:
-        from tcpcli.core.rawsocket import open_tcp
+        from tcpcli.core.rawstream import open_tcp
 
         return await open_tcp(host, port, local_address)
 
@@ -92,8 +94,7 @@ class SystemConnector:
 # --------------------------------------------------------------------------- dialing
 
 
-@dataclass
-class Dialed:
+class Dialed(NamedTuple):
     """The winning attempt: its stream, the slot it holds, and who it reached."""
 
     stream: anyio.abc.ByteStream
@@ -174,10 +175,10 @@ async def dial(
 
     if winner is not None:
         return winner
-    raise _best_error(errors, target, port)
+    raise best_error(errors, target, port)
 
 
-def _best_error(errors: list[BaseException], target: str, port: int) -> BaseException:
+def best_error(errors: list[BaseException], target: str, port: int) -> BaseException:
     """The error to report when every attempt failed: the first attempt's, named for the
     target, since that is the address the user's system prefers."""
     if not errors:

@@ -64,7 +64,8 @@ from tcpcli.core.errors import (
     translate,
 )
 from tcpcli.core.invocation import Invocation
-from tcpcli.core.rawsocket import RawSocketStream, connect_status
+from tcpcli.core.rawsocket import CONNECT_UNDER_WAY, connect_status
+from tcpcli.core.rawstream import RawSocketStream
 from tcpcli.core.slots import SocketSlot
 from tcpcli.core.tlsoptions import TLSOptions
 from tcpcli.engines.histogram import Histogram
@@ -91,7 +92,6 @@ READ_SIZE = 65536
 SampleObserver = Callable[[str, int], None]
 
 _IN_PROGRESS = frozenset({errno.EINPROGRESS, errno.EWOULDBLOCK})
-_STILL_CONNECTING = frozenset({errno.EALREADY, errno.EINPROGRESS, errno.EWOULDBLOCK})
 #: The fast path needs epoll (Linux); elsewhere connect mode runs on the workers.
 _EPOLL = getattr(select, "epoll", None)
 
@@ -413,7 +413,7 @@ class Bench:
                         # Asked again, connect() tells how it went without waiting (EISCONN:
                         # connected; on loopback the handshake ran inside the first call).
                         code = connect_status(sock, target)
-                        if code in _STILL_CONNECTING:
+                        if code in CONNECT_UNDER_WAY:
                             epoll.register(sock.fileno(), select.EPOLLOUT)
                             waiting[sock.fileno()] = (sock, started, slot)
                             continue

@@ -390,7 +390,7 @@ class BatchScan:
             if result is not None:
                 self.tally.finish_open(result)
             return
-        from tcpcli.core.rawsocket import RawSocketStream
+        from tcpcli.core.rawstream import RawSocketStream
 
         assert self._tg is not None
         self._inspecting += 1
