@@ -16,7 +16,6 @@ import codecs
 import os
 import stat
 import time
-from dataclasses import dataclass, field
 from typing import IO, TYPE_CHECKING, Any
 
 import click
@@ -29,15 +28,18 @@ from tcpcli.cli.paramtypes import DURATION, PORT, OutputFile
 from tcpcli.cli.runner import report_error, run
 
 if TYPE_CHECKING:
+    import selectors
+
     from anyio import CancelScope
 
     from tcpcli.cli.commonoptions import CommonOptions
-    from tcpcli.cli.stdio import InterruptLatch
+    from tcpcli.cli.stdio import FdWriter, InterruptLatch
+    from tcpcli.core.blocking import BlockingConnection
     from tcpcli.core.errors import TcpcliError
     from tcpcli.core.invocation import Invocation
     from tcpcli.core.socket import Socket
     from tcpcli.core.timing import Phase
-    from tcpcli.render.report import WaterfallRow
+    from tcpcli.render.report import Waterfall, WaterfallRow
 
 #: openssl s_client -starttls's list (the dialogues live in tcpcli.protocols).
 STARTTLS_PROTOCOLS = ("smtp", "lmtp", "pop3", "imap", "ftp", "xmpp", "xmpp-server", "telnet",
@@ -53,14 +55,14 @@ Examples:
 """
 
 
-@dataclass
 class Outcome:
     """How the conversation ended, for the footer and the ``close`` event."""
 
-    first_closer: str = ""  # "peer" | "us"
-    how: str = ""  # "FIN" | "RST" | "idle-timeout"
-    stdin_open: bool = True
-    started: float = field(default_factory=time.perf_counter)
+    def __init__(self) -> None:
+        self.first_closer = ""  # "peer" | "us"
+        self.how = ""  # "FIN" | "RST" | "idle-timeout"
+        self.stdin_open = True
+        self.started = time.perf_counter()
 
 
 class Transcript:
@@ -180,7 +182,7 @@ def connect_command(env: Environment | None, /, target: str, port: int | None,
     session = ConnectSession(env, common, address, **kwargs)
     invocation.observer = session.observe
     run(lambda: session.main(invocation), env, traceback=common.traceback,
-        on_error=session.report_error)
+        on_error=session.report_error, without_loop=lambda: session.main_now(invocation))
 
 
 class ConnectSession:
@@ -201,13 +203,15 @@ class ConnectSession:
         self.payload = unescape(send_text) if send_text is not None else None
         self.send_file = send_file
         self.origin_ns = time.perf_counter_ns()
-        from tcpcli.render.report import Waterfall
-
-        self.waterfall = Waterfall(self.origin_ns)  # the -v rows and the timing event
         # connect's product is the peer's bytes: its JSON goes to --events FILE or stderr,
         # and once it is on, the notes below become events in it too.
         self.events = env.start_session("connect", json=common.json, events_file=events_file,
                                         origin_ns=self.origin_ns)
+        self.waterfall: Waterfall | None = None  # the -v rows and the timing event
+        if common.verbose or self.events is not None:
+            from tcpcli.render.report import Waterfall
+
+            self.waterfall = Waterfall(self.origin_ns)
         self.transcript = Transcript(transcript, transcript_format, self.origin_ns) \
             if transcript else None
         self.outcome = Outcome()
@@ -222,9 +226,7 @@ class ConnectSession:
     def report_error(self, error: TcpcliError, code: ExitCode) -> None:
         report_error(self.env, self.events, self.address, error, code)
 
-    def _show_connected(self, sock: Socket) -> None:
-        from tcpcli.render.report import render_tls, tls_lines
-
+    def _show_connected(self, sock: Socket | BlockingConnection) -> None:
         if self.events is not None:
             self.events.emit("connected", self.address,
                              peer=_join(sock.peer_address),
@@ -233,6 +235,9 @@ class ConnectSession:
             if sock.tls_report is not None:
                 self.events.emit("tls_report", self.address, **sock.tls_report.to_dict())
         if self.common.verbose and not self.common.quiet:
+            from tcpcli.render.report import render_tls, tls_lines
+
+            assert self.waterfall is not None
             self._show_rows(self.waterfall.take(sock.clock.phases))
             if self.env.rich:
                 if sock.tls_report is not None:
@@ -261,13 +266,14 @@ class ConnectSession:
             for line in row_lines(rows):
                 self.env.note(line)
 
-    def _footer(self, sock: Socket) -> None:
+    def _footer(self, sock: Socket | BlockingConnection) -> None:
         duration = time.perf_counter() - self.outcome.started
-        rows = self.waterfall.finish(sock.clock.phases)  # the whole run: it ends here
-        if self.events is not None:
-            self.events.emit("timing", self.address, **self.waterfall.event_fields())
-        if self.common.verbose and not self.common.quiet:
-            self._show_rows(rows)
+        if self.waterfall is not None:
+            rows = self.waterfall.finish(sock.clock.phases)  # the whole run: it ends here
+            if self.events is not None:
+                self.events.emit("timing", self.address, **self.waterfall.event_fields())
+            if self.common.verbose and not self.common.quiet:
+                self._show_rows(rows)
         if self.events is not None:
             self.events.emit("close", self.address, first=self.outcome.first_closer,
                              how=self.outcome.how, bytes_sent=sock.bytes_sent,
@@ -300,6 +306,148 @@ class ConnectSession:
                     raise
                 # Whatever the clean-up after Ctrl-C met, the user asked us to stop.
         return ExitCode.INTERRUPTED if latch.presses else code
+
+    def main_now(self, invocation: Invocation) -> int | None:
+        """The conversation without an event loop (``core.blocking``): a plaintext
+        connection whose addresses are known without a DNS query. None, with nothing done,
+        when the event-loop core is needed (TLS, STARTTLS, a proxy, a DNS query)."""
+        if self.common.tls or self.starttls:
+            return None
+        import signal
+
+        from tcpcli.core.address import parse_address
+        from tcpcli.core.blocking import open_now
+        from tcpcli.core.timing import PhaseClock
+
+        address = parse_address(self.address)
+        clock = PhaseClock(invocation.observer)
+        try:
+            conn = open_now(invocation, address.hostname, address.port,
+                            target=address.address_str, options=invocation.options, clock=clock)
+            if conn is None:
+                return None
+            return self._converse_now(conn)
+        except KeyboardInterrupt:
+            # As InterruptLatch does for the loop: once Ctrl-C was pressed the process is
+            # on its way out, and no later press may turn exit 130 into a traceback.
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            return ExitCode.INTERRUPTED
+
+    def _converse_now(self, conn: BlockingConnection) -> int:
+        self._show_connected(conn)
+        graceful = False
+        try:
+            self._relay_now(conn)
+            graceful = True
+        finally:
+            conn.close(graceful=graceful)
+            if self.transcript is not None:
+                self.transcript.close()
+        self._footer(conn)
+        return self._ending()
+
+    def _relay_now(self, conn: BlockingConnection) -> None:
+        """stdin (or --send/--send-file) -> socket and socket -> stdout, polled together,
+        with the rules of ``_upstream`` and ``_downstream``."""
+        import selectors
+
+        from tcpcli.cli.stdio import CHUNK, FdWriter
+
+        writer = FdWriter(self.env.stdout.fileno())
+        buffer = memoryview(bytearray(CHUNK))  # one buffer for every read
+        selector = selectors.DefaultSelector()
+        upstream = _Upstream(self, conn) if not self.no_stdin else None
+        receiving = True
+        try:
+            while receiving or upstream is not None:
+                sock_events = selectors.EVENT_READ if receiving else 0
+                poll_input = False
+                if upstream is not None:
+                    if upstream.wants_socket:
+                        sock_events |= selectors.EVENT_WRITE
+                    elif upstream.reader is not None and upstream.reader.needs_poll:
+                        poll_input = True
+                    else:
+                        upstream.pump(readable=True)  # never blocks: a file, --send
+                        if upstream.done:
+                            upstream = None
+                        continue
+                interest = {conn.fileno(): sock_events} if sock_events else {}
+                if poll_input:
+                    assert upstream is not None
+                    assert upstream.reader is not None
+                    interest[upstream.reader.fd] = selectors.EVENT_READ
+                ready = self._wait_now(selector, interest)
+                if ready is None:
+                    self.outcome.how = "idle-timeout"
+                    if not self.outcome.first_closer:
+                        self.outcome.first_closer = "us"
+                    return
+                if receiving and ready.get(conn.fileno(), 0) & selectors.EVENT_READ:
+                    receiving = self._receive_now(conn, buffer, writer)
+                    if not receiving and (upstream is None or not self.half_open):
+                        return
+                if upstream is not None:
+                    socket_ready = bool(ready.get(conn.fileno(), 0) & selectors.EVENT_WRITE)
+                    input_ready = upstream.reader is not None \
+                        and upstream.reader.fd in ready
+                    upstream.pump(readable=input_ready, writable=socket_ready)
+                    if upstream.done:
+                        upstream = None
+                        if not receiving:
+                            return
+        finally:
+            selector.close()
+            writer.restore()
+            if upstream is not None:
+                upstream.release()
+
+    def _wait_now(self, selector: selectors.BaseSelector,
+                  interest: dict[int, int]) -> dict[int, int] | None:
+        """Which of ``interest``'s descriptors are ready (and for what); None once the idle
+        timeout ran out with nothing moving either way."""
+        registered = selector.get_map()
+        for key in list(registered.values()):
+            if interest.get(key.fd) != key.events:
+                selector.unregister(key.fd)
+        for fd, events in interest.items():
+            if fd not in registered:
+                selector.register(fd, events)
+        while True:
+            timeout = None
+            if self.idle_timeout:
+                timeout = self.last_activity + self.idle_timeout - time.monotonic()
+                if timeout <= 0:
+                    return None
+            ready = selector.select(timeout)
+            if ready:
+                return {key.fd: events for key, events in ready}
+
+    def _receive_now(self, conn: BlockingConnection, buffer: memoryview,
+                     writer: FdWriter) -> bool:
+        """One read from the socket to stdout; False at the peer's EOF."""
+        from tcpcli.core.errors import ConnectionLostError
+
+        try:
+            count = conn.recv_into(buffer)
+        except ConnectionLostError:
+            if not self.outcome.first_closer:
+                self.outcome.first_closer = "peer"
+            self.outcome.how = "RST"
+            raise
+        if count is None:
+            return True
+        if not count:
+            self._at_peer_eof()
+            return False
+        self.last_activity = time.monotonic()
+        data = buffer[:count]
+        if self.transcript is not None:
+            self.transcript.record("<", bytes(data))
+        if self.events is not None and self.common.verbose:
+            self.events.emit("data", self.address, direction="in", bytes=count)
+        writer.write_now(data)
+        return True
 
     @staticmethod
     async def _end_at_interrupt(latch: InterruptLatch, scope: CancelScope) -> None:
@@ -338,11 +486,7 @@ class ConnectSession:
                     if self.transcript is not None:
                         self.transcript.close()
             self._footer(sock)
-            if self.outcome.how == "idle-timeout":
-                if not self.common.quiet:
-                    self.env.note(f"no data for {self.idle_timeout:g} s: idle timeout")
-                return ExitCode.TIMEOUT
-        return ExitCode.OK
+        return self._ending()
 
     async def _upstream(self, sock: Socket) -> None:
         """stdin (or --send/--send-file) -> socket, then FIN."""
@@ -390,11 +534,9 @@ class ConnectSession:
                 if self.events is not None and self.common.verbose:
                     self.events.emit("data", self.address, direction="out", bytes=len(data))
                 await sock.writable.send(data)
-            self.outcome.stdin_open = False
+            self._at_end_of_input()
             if self.wait_at_tls_eof:
                 return  # the server closes first; close() then sends close_notify
-            if not self.outcome.first_closer:
-                self.outcome.first_closer, self.outcome.how = "us", "FIN"
             await sock.writable.aclose()
         except StreamClosedError:
             pass  # the peer closed first; the downstream task reports it
@@ -445,16 +587,32 @@ class ConnectSession:
                 await writer.write(data)
         finally:
             writer.restore()
+        self._at_peer_eof(truncated=sock.truncated)
+        if not self.half_open or not self.outcome.stdin_open or self.no_stdin:
+            scope.cancel()
+
+    def _at_peer_eof(self, *, truncated: bool = False) -> None:
         if not self.outcome.first_closer:
             self.outcome.first_closer, self.outcome.how = "peer", "FIN"
-        if sock.truncated and not self.common.quiet and not self.env.events_on_stderr:
+        if truncated and not self.common.quiet and not self.env.events_on_stderr:
             # (with the JSON stream on stderr, the close event's "truncated" says it)
             self.env.warn("the peer closed the TLS connection without close_notify; "
                           "what arrived may be truncated")
         if self.outcome.stdin_open and not self.no_stdin and not self.common.quiet:
             self.env.note("peer closed the connection")
-        if not self.half_open or not self.outcome.stdin_open or self.no_stdin:
-            scope.cancel()
+
+    def _at_end_of_input(self) -> None:
+        """stdin (or --send, --send-file) is exhausted: FIN follows, unless TLS waits."""
+        self.outcome.stdin_open = False
+        if not self.wait_at_tls_eof and not self.outcome.first_closer:
+            self.outcome.first_closer, self.outcome.how = "us", "FIN"
+
+    def _ending(self) -> int:
+        if self.outcome.how == "idle-timeout":
+            if not self.common.quiet:
+                self.env.note(f"no data for {self.idle_timeout:g} s: idle timeout")
+            return ExitCode.TIMEOUT
+        return ExitCode.OK
 
     async def _idle_watch(self, scope: CancelScope) -> None:
         import anyio
@@ -469,6 +627,116 @@ class ConnectSession:
                 scope.cancel()
                 return
             await anyio.sleep(remaining)
+
+
+class _Upstream:
+    """connect's input side without an event loop: stdin, --send or --send-file to the
+    socket, then FIN, by the rules of ``ConnectSession._upstream``."""
+
+    def __init__(self, session: ConnectSession, conn: BlockingConnection) -> None:
+        from tcpcli.cli.stdio import FdReader
+
+        self.session, self.conn = session, conn
+        self.reader: FdReader | None = None
+        self.file: IO[bytes] | None = None
+        self.whole_file: int | None = None  # a regular file the kernel sends (sendfile)
+        self.outgoing = memoryview(b"")  # read, not yet taken by the socket
+        self.payload = session.payload  # --send: read once, then the end of input
+        self.previous_cr = False
+        self.done = False
+        if self.payload is not None:
+            pass
+        elif session.send_file is not None:
+            self.file = open(session.send_file, "rb")  # noqa: SIM115 - closed in release()
+            if session._zero_copy:
+                self.whole_file = self.file.fileno()
+        else:
+            stdin = session.env.stdin.fileno()
+            if session._zero_copy and stat.S_ISREG(os.fstat(stdin).st_mode):
+                self.whole_file = stdin
+            else:
+                self.reader = FdReader(stdin)
+
+    @property
+    def wants_socket(self) -> bool:
+        """Waiting for the socket to take bytes (else for input, or for nothing)."""
+        return bool(self.outgoing) or self.whole_file is not None
+
+    def pump(self, *, readable: bool = False, writable: bool = False) -> None:
+        """One step: send what is pending when the socket is ``writable``, else read more
+        when the input is ``readable``; FIN at the end of input."""
+        session, conn = self.session, self.conn
+        if self.whole_file is not None:
+            if writable:
+                try:
+                    sent = conn.send_file(self.whole_file, 16 * 1024 * 1024)
+                except NotImplementedError:  # a file system without sendfile: read it
+                    self._read_instead()
+                    return
+                if sent:
+                    session.last_activity = time.monotonic()
+                elif sent == 0:
+                    self._finish()
+            return
+        if self.outgoing:
+            if writable:
+                self.outgoing = self.outgoing[conn.send(self.outgoing):]
+            return
+        if not readable:
+            return
+        data = self._read()
+        if data is None:
+            return
+        if not data:
+            self._finish()
+            return
+        session.last_activity = time.monotonic()
+        if session.crlf:
+            converted = to_crlf(data, self.previous_cr)
+            self.previous_cr = data.endswith(b"\r")
+            data = converted
+        if session.transcript is not None:
+            session.transcript.record(">", data)
+        if session.events is not None and session.common.verbose:
+            session.events.emit("data", session.address, direction="out", bytes=len(data))
+        self.outgoing = memoryview(data)
+
+    def _read(self) -> bytes | None:
+        from tcpcli.cli.stdio import CHUNK
+
+        if self.payload is not None:
+            data, self.payload = self.payload, b""
+            return data
+        if self.file is not None:
+            return self.file.read(CHUNK)  # a regular file never blocks
+        assert self.reader is not None
+        try:
+            return os.read(self.reader.fd, CHUNK)
+        except BlockingIOError:
+            return None
+
+    def _read_instead(self) -> None:
+        from tcpcli.cli.stdio import FdReader
+
+        if self.file is None:
+            assert self.whole_file is not None
+            self.reader = FdReader(self.whole_file)
+        self.whole_file = None
+
+    def _finish(self) -> None:
+        self.release()
+        self.session._at_end_of_input()
+        self.conn.shutdown_write()
+        self.done = True
+
+    def release(self) -> None:
+        if self.reader is not None:
+            self.reader.restore()
+            self.reader = None
+        if self.file is not None:
+            self.file.close()
+            self.file = None
+        self.whole_file = None
 
 
 def _join(address: tuple[str, int] | None) -> str | None:

@@ -66,11 +66,22 @@ def run(
     *,
     traceback: bool = False,
     on_error: Callable[[TcpcliError, ExitCode], None] | None = None,
+    without_loop: Callable[[], int | None] | None = None,
 ) -> NoReturn:
-    """Run ``main`` on the anyio backend named by TCPCLI_BACKEND (asyncio by default)."""
-    import anyio
+    """Run ``main`` on the anyio backend named by TCPCLI_BACKEND (asyncio by default).
 
-    backend = env.environ.get("TCPCLI_BACKEND", "asyncio")
+    ``without_loop``, when given, is tried first: a run that needs no event loop (a plain
+    one-shot connect) ends there, and starting one would cost more than the whole run.
+    It returns None, having done nothing, when the run needs the loop after all.
+    """
+    def call() -> int:
+        if without_loop is not None:
+            code = without_loop()
+            if code is not None:
+                return code
+        import anyio
+
+        return anyio.run(main, backend=env.environ.get("TCPCLI_BACKEND", "asyncio"))
 
     terminated = False
 
@@ -87,7 +98,7 @@ def run(
     previous = signal.signal(signal.SIGTERM, on_sigterm)
     code: int
     try:
-        code = anyio.run(main, backend=backend)
+        code = call()
     except BaseException as exc:
         code = _exit_code(exc, env, traceback=traceback, on_error=on_error)
     finally:

@@ -20,13 +20,20 @@ from collections.abc import Callable
 from types import FrameType, TracebackType
 
 import anyio
-import anyio.lowlevel
 
 #: Large reads keep bulk transfers cheap; the socket side uses the same size.
 CHUNK = 1024 * 1024
 #: Linux fcntl: grow a pipe's buffer (not exported by the fcntl module on 3.11).
 F_SETPIPE_SZ = 1031
 PIPE_SIZE = 1024 * 1024
+
+
+async def _checkpoint() -> None:
+    """A scheduling point (anyio.lowlevel is loaded on the first: a run without an event
+    loop never needs it)."""
+    import anyio.lowlevel
+
+    await anyio.lowlevel.checkpoint()
 
 
 class _Fd:
@@ -46,6 +53,11 @@ class _Fd:
                     fcntl.fcntl(fd, F_SETPIPE_SZ, PIPE_SIZE)
         self.blocking_tty = os.isatty(fd)
 
+    @property
+    def needs_poll(self) -> bool:
+        """A read or write here can wait (a pipe, a socket, a terminal)."""
+        return self.pollable or self.blocking_tty
+
     def restore(self) -> None:
         """Give the descriptor back as we found it (it is shared with the parent shell)."""
         if self._restore is not None:
@@ -63,7 +75,7 @@ class FdReader(_Fd):
                 # bytes otherwise: the blocking read that follows returns at once.
                 await anyio.wait_readable(self.fd)
                 return os.read(self.fd, size)
-            await anyio.lowlevel.checkpoint()
+            await _checkpoint()
             return os.read(self.fd, size)
         while True:
             try:
@@ -83,7 +95,20 @@ class FdWriter(_Fd):
                 continue
             view = view[written:]
         if not self.pollable:
-            await anyio.lowlevel.checkpoint()
+            await _checkpoint()
+
+    def write_now(self, data: bytes | memoryview) -> None:
+        """:meth:`write` without an event loop: a full pipe is waited for in select."""
+        import select
+
+        view = memoryview(data)
+        while view:
+            try:
+                written = os.write(self.fd, view)
+            except BlockingIOError:
+                select.select([], [self.fd], [])
+                continue
+            view = view[written:]
 
 
 class InterruptLatch:

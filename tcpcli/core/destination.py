@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import socket
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv6Address
@@ -150,17 +151,11 @@ def literal_destination(ip: IPAddress, policy: Policy, target: str | None = None
     return Destination(NormalizedHost(str(ip), ip), target or str(ip), policy, (ip,))
 
 
-async def locate(host: str | NormalizedHost, ports: Sequence[int], *, policy: Policy,
-                 resolver: Callable[[], Resolver], family: int = socket.AF_UNSPEC,
-                 clock: PhaseClock | None = None, timeout: float | None = None,
-                 target: str | None = None) -> Destination:
-    """Judge ``host`` for ``ports`` and, if any of them may be dialed, resolve it once and
-    judge every answer. Refusals are in the verdicts, not raised: a scan reports them per
-    port. DNS failures raise the core's ``ResolveError`` family.
-
-    ``resolver`` is called only when a name must be resolved (building a DNS resolver
-    reads the system's configuration; literals never need one).
-    """
+def judge_before_dns(host: str | NormalizedHost, ports: Sequence[int], *, policy: Policy,
+                     target: str | None = None) -> Destination:
+    """Steps 1 and 2: the host normalized and judged before any DNS. A literal's
+    destination is final; a name's has no addresses yet (``verdict`` says whether it is
+    worth resolving)."""
     if isinstance(host, NormalizedHost):
         normalized = host
     else:
@@ -175,17 +170,49 @@ async def locate(host: str | NormalizedHost, ports: Sequence[int], *, policy: Po
     shown = target or normalized.name
     if normalized.literal is not None:
         return Destination(normalized, shown, policy, (normalized.literal,))
-    before_dns = Destination(normalized, shown, policy)
-    if not before_dns.verdict.any_allowed(ports):
-        return before_dns
+    return Destination(normalized, shown, policy)
+
+
+def _needs_resolving(destination: Destination, ports: Sequence[int]) -> bool:
+    return destination.host.literal is None and destination.verdict.any_allowed(ports)
+
+
+def _resolved(destination: Destination, resolution: Resolution) -> Destination:
+    """Steps 3 and 4: the name's answers, each judged by the verdicts."""
+    return Destination(destination.host, destination.target, destination.policy,
+                       resolution.addresses, resolution)
+
+
+async def locate(host: str | NormalizedHost, ports: Sequence[int], *, policy: Policy,
+                 resolver: Callable[[], Resolver], family: int = socket.AF_UNSPEC,
+                 clock: PhaseClock | None = None, timeout: float | None = None,
+                 target: str | None = None) -> Destination:
+    """Judge ``host`` for ``ports`` and, if any of them may be dialed, resolve it once and
+    judge every answer. Refusals are in the verdicts, not raised: a scan reports them per
+    port. DNS failures raise the core's ``ResolveError`` family.
+
+    ``resolver`` is called only when a name must be resolved (building a DNS resolver
+    reads the system's configuration; literals never need one).
+    """
+    destination = judge_before_dns(host, ports, policy=policy, target=target)
+    if not _needs_resolving(destination, ports):
+        return destination
+    name = destination.host.name
     if clock is None:
-        resolution = await resolver().resolve(normalized.name, family=family, timeout=timeout)
+        resolution = await resolver().resolve(name, family=family, timeout=timeout)
     else:
-        with clock.phase("resolve", name=normalized.name) as phase:
-            resolution = await resolver().resolve(normalized.name, family=family,
-                                                  timeout=timeout)
+        with clock.phase("resolve", name=name) as phase:
+            resolution = await resolver().resolve(name, family=family, timeout=timeout)
             phase.detail["server"] = resolution.server  # who answered: waterfall, event
-    return Destination(normalized, shown, policy, resolution.addresses, resolution)
+    return _resolved(destination, resolution)
+
+
+def _usable(destination: Destination, port: int, family: int) -> Destination:
+    destination.require(port)
+    if not destination.ordered(family):
+        raise ConnectError(f"no address of the requested family for {destination.target}",
+                           target=destination.target, port=port)
+    return destination
 
 
 async def check(host: str | NormalizedHost, port: int, *, policy: Policy,
@@ -197,11 +224,31 @@ async def check(host: str | NormalizedHost, port: int, *, policy: Policy,
     the requested family (``-4`` with an IPv6 literal). What connect, starttls and bench ask."""
     destination = await locate(host, [port], policy=policy, resolver=resolver, family=family,
                                clock=clock, timeout=timeout, target=target)
-    destination.require(port)
-    if not destination.ordered(family):
-        raise ConnectError(f"no address of the requested family for {destination.target}",
-                             target=destination.target, port=port)
-    return destination
+    return _usable(destination, port, family)
+
+
+#: A resolver's answer without a DNS query (the hosts file), or None when one is needed.
+LocalLookup = Callable[[str, int], "Resolution | None"]
+
+
+def check_without_query(host: str | NormalizedHost, port: int, *, policy: Policy,
+                        lookup: LocalLookup, family: int = socket.AF_UNSPEC,
+                        clock: PhaseClock | None = None,
+                        target: str | None = None) -> Destination | None:
+    """:func:`check` for a destination known without asking DNS (a literal, a hosts-file
+    name, or one the policy refuses before DNS), with no event loop; None when a query
+    would be needed, before anything was recorded."""
+    destination = judge_before_dns(host, [port], policy=policy, target=target)
+    if _needs_resolving(destination, [port]):
+        start_ns = time.perf_counter_ns()
+        resolution = lookup(destination.host.name, family)
+        if resolution is None:
+            return None
+        if clock is not None:
+            clock.record("resolve", start_ns, name=destination.host.name,
+                         server=resolution.server)
+        destination = _resolved(destination, resolution)
+    return _usable(destination, port, family)
 
 
 __all__ = [
@@ -209,6 +256,8 @@ __all__ = [
     "Destination",
     "PortVerdicts",
     "check",
+    "check_without_query",
+    "judge_before_dns",
     "literal_destination",
     "locate",
     "representatives",

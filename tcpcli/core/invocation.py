@@ -13,17 +13,18 @@ from types import TracebackType
 from typing import TYPE_CHECKING
 
 import anyio
-from anyio.lowlevel import RunVar
 
 from tcpcli.core.connect import ConnectOptions, Connector, SystemConnector
-from tcpcli.core.destination import Destination, check
+from tcpcli.core.destination import Destination, check, check_without_query
 from tcpcli.core.errors import StreamClosedError
 from tcpcli.core.policy import Policy
-from tcpcli.core.resolve import DnsResolver, Resolver
 from tcpcli.core.slots import WORKERS_MAX_SOCKETS, SocketSlots
 from tcpcli.core.timing import PhaseClock, PhaseObserver
 
 if TYPE_CHECKING:
+    from anyio.lowlevel import RunVar
+
+    from tcpcli.core.resolve import Resolution, Resolver
     from tcpcli.core.socket import Socket
 
 _INVOCATION_ENDED = "The invocation ended while this socket was open."
@@ -89,6 +90,8 @@ class Invocation:
         # Built on first use: reading the system resolver configuration is not free, and
         # literal addresses never need it.
         if self._resolver is None:
+            from tcpcli.core.resolve import DnsResolver
+
             self._resolver = DnsResolver()
         return self._resolver
 
@@ -98,6 +101,17 @@ class Invocation:
         checked addresses for one port, or the refusal raised."""
         return await check(hostname, port, policy=self.policy, resolver=lambda: self.resolver,
                            family=family, clock=clock, target=target)
+
+    def check_destination_now(self, hostname: str, port: int, *, family: int, target: str,
+                              clock: PhaseClock | None = None) -> Destination | None:
+        """:meth:`check_destination` without an event loop when no DNS query is needed (a
+        literal, a hosts-file name, a refusal before DNS); None when one is."""
+        def lookup(name: str, family: int) -> Resolution | None:
+            resolve_locally = getattr(self.resolver, "resolve_locally", None)
+            return None if resolve_locally is None else resolve_locally(name, family=family)
+
+        return check_without_query(hostname, port, policy=self.policy, lookup=lookup,
+                                   family=family, clock=clock, target=target)
 
     async def __aenter__(self) -> Invocation:
         self._token = _current.set(self)
@@ -118,14 +132,19 @@ class Invocation:
 
 
 _current: ContextVar[Invocation | None] = ContextVar("tcpcli_invocation", default=None)
-_default: RunVar[Invocation] = RunVar("tcpcli_default_invocation")
+_default: RunVar[Invocation] | None = None  # made on first use: anyio.lowlevel is not free
 
 
 def current_invocation() -> Invocation:
     """The innermost ``async with Invocation()``, or this event-loop run's default one."""
+    global _default
     invocation = _current.get()
     if invocation is not None:
         return invocation
+    if _default is None:
+        from anyio.lowlevel import RunVar
+
+        _default = RunVar("tcpcli_default_invocation")
     try:
         return _default.get()
     except LookupError:

@@ -314,18 +314,29 @@ class DnsResolver:
         self._resolver = resolver
         return resolver
 
+    def resolve_locally(self, name: str, *, family: int = socket.AF_UNSPEC) -> Resolution | None:
+        """The hosts file's answer for ``name``, or None when a DNS query is needed: the
+        part of :meth:`resolve` that needs neither the network nor an event loop."""
+        if self._hosts is None:
+            return None
+        start = time.perf_counter_ns()
+        key = _key(name)
+        hits = tuple(ip for ip in self._hosts.lookup(key) if _wanted(ip, family))
+        if not hits:
+            return None
+        elapsed = _elapsed_ms(start)
+        timing = QueryTiming("hosts", "hosts", elapsed, "ok", len(hits))
+        return Resolution(key, hits, (), (timing,), "hosts", elapsed)
+
     async def resolve(self, name: str, *, family: int = socket.AF_UNSPEC,
                       timeout: float | None = None) -> Resolution:
         start = time.perf_counter_ns()
         qtypes = _qtypes(family)
         lifetime = self.timeout if timeout is None else _check_timeout(timeout)
+        local = self.resolve_locally(name, family=family)
+        if local is not None:
+            return local
         key = _key(name)
-        if self._hosts is not None:
-            hits = tuple(ip for ip in self._hosts.lookup(key) if _wanted(ip, family))
-            if hits:
-                elapsed = _elapsed_ms(start)
-                timing = QueryTiming("hosts", "hosts", elapsed, "ok", len(hits))
-                return Resolution(key, hits, (), (timing,), "hosts", elapsed)
         qname = _qname(key, name)
         resolver = self._dns(key)
         results: dict[str, _QueryResult] = {}

@@ -43,7 +43,7 @@ _LABELS = {
 STARTUP, SETUP, TRANSFER, OTHER, TOTAL = "cli-start-up", "setup", "transfer", "other", "total"
 _REMAINDER_LABELS = {
     STARTUP: ("cli start-up", "python, imports, options"),
-    SETUP: ("setup", "core imports, event loop"),
+    SETUP: ("setup", "core imports, event loop if any"),
     TRANSFER: ("transfer", "data after the first byte"),
     OTHER: ("other", "untimed steps"),
     TOTAL: ("total", ""),

@@ -112,6 +112,20 @@ def test_plain_connect_imports_no_tls_dns_rich_or_dialogues(peer: int) -> None:
     assert_plaintext(imports_of("connect", f"127.0.0.1:{peer}", "--allow", "127.0.0.1"))
 
 
+#: A plain connect to an address known without DNS starts no event loop (core.blocking):
+#: asyncio, anyio's backends and stream classes, and the async Socket stay unloaded.
+LOOP_FREE_NEVER = ("asyncio", "anyio._backends", "anyio.abc", "anyio.streams",
+                   "typing_extensions", "tcpcli.core.socket", "tcpcli.core.rawstream",
+                   "tcpcli.render")
+
+
+@pytest.mark.parametrize("target", ["127.0.0.1", "localhost"])
+def test_a_plain_connect_starts_no_event_loop(peer: int, target: str) -> None:
+    imports = imports_of("connect", f"{target}:{peer}", "--allow", target, "-4")
+    for name in LOOP_FREE_NEVER:
+        assert not imports.loaded(name), f"imported {imports.loaded(name)}"
+
+
 def test_probe_of_one_port_imports_no_tls_dns_rich_or_dialogues(peer: int) -> None:
     assert_plaintext(imports_of("probe", "127.0.0.1", "--ports", str(peer),
                                 "--allow", "127.0.0.1"))
