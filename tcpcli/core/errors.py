@@ -57,7 +57,6 @@ from typing import TYPE_CHECKING, ClassVar
 
 import anyio
 
-from tcpcli.core.errnos import ErrnoClass, errno_class
 from tcpcli.protocols import errors as dialogue_errors
 
 if TYPE_CHECKING:
@@ -461,6 +460,8 @@ def translate(exc: BaseException, *, target: str | None, port: int | None, phase
     if isinstance(exc, OSError):
         code = exc.errno
         text = exc.strerror or str(exc)
+        from tcpcli.core.errnos import ErrnoClass, errno_class  # only when there is one
+
         meaning = errno_class(code)
         if meaning is ErrnoClass.REFUSED:
             return ConnectRefusedError(

@@ -57,10 +57,11 @@ class Profile(StrEnum):
     OPEN = "open"
 
 
-@dataclass(frozen=True)
-class Decision:
+class Decision(NamedTuple):
     """One verdict: ``rule`` is stable and greppable, ``reason`` one sentence, ``lift`` the
-    option that would allow it ("" when allowed), ``profile`` the policy that decided."""
+    option that would allow it ("" when allowed), ``profile`` the policy that decided.
+    (NamedTuples here: every run checks a destination, and building a frozen dataclass
+    costs a run's start-up more than the check.)"""
 
     allowed: bool
     rule: str
@@ -227,8 +228,7 @@ def show(ip: IPAddress) -> str:
 # ------------------------------------------------------------------ allow / deny entries
 
 
-@dataclass(frozen=True)
-class _Entry:
+class _Entry(NamedTuple):
     """One parsed --allow/--deny entry; exactly one of name, suffix, network, port is set."""
 
     text: str
