@@ -358,6 +358,9 @@ class ConnectSession:
         selector = selectors.DefaultSelector()
         upstream = _Upstream(self, conn) if not self.no_stdin else None
         receiving = True
+        # The last read found bytes: read again before asking the poller (a bulk pull
+        # would otherwise pay one poll per chunk, as the loop's streams do not).
+        hot = False
         try:
             while receiving or upstream is not None:
                 sock_events = selectors.EVENT_READ if receiving else 0
@@ -377,14 +380,17 @@ class ConnectSession:
                     assert upstream is not None
                     assert upstream.reader is not None
                     interest[upstream.reader.fd] = selectors.EVENT_READ
-                ready = self._wait_now(selector, interest)
+                ready = self._wait_now(selector, interest, at_once=hot)
                 if ready is None:
                     self.outcome.how = "idle-timeout"
                     if not self.outcome.first_closer:
                         self.outcome.first_closer = "us"
                     return
+                if hot:
+                    ready[conn.fileno()] = ready.get(conn.fileno(), 0) | selectors.EVENT_READ
                 if receiving and ready.get(conn.fileno(), 0) & selectors.EVENT_READ:
-                    receiving = self._receive_now(conn, buffer, writer)
+                    count = self._receive_now(conn, buffer, writer)
+                    hot, receiving = bool(count), count != 0
                     if not receiving and (upstream is None or not self.half_open):
                         return
                 if upstream is not None:
@@ -402,10 +408,10 @@ class ConnectSession:
             if upstream is not None:
                 upstream.release()
 
-    def _wait_now(self, selector: selectors.BaseSelector,
-                  interest: dict[int, int]) -> dict[int, int] | None:
+    def _wait_now(self, selector: selectors.BaseSelector, interest: dict[int, int], *,
+                  at_once: bool = False) -> dict[int, int] | None:
         """Which of ``interest``'s descriptors are ready (and for what); None once the idle
-        timeout ran out with nothing moving either way."""
+        timeout ran out with nothing moving either way. ``at_once``: only look."""
         registered = selector.get_map()
         for key in list(registered.values()):
             if interest.get(key.fd) != key.events:
@@ -419,13 +425,14 @@ class ConnectSession:
                 timeout = self.last_activity + self.idle_timeout - time.monotonic()
                 if timeout <= 0:
                     return None
-            ready = selector.select(timeout)
-            if ready:
+            ready = selector.select(0 if at_once else timeout)
+            if ready or at_once:
                 return {key.fd: events for key, events in ready}
 
     def _receive_now(self, conn: BlockingConnection, buffer: memoryview,
-                     writer: FdWriter) -> bool:
-        """One read from the socket to stdout; False at the peer's EOF."""
+                     writer: FdWriter) -> int | None:
+        """One read from the socket to stdout: the bytes it moved, 0 at the peer's EOF,
+        None when there were none yet."""
         from tcpcli.core.errors import ConnectionLostError
 
         try:
@@ -436,10 +443,10 @@ class ConnectSession:
             self.outcome.how = "RST"
             raise
         if count is None:
-            return True
+            return None
         if not count:
             self._at_peer_eof()
-            return False
+            return 0
         self.last_activity = time.monotonic()
         data = buffer[:count]
         if self.transcript is not None:
@@ -447,7 +454,7 @@ class ConnectSession:
         if self.events is not None and self.common.verbose:
             self.events.emit("data", self.address, direction="in", bytes=count)
         writer.write_now(data)
-        return True
+        return count
 
     @staticmethod
     async def _end_at_interrupt(latch: InterruptLatch, scope: CancelScope) -> None:
