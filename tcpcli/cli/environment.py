@@ -21,7 +21,6 @@ import os
 import sys
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from typing import IO, TYPE_CHECKING, Literal
 
 if TYPE_CHECKING:
@@ -45,19 +44,25 @@ def _isatty(stream: IO[bytes] | IO[str]) -> bool:
         return False
 
 
-@dataclass
 class Environment:
-    stdin: IO[bytes] = field(default_factory=lambda: sys.stdin.buffer)
-    stdout: IO[bytes] = field(default_factory=lambda: sys.stdout.buffer)
-    stderr: IO[str] = field(default_factory=lambda: sys.stderr)
-    environ: dict[str, str] = field(default_factory=lambda: dict(os.environ))
-    _console: Console | None = field(default=None, repr=False)
-    #: The session's JSON Lines stream, once :meth:`start_session` opened one.
-    events: EventWriter | None = field(default=None, repr=False)
-    #: The target the session's own events (errors, notices) name, when it has one.
-    target: str | None = None
-    #: ``--quiet``: no human report lines (errors and warnings still show).
-    quiet: bool = False
+    """Where a command reads and writes, and the environment it sees: the process's own
+    streams by default, others in tests. (A plain class: a dataclass costs every run's
+    start-up more to build than the whole of this one.)"""
+
+    def __init__(self, *, stdin: IO[bytes] | None = None, stdout: IO[bytes] | None = None,
+                 stderr: IO[str] | None = None, environ: dict[str, str] | None = None,
+                 quiet: bool = False) -> None:
+        self.stdin: IO[bytes] = sys.stdin.buffer if stdin is None else stdin
+        self.stdout: IO[bytes] = sys.stdout.buffer if stdout is None else stdout
+        self.stderr: IO[str] = sys.stderr if stderr is None else stderr
+        self.environ: dict[str, str] = dict(os.environ) if environ is None else environ
+        self._console: Console | None = None
+        #: The session's JSON Lines stream, once :meth:`start_session` opened one.
+        self.events: EventWriter | None = None
+        #: The target the session's own events (errors, notices) name, when it has one.
+        self.target: str | None = None
+        #: ``--quiet``: no human report lines (errors and warnings still show).
+        self.quiet = quiet
 
     # ---------------------------------------------------------------- terminals, colour
 

@@ -19,7 +19,9 @@ import threading
 from collections.abc import Callable
 from types import FrameType, TracebackType
 
-import anyio
+# anyio is imported where a loop waits: the loop-free connect (core.blocking) uses these
+# descriptors without one.
+
 
 #: Large reads keep bulk transfers cheap; the socket side uses the same size.
 CHUNK = 1024 * 1024
@@ -69,6 +71,8 @@ class _Fd:
 class FdReader(_Fd):
     async def read(self, size: int = CHUNK) -> bytes:
         """Up to ``size`` bytes; b"" at end of input."""
+        import anyio
+
         if not self.pollable:
             if self.blocking_tty:
                 # Readable means a whole line (or ^D) is there in canonical mode, some
@@ -86,6 +90,8 @@ class FdReader(_Fd):
 
 class FdWriter(_Fd):
     async def write(self, data: bytes | memoryview) -> None:
+        import anyio
+
         view = memoryview(data)
         while view:
             try:
@@ -146,6 +152,8 @@ class InterruptLatch:
 
     async def wait(self) -> None:
         """Return once Ctrl-C has been pressed (never, off the main thread)."""
+        import anyio
+
         if self._pipe is None:
             await anyio.sleep_forever()
             return

@@ -19,7 +19,7 @@ import numbers
 import re
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv6Address
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from tcpcli.core.errors import AddressError, SocketOptionError
 
@@ -64,8 +64,7 @@ class SocketAddress:
     port: int
 
 
-@dataclass(frozen=True)
-class ParsedAddress:
+class ParsedAddress(NamedTuple):
     """An address that passed Workers validation.
 
     ``hostname`` is the host as given (IPv6 without brackets, not normalized); ``address_str``
@@ -156,8 +155,24 @@ def _port_from_number(value: object) -> int:
     return int(number)
 
 
-_JS_DECIMAL = re.compile(r"[+-]?(?:Infinity|(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)", re.ASCII)
-_JS_PREFIXED = re.compile(r"0(?:[xX][0-9a-fA-F]+|[oO][0-7]+|[bB][01]+)", re.ASCII)
+class _Pattern:
+    """A regular expression compiled on first use: compiling this module's four costs
+    every run's start-up as much as the rest of the module, and most runs need none."""
+
+    __slots__ = ("_compiled", "_source")
+
+    def __init__(self, source: str) -> None:
+        self._source = source
+        self._compiled: re.Pattern[str] | None = None
+
+    def fullmatch(self, text: str) -> re.Match[str] | None:
+        if self._compiled is None:
+            self._compiled = re.compile(self._source, re.ASCII)
+        return self._compiled.fullmatch(text)
+
+
+_JS_DECIMAL = _Pattern(r"[+-]?(?:Infinity|(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)")
+_JS_PREFIXED = _Pattern(r"0(?:[xX][0-9a-fA-F]+|[oO][0-7]+|[bB][01]+)")
 
 
 def _js_string_to_number(text: str) -> float:
@@ -324,9 +339,9 @@ def _js_string(value: object) -> str:
 # ------------------------------------------------------------------ normalization
 
 
-@dataclass(frozen=True)
-class NormalizedHost:
-    """A host as the operating system would dial it.
+class NormalizedHost(NamedTuple):
+    """A host as the operating system would dial it. (NamedTuples here: every run makes
+    these, and building a frozen dataclass costs start-up more than all of their uses.)
 
     ``name`` is lowercase ASCII (IDNA A-labels) without the one trailing dot, or the
     canonical text of ``literal``; ``literal`` is set when the host is an IP address in any
@@ -338,7 +353,7 @@ class NormalizedHost:
 
 
 #: A host name label after IDNA: letters, digits, hyphens and underscores (which DNS allows).
-_LABEL = re.compile(r"[a-z0-9_-]{1,63}", re.ASCII)
+_LABEL = _Pattern(r"[a-z0-9_-]{1,63}")
 MAX_NAME_LENGTH = 253
 
 
@@ -416,8 +431,7 @@ def _strip_brackets(host: str) -> str:
 
 #: inet_aton's limit for the last part, by the number of parts (a, a.b, a.b.c, a.b.c.d).
 _LAST_PART_LIMIT = {1: 0xFFFFFFFF, 2: 0xFFFFFF, 3: 0xFFFF, 4: 0xFF}
-_INET_ATON_PART = re.compile(r"0[xX](?P<hex>[0-9a-fA-F]+)|(?P<octal>0[0-7]*)|(?P<decimal>[1-9]\d*)",
-                             re.ASCII)
+_INET_ATON_PART = _Pattern(r"0[xX](?P<hex>[0-9a-fA-F]+)|(?P<octal>0[0-7]*)|(?P<decimal>[1-9]\d*)")
 
 
 def inet_aton(text: str) -> IPv4Address | None:

@@ -12,8 +12,6 @@ from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv6Address
 from typing import TYPE_CHECKING, NamedTuple, Protocol, runtime_checkable
 
-import anyio
-
 from tcpcli.core.address import join_host_port
 from tcpcli.core.errors import (
     ConnectError,
@@ -27,6 +25,7 @@ from tcpcli.core.timing import PhaseClock
 from tcpcli.core.tlsoptions import TLSOptions
 
 if TYPE_CHECKING:
+    import anyio
     import anyio.abc
 
 IPAddress = IPv4Address | IPv6Address
@@ -120,6 +119,8 @@ async def dial(
     A failed attempt starts the next one at once; a slow one lets the next start after
     ``happy_eyeballs_delay`` (RFC 8305 §5).
     """
+    import anyio
+
     if not addresses:
         raise ConnectError(f"no address to dial for {target}", target=target, port=port)
     winner: Dialed | None = None

@@ -28,7 +28,6 @@ import contextlib
 import socket
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv6Address
 from typing import TYPE_CHECKING, Final
 
@@ -92,27 +91,28 @@ def representatives(ports: Sequence[int], special: frozenset[int]) -> list[int]:
     return chosen + ([ordinary] if ordinary is not None else [])
 
 
-@dataclass(frozen=True)
 class Destination:
     """A host judged by the policy, and (when any port of it may be dialed) resolved once.
 
     ``addresses`` are the checked literals in the resolver's order, empty when the host was
     refused before DNS for every port asked about. ``verdict(port)`` is the user's policy,
-    ``workers(port)`` what Workers' default policy would say.
+    ``workers(port)`` what Workers' default policy would say. (A plain class: every run
+    makes one, and a frozen dataclass costs start-up more to build than all of its uses.)
     """
 
-    host: NormalizedHost
-    target: str
-    policy: Policy
-    addresses: tuple[IPAddress, ...] = ()
-    resolution: Resolution | None = None
-    verdict: PortVerdicts = field(init=False, repr=False, compare=False)
-    workers: PortVerdicts = field(init=False, repr=False, compare=False)
+    __slots__ = ("addresses", "host", "policy", "resolution", "target", "verdict", "workers")
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "verdict", PortVerdicts(self.policy, self._judge(self.policy)))
-        object.__setattr__(self, "workers",
-                           PortVerdicts(WORKERS_POLICY, self._judge(WORKERS_POLICY)))
+    def __init__(self, host: NormalizedHost, target: str, policy: Policy,
+                 addresses: tuple[IPAddress, ...] = (),
+                 resolution: Resolution | None = None) -> None:
+        self.host, self.target, self.policy = host, target, policy
+        self.addresses, self.resolution = addresses, resolution
+        self.verdict = PortVerdicts(policy, self._judge(policy))
+        self.workers = PortVerdicts(WORKERS_POLICY, self._judge(WORKERS_POLICY))
+
+    def __repr__(self) -> str:
+        return (f"Destination(host={self.host!r}, target={self.target!r}, "
+                f"addresses={self.addresses!r})")
 
     def _judge(self, policy: Policy) -> Callable[[int], Decision]:
         host, addresses = self.host, self.addresses

@@ -55,8 +55,6 @@ from contextlib import contextmanager
 from enum import StrEnum
 from typing import TYPE_CHECKING, ClassVar
 
-import anyio
-
 from tcpcli.protocols import errors as dialogue_errors
 
 if TYPE_CHECKING:
@@ -152,14 +150,38 @@ class StartTlsError(TcpcliError, TypeError):
     kind = ErrorKind.USAGE
 
 
-class StreamClosedError(TcpcliError, anyio.ClosedResourceError, TypeError):
-    """A read or write on a side that is closed, closing or locked (a TypeError, as in
-    workerd; also anyio's ClosedResourceError, as anyio stream users expect)."""
+def _define_stream_closed_error() -> type[TcpcliError]:
+    import anyio
 
-    kind = ErrorKind.CLOSED
+    class StreamClosedError(TcpcliError, anyio.ClosedResourceError, TypeError):
+        """A read or write on a side that is closed, closing or locked (a TypeError, as in
+        workerd; also anyio's ClosedResourceError, as anyio stream users expect)."""
 
-    def __init__(self, message: str | None = None) -> None:
-        super().__init__(message or WRITABLE_CLOSED)
+        kind = ErrorKind.CLOSED
+
+        def __init__(self, message: str | None = None) -> None:
+            super().__init__(message or WRITABLE_CLOSED)
+
+    StreamClosedError.__module__, StreamClosedError.__qualname__ = __name__, "StreamClosedError"
+    return StreamClosedError
+
+
+if TYPE_CHECKING:
+    import anyio
+
+    class StreamClosedError(TcpcliError, anyio.ClosedResourceError, TypeError):
+        kind = ErrorKind.CLOSED
+
+        def __init__(self, message: str | None = None) -> None: ...
+else:
+    def __getattr__(name: str) -> object:
+        # StreamClosedError derives from anyio's ClosedResourceError, and importing anyio
+        # costs a one-shot run without an event loop (core.blocking), which never raises
+        # it, a twentieth of its start-up: the class is made on first use.
+        if name == "StreamClosedError":
+            cls = globals()["StreamClosedError"] = _define_stream_closed_error()
+            return cls
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class StreamCancelledError(TcpcliError):
@@ -445,12 +467,14 @@ def translate(exc: BaseException, *, target: str | None, port: int | None, phase
 
         if isinstance(exc, ssl.SSLError):
             return _translate_ssl(exc, where, target=target, port=port, phase=phase)
-    if isinstance(exc, anyio.BrokenResourceError | anyio.EndOfStream) and phase == "tls":
+    anyio = sys.modules.get("anyio")  # not loaded: exc is none of its errors
+    if anyio is not None and phase == "tls" \
+            and isinstance(exc, anyio.BrokenResourceError | anyio.EndOfStream):
         return TLSHandshakeError(
             f"TLS handshake with {where} failed: the peer closed the connection",
             target=target, port=port,
         )
-    if isinstance(exc, anyio.BrokenResourceError):
+    if anyio is not None and isinstance(exc, anyio.BrokenResourceError):
         cause = exc.__cause__ or exc.__context__
         if cause is not None and not isinstance(cause, anyio.BrokenResourceError):
             return translate(cause, target=target, port=port, phase=phase)

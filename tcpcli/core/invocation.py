@@ -12,11 +12,8 @@ from contextvars import ContextVar, Token
 from types import TracebackType
 from typing import TYPE_CHECKING
 
-import anyio
-
 from tcpcli.core.connect import ConnectOptions, Connector, SystemConnector
 from tcpcli.core.destination import Destination, check, check_without_query
-from tcpcli.core.errors import StreamClosedError
 from tcpcli.core.policy import Policy
 from tcpcli.core.slots import WORKERS_MAX_SOCKETS, SocketSlots
 from tcpcli.core.timing import PhaseClock, PhaseObserver
@@ -79,6 +76,8 @@ class Invocation:
     async def abort_all(self, error: BaseException) -> None:
         """Tear down every socket still registered, each ``closed`` rejecting with
         ``error``; connects still waiting are canceled. Every slot comes back."""
+        import anyio
+
         with anyio.CancelScope(shield=True):
             # Connects still under way go first, while the open sockets keep their slots:
             # otherwise a slot freed here would start a queued connect being torn down.
@@ -124,6 +123,8 @@ class Invocation:
         tb: TracebackType | None,
     ) -> None:
         try:
+            from tcpcli.core.errors import StreamClosedError
+
             await self.abort_all(StreamClosedError(_INVOCATION_ENDED))
         finally:
             if self._token is not None:

@@ -21,8 +21,6 @@ from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv6Address, ip_address
 from typing import TYPE_CHECKING, Protocol
 
-import anyio
-
 from tcpcli.core.address import join_host_port
 from tcpcli.core.errors import (
     NameNotFoundError,
@@ -336,6 +334,8 @@ class DnsResolver:
         local = self.resolve_locally(name, family=family)
         if local is not None:
             return local
+        import anyio  # here: a hosts-file answer needs no loop (core.blocking)
+
         key = _key(name)
         qname = _qname(key, name)
         resolver = self._dns(key)
@@ -361,6 +361,7 @@ class DnsResolver:
 
     async def _query(self, resolver: dns.asyncresolver.Resolver, qname: dns.name.Name,
                      qtype: str, lifetime: float) -> _QueryResult:
+        import anyio
         import dns.exception
         import dns.rdatatype
         import dns.resolver

@@ -27,8 +27,6 @@ from __future__ import annotations
 from collections import deque
 from typing import Protocol
 
-import anyio
-
 #: The Workers limit on simultaneous open connections per invocation (limits page).
 WORKERS_MAX_SOCKETS = 6
 
@@ -70,12 +68,16 @@ class _Waiter:
     __slots__ = ("_event",)
 
     def __init__(self) -> None:
+        import anyio  # (a loop runs whenever anyone waits: a run without one never does)
+
         self._event = anyio.Event()
 
     def wake(self) -> None:
         self._event.set()
 
     async def wait(self) -> None:
+        import anyio
+
         await self._event.wait()
         self._event = anyio.Event()  # a wake-up that came meanwhile was already seen
 

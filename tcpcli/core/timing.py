@@ -14,7 +14,6 @@ import os
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 
 #: How long to wait for each server reply: a STARTTLS dialogue step, or the answer to
 #: our TLS ClientHello (some servers never answer what they do not know). Here, with the
@@ -26,15 +25,29 @@ PHASES = ("resolve", "slot-wait", "connect", "proxy", "starttls", "tls-setup", "
           "first-byte", "close")
 
 
-@dataclass
 class Phase:
-    """One timed step. ``start_ns``/``end_ns`` are time.perf_counter_ns() values."""
+    """One timed step. ``start_ns``/``end_ns`` are time.perf_counter_ns() values. (A plain
+    class: every run records phases, and a dataclass costs start-up more to build.)"""
 
-    name: str
-    start_ns: int
-    end_ns: int | None = None
-    outcome: str = "running"  # "ok", or the error kind ("refused", "timeout", ...)
-    detail: dict[str, object] = field(default_factory=dict)
+    __slots__ = ("detail", "end_ns", "name", "outcome", "start_ns")
+
+    def __init__(self, name: str, start_ns: int, end_ns: int | None = None,
+                 outcome: str = "running", detail: dict[str, object] | None = None) -> None:
+        self.name, self.start_ns, self.end_ns = name, start_ns, end_ns
+        self.outcome = outcome  # "ok", or the error kind ("refused", "timeout", ...)
+        self.detail: dict[str, object] = {} if detail is None else detail
+
+    def __repr__(self) -> str:
+        return (f"Phase(name={self.name!r}, start_ns={self.start_ns}, end_ns={self.end_ns}, "
+                f"outcome={self.outcome!r}, detail={self.detail!r})")
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Phase):
+            return NotImplemented
+        return (self.name, self.start_ns, self.end_ns, self.outcome, self.detail) == (
+            other.name, other.start_ns, other.end_ns, other.outcome, other.detail)
+
+    __hash__ = None  # type: ignore[assignment]  # mutable, as a dataclass would be
 
     @property
     def duration_ms(self) -> float | None:
