@@ -23,7 +23,12 @@ import click
 from tcpcli.cli.environment import Environment
 from tcpcli.cli.exit_codes import ExitCode
 from tcpcli.cli.helpformat import OUTPUT, TIMING, SectionedCommand, option
-from tcpcli.cli.options import common_options, target_argument
+from tcpcli.cli.options import (
+    common_options,
+    proxy_header_options,
+    target_argument,
+    with_proxy_header,
+)
 from tcpcli.cli.paramtypes import DURATION, PORT, OutputFile
 from tcpcli.cli.runner import report_error, run
 
@@ -156,6 +161,7 @@ def target_address(target: str, port: int | None) -> str:
                    "server closes (default with --starttls, as s_client -ign_eof).")
 @option("--events", "events_file", type=OutputFile(), metavar="FILE", section=OUTPUT,
         help="Write JSON Lines events to this file instead of stderr.")
+@proxy_header_options
 @common_options
 @click.pass_obj
 def connect_command(env: Environment | None, /, target: str, port: int | None,
@@ -179,6 +185,7 @@ def connect_command(env: Environment | None, /, target: str, port: int | None,
     if kwargs["starttls"] and common.tls:
         raise click.UsageError("--tls and --starttls exclude each other")
     invocation = common.invocation()  # bad --allow/--resolver values are usage errors
+    with_proxy_header(invocation, kwargs)
     session = ConnectSession(env, common, address, **kwargs)
     invocation.observer = session.observe
     run(lambda: session.main(invocation), env, traceback=common.traceback,

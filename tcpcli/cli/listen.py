@@ -85,13 +85,18 @@ def parse_bind(text: str) -> tuple[str, int]:
 @click.option("--key", type=click.Path(exists=True, dir_okay=False), help="Key (PEM).")
 @click.option("--ca-out", type=click.Path(dir_okay=False, writable=True), metavar="FILE",
               help="Write the throwaway certificate's CA here, for connect --ca-file.")
+@click.option("--accept-proxy", is_flag=True,
+              help="Read a PROXY protocol header (v1 or v2) first on each connection, as "
+                   "a server behind haproxy's send-proxy does, and report the client it "
+                   "names; a connection without a valid one is refused.")
 @click.option("--json", "json_events", is_flag=True, help="JSON Lines events on stderr.")
 @click.option("-q", "--quiet", is_flag=True, help="Print no diagnostics, only errors.")
 @click.pass_obj
 def listen_command(env: Environment | None, /, address: str, mode: str | None,
                    banner: str | None, keep_open: bool, max_conns: int | None,
                    idle_timeout: float | None, tls: bool, cert: str | None, key: str | None,
-                   ca_out: str | None, json_events: bool, quiet: bool) -> None:
+                   ca_out: str | None, accept_proxy: bool, json_events: bool,
+                   quiet: bool) -> None:
     """Listen on ADDRESS (PORT, HOST:PORT or [V6]:PORT; loopback unless HOST is given)."""
     from tcpcli.cli.connect import unescape
 
@@ -116,7 +121,7 @@ def listen_command(env: Environment | None, /, address: str, mode: str | None,
         max_conns=1 if mode is None else (max_conns if max_conns else
                                           None if keep_open else 1),
         idle_timeout=idle_timeout, tls=tls, cert=cert, key=key, ca_out=ca_out,
-        json_events=json_events, quiet=quiet)
+        accept_proxy=accept_proxy, json_events=json_events, quiet=quiet)
     run(Listener(env, settings).main, env)
 
 
@@ -134,6 +139,7 @@ class ListenSettings:
     cert: str | None = None
     key: str | None = None
     ca_out: str | None = None  # where to write the throwaway CA
+    accept_proxy: bool = False  # a PROXY protocol header first on each connection
     json_events: bool = False
     quiet: bool = False
 
@@ -144,7 +150,11 @@ def describe_failure(exc: BaseException) -> str:
 
     import anyio
 
+    from tcpcli.core.proxyheader import ProxyHeaderError
+
     cause = exc.__cause__ if isinstance(exc, anyio.BrokenResourceError) else exc
+    if isinstance(cause, ProxyHeaderError):
+        return f"refused: {cause}"
     if isinstance(cause, ConnectionResetError):
         return "reset by the peer"
     if isinstance(cause, BrokenPipeError):
@@ -294,10 +304,12 @@ class Listener:
         served: ByteStream = stream
         graceful = False
         try:
+            if self.settings.accept_proxy:
+                served, peer_text = await self._accept_proxy_header(stream, number, peer_text)
             if context is not None:
                 # standard_compatible: close_notify on our close, as TLS clients expect
                 # (tcpcli connect warns about a TLS close without it).
-                served = await TLSStream.wrap(stream, server_side=True, ssl_context=context,
+                served = await TLSStream.wrap(served, server_side=True, ssl_context=context,
                                               standard_compatible=True)
             await self._serve(served, counts)
             graceful = True
@@ -319,6 +331,44 @@ class Listener:
                      bytes_sent=counts["out"], duration_ms=round(seconds * 1000, 3))
             if limit is not None and number >= limit:
                 done.cancel()
+
+    async def _accept_proxy_header(self, stream: SocketStream, number: int,
+                                   peer_text: str) -> tuple[ByteStream, str]:
+        """Read the PROXY header and nothing after it (a server-speaks-first service must
+        not eat its client's first bytes), report it, and return the stream to serve and
+        the client's address as the header names it."""
+        import anyio
+        from anyio.streams.buffered import BufferedByteReceiveStream
+        from anyio.streams.stapled import StapledByteStream
+
+        from tcpcli.core.address import join_host_port
+        from tcpcli.core.proxyheader import ProxyHeaderError, decode, still_needed
+        from tcpcli.core.timing import REPLY_TIMEOUT
+
+        wait = self.settings.idle_timeout or REPLY_TIMEOUT
+        buffered = BufferedByteReceiveStream(stream)
+        data = b""
+        try:
+            with anyio.fail_after(wait):
+                while (needed := still_needed(data)) > 0:
+                    # At most what is needed (so never past the header), and each piece
+                    # checked as it comes: a client that is not a proxy is told at once.
+                    data += await buffered.receive(needed)
+        except TimeoutError:
+            raise ProxyHeaderError(f"no complete PROXY header within {wait:g} s "
+                                   f"(got {len(data)} bytes)") from None
+        except anyio.EndOfStream:
+            raise ProxyHeaderError(f"closed after {len(data)} bytes, before its PROXY header "
+                                   "was complete") from None
+        header = decode(data)
+        client = join_host_port(*header.source) if header.source is not None else None
+        self.say("proxy_header", f"connection {number} from {peer_text}: {header.describe()}",
+                 peer=peer_text, connection=number, version=header.version,
+                 command=header.command, client=client,
+                 destination=join_host_port(*header.destination)
+                 if header.destination is not None else None, tlvs=header.tlvs)
+        served = StapledByteStream(stream, buffered)  # what came after the header, first
+        return served, f"{client} via {peer_text}" if client is not None else peer_text
 
     async def _read(self, stream: ByteStream) -> bytes:
         import anyio

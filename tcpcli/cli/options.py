@@ -21,6 +21,7 @@ from tcpcli.cli.sharedoptions import add_shared_options
 
 if TYPE_CHECKING:
     from tcpcli.cli.commonoptions import CommonOptions as CommonOptions
+    from tcpcli.core.invocation import Invocation
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -30,6 +31,38 @@ def common_options(func: F) -> F:
     to a command."""
     func = config_options()(func)  # last in --help; the file is read first anyway (eager)
     return add_shared_options(func)
+
+
+def proxy_header_options(func: F) -> F:
+    """``--send-proxy`` and ``--proxy-source``: a PROXY protocol header first on the wire,
+    as haproxy's send-proxy writes it, for a service behind accept-proxy."""
+    from tcpcli.cli.paramtypes import ENDPOINT
+
+    func = click.option(
+        "--proxy-source", type=ENDPOINT,
+        help="The client address the PROXY header claims (default: this connection's "
+             "own).")(func)
+    return click.option(
+        "--send-proxy", type=click.Choice(["v1", "v2"]), metavar="v1|v2",
+        help="Start with a PROXY protocol header (haproxy send-proxy / send-proxy-v2), "
+             "before any TLS.")(func)
+
+
+def with_proxy_header(invocation: Invocation, kwargs: dict[str, Any]) -> None:
+    """Pop ``--send-proxy``/``--proxy-source`` from a command's values into the
+    invocation's connect options."""
+    version, source = kwargs.pop("send_proxy"), kwargs.pop("proxy_source")
+    if version is None:
+        if source is not None:
+            raise click.UsageError("--proxy-source is the address a PROXY header claims: "
+                                   "it needs --send-proxy v1 or v2")
+        return
+    from dataclasses import replace
+
+    from tcpcli.core.proxyheader import ProxyHeaderSpec
+
+    spec = ProxyHeaderSpec(1 if version == "v1" else 2, source)
+    invocation.options = replace(invocation.options, send_proxy=spec)
 
 
 def target_argument(name: str = "target", **kwargs: Any) -> Callable[[F], F]:

@@ -439,6 +439,30 @@ class SourceAddress(TcpcliType):
                              "IPv4 or IPv6 address") from None
 
 
+class Endpoint(TcpcliType):
+    """An IP address and port, ``IP:PORT`` or ``[V6]:PORT`` (``--proxy-source``): a
+    literal, since it is written into a header, never dialed or resolved."""
+
+    name = "endpoint"
+    toml_form = 'an "IP:PORT" string ("203.0.113.7:4242")'
+
+    def parse(self, value: object) -> tuple[str, int]:
+        from ipaddress import ip_address
+
+        from tcpcli.core.address import split_target
+
+        text = _text(value).strip()
+        try:
+            host, port = split_target(text)
+            return str(ip_address(host)), port
+        except (ValueError, TypeError):
+            raise ValueError(f"{text!r} is not IP:PORT: give an address and a port, e.g. "
+                             "203.0.113.7:4242 or [2001:db8::7]:4242") from None
+
+    def get_metavar(self, param: click.Parameter, ctx: click.Context) -> str:
+        return "IP:PORT"
+
+
 class Text(TcpcliType):
     """Free text that must not be empty and, for names sent on the wire, be short."""
 
@@ -485,4 +509,5 @@ PIN = Pin()
 PROXY_URL = ProxyURL()
 RESOLVER = Resolver()
 SOURCE_ADDRESS = SourceAddress()
+ENDPOINT = Endpoint()
 ALPN = Text("an ALPN protocol name")

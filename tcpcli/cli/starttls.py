@@ -17,7 +17,12 @@ from tcpcli.cli.connect import STARTTLS_PROTOCOLS
 from tcpcli.cli.environment import Environment
 from tcpcli.cli.exit_codes import ExitCode
 from tcpcli.cli.helpformat import SectionedCommand
-from tcpcli.cli.options import common_options, target_argument
+from tcpcli.cli.options import (
+    common_options,
+    proxy_header_options,
+    target_argument,
+    with_proxy_header,
+)
 from tcpcli.cli.paramtypes import PORT, Text
 from tcpcli.cli.runner import run
 
@@ -89,6 +94,7 @@ def evaluate(check: str, report: TLSReport) -> tuple[bool, str]:
               help="Then connect again, run the dialogue and offer the TLS session (TLS 1.3 "
                    "tickets too): shows full vs resumed handshake time and whether the "
                    "server resumed.")
+@proxy_header_options
 @common_options
 @click.pass_obj
 def starttls_command(env: Environment | None, /, target: str, port: int | None,
@@ -107,9 +113,11 @@ def starttls_command(env: Environment | None, /, target: str, port: int | None,
     resume = kwargs.pop("resume")
     from tcpcli.cli.commonoptions import CommonOptions
 
+    proxy_header = {name: kwargs.pop(name) for name in ("send_proxy", "proxy_source")}
     common = CommonOptions.from_kwargs(kwargs)
     address = target_address(target, port)
     invocation = common.invocation()
+    with_proxy_header(invocation, proxy_header)
     session = StartTlsSession(env, common, address, protocol, ehlo, xmpp_to, checks,
                               resume=resume)
     invocation.observer = session.observe

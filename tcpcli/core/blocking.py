@@ -31,6 +31,7 @@ from tcpcli.core.timing import Phase, PhaseClock
 if TYPE_CHECKING:
     from tcpcli.core.connect import ConnectOptions
     from tcpcli.core.invocation import Invocation
+    from tcpcli.core.proxyheader import ProxyHeaderSpec
     from tcpcli.core.slots import SocketSlot, SocketSlots
 
 
@@ -50,11 +51,36 @@ class BlockingConnection:
         self.peer_address, self.local_sockname = peer_address, local_sockname
         self.lost = lost  # reset between the handshake and our first look
         self.bytes_sent = self.bytes_received = 0
-        self._first_byte: Phase | None = clock.begin("first-byte")
+        self._first_byte: Phase | None = None  # from open_now's end, as Socket has it
         self._closed = False
 
     def fileno(self) -> int:
         return self.sock.fileno()
+
+    def mark_open(self) -> None:
+        """Open for the caller's bytes: the first-byte phase runs from here, as in Socket."""
+        self._first_byte = self.clock.begin("first-byte")
+
+    def _send_all(self, data: bytes) -> None:
+        """All of ``data``, waiting for room (uncounted: what frames the stream)."""
+        import select
+
+        view = memoryview(data)
+        while view:
+            try:
+                view = view[self.sock.send(view):]
+            except BlockingIOError:
+                select.select([], [self.sock], [])
+            except OSError as exc:
+                raise self._lost(exc) from exc
+
+    def send_proxy_header(self, spec: ProxyHeaderSpec) -> None:
+        """The PROXY protocol header, first on the wire (``Socket`` does the same)."""
+        from tcpcli.core.proxyheader import header_for
+
+        header = header_for(spec, self.local_sockname, self.peer_address, target=self.target)
+        with self.clock.phase("proxy-header", header=f"v{spec.version}", bytes=len(header)):
+            self._send_all(header)
 
     def _lost(self, exc: OSError) -> TcpcliError | BaseException:
         return translate(exc, target=self.target, port=self.port, phase="stream")
@@ -151,13 +177,21 @@ def open_now(invocation: Invocation, hostname: str, port: int, *, target: str,
         return None
     deadline = None if options.connect_timeout is None else started + options.connect_timeout
     try:
-        return _dial(destination.ordered(options.family), port, connector=connector,
+        conn = _dial(destination.ordered(options.family), port, connector=connector,
                      slots=invocation.slots, clock=clock, options=options, target=target,
                      deadline=deadline)
     except TimeoutError:
         raise ConnectTimeoutError(
             f"timed out after {options.connect_timeout:g} s connecting to {target}",
             target=target, port=port) from None
+    try:
+        if options.send_proxy is not None:
+            conn.send_proxy_header(options.send_proxy)
+    except BaseException:
+        conn.close(graceful=False)
+        raise
+    conn.mark_open()
+    return conn
 
 
 def _dial(addresses: Sequence[IPAddress], port: int, *, connector: BatchConnector,

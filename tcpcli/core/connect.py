@@ -28,6 +28,8 @@ if TYPE_CHECKING:
     import anyio
     import anyio.abc
 
+    from tcpcli.core.proxyheader import ProxyHeaderSpec
+
 IPAddress = IPv4Address | IPv6Address
 
 #: RFC 8305 §5: the recommended "Connection Attempt Delay".
@@ -45,6 +47,9 @@ class ConnectOptions:
     local_address: str | None = None  # source address to bind before connecting
     proxy: str | None = None  # socks5://, socks4://, http:// (CONNECT) URL
     happy_eyeballs_delay: float = HAPPY_EYEBALLS_DELAY
+    # A PROXY protocol header written before anything else (TLS included), as a load
+    # balancer with send-proxy does: for testing a service behind accept-proxy.
+    send_proxy: ProxyHeaderSpec | None = None
 
 
 class Connector(Protocol):

@@ -76,6 +76,7 @@ if TYPE_CHECKING:
 
     from _typeshed import HasFileno, WriteableBuffer as WritableBuffer
 
+    from tcpcli.core.proxyheader import ProxyHeaderSpec
     from tcpcli.core.tls import TLSReport, TLSStream
 
 T = TypeVar("T")
@@ -426,6 +427,8 @@ class Socket:
                     transport = await self._take_over(self._upgrade_from)
                 else:
                     transport = await self._dial()
+                    if options.send_proxy is not None:
+                        await self._send_proxy_header(transport, options.send_proxy)
                 stream: anyio.abc.ByteStream = transport
                 if self._secure_transport == "on":
                     stream = await self._handshake(transport)
@@ -468,6 +471,18 @@ class Socket:
         local = dialed.stream.extra(anyio.abc.SocketAttribute.local_address, None)
         self.local_sockname = (str(local[0]), int(local[1])) if isinstance(local, tuple) else None
         return dialed.stream
+
+    async def _send_proxy_header(self, transport: anyio.abc.ByteStream,
+                                 spec: ProxyHeaderSpec) -> None:
+        """The PROXY protocol header, first on the wire (before TLS), as a load balancer
+        with send-proxy writes it; not counted in ``bytes_sent`` (it frames the stream)."""
+        from tcpcli.core.proxyheader import header_for
+
+        target = self.address.address_str
+        header = header_for(spec, self.local_sockname, self.peer_address, target=target)
+        with self.clock.phase("proxy-header", header=f"v{spec.version}", bytes=len(header)), \
+                map_exceptions(target=target, port=self.address.port, phase="stream"):
+            await transport.send(header)
 
     def _tls_hostname(self) -> str:
         if self.options.tls.server_name:

@@ -21,8 +21,8 @@ from contextlib import contextmanager
 REPLY_TIMEOUT = 10.0
 
 #: The phases the core records, in the order they usually happen.
-PHASES = ("resolve", "slot-wait", "connect", "proxy", "starttls", "tls-setup", "tls",
-          "first-byte", "close")
+PHASES = ("resolve", "slot-wait", "connect", "proxy", "proxy-header", "starttls", "tls-setup",
+          "tls", "first-byte", "close")
 
 
 class Phase:

@@ -26,6 +26,7 @@ PHASE_EVENTS = {
     "slot-wait": "slot_wait",
     "connect": "attempt",
     "proxy": "proxy",
+    "proxy-header": "proxy_header",
     "starttls": "starttls",
     "tls-setup": "tls_setup",
     "tls": "tls",

@@ -33,6 +33,7 @@ _LABELS = {
     "slot-wait": "socket slot wait",
     "connect": "tcp connect",
     "proxy": "proxy",
+    "proxy-header": "proxy header",
     "starttls": "starttls",
     "tls-setup": "tls setup",
     "tls": "tls handshake",
@@ -69,6 +70,8 @@ def _what(phase: Phase) -> str:
         return f"{d.get('live', '?')}/{d.get('limit', '?')} sockets open"
     if phase.name == "starttls":
         return str(d.get("protocol", ""))
+    if phase.name == "proxy-header":
+        return str(d.get("header", ""))
     if phase.name == "first-byte" and "bytes" in d:
         return f"{d['bytes']} bytes"
     return ""
