@@ -463,6 +463,21 @@ class Endpoint(TcpcliType):
         return "IP:PORT"
 
 
+class EntryPointText(TcpcliType):
+    """``--via``: a tunnel entry point, ``HOST:PORT`` or ``[V6]:PORT``."""
+
+    name = "entry point"
+    toml_form = 'a "HOST:PORT" string ("127.0.0.1:15432")'
+
+    def parse(self, value: object) -> str:
+        from tcpcli.core.entrypoint import parse_entry_point
+
+        return str(parse_entry_point(_text(value)))
+
+    def get_metavar(self, param: click.Parameter, ctx: click.Context) -> str:
+        return "HOST:PORT"
+
+
 class Text(TcpcliType):
     """Free text that must not be empty and, for names sent on the wire, be short."""
 
@@ -494,6 +509,9 @@ class OutputFile(click.Path):
         from pathlib import Path
 
         checked = super().convert(value, param, ctx)  # type: ignore[arg-type]
+        if os.fsdecode(checked).endswith("/"):  # the system reads it as a directory's name
+            self.fail(f"{os.fsdecode(checked)!r} names a directory (it ends with '/'): give "
+                      "a file name", param, ctx)
         parent = Path(os.fsdecode(checked)).parent
         if not parent.is_dir():
             self.fail(f"{os.fsdecode(checked)!r}: no directory {str(parent)!r} to write it in",
@@ -510,4 +528,5 @@ PROXY_URL = ProxyURL()
 RESOLVER = Resolver()
 SOURCE_ADDRESS = SourceAddress()
 ENDPOINT = Endpoint()
+ENTRY_POINT = EntryPointText()
 ALPN = Text("an ALPN protocol name")

@@ -192,3 +192,12 @@ def test_every_option_with_a_value_has_a_checked_type() -> None:
                  if option.type in (click.STRING, click.INT, click.FLOAT)
                  and option.name not in free_text]
     assert unchecked == []
+
+
+@pytest.mark.parametrize("value", ["socks5://", "logs/", "./"])
+def test_an_output_file_that_names_a_directory_is_a_usage_error(sandbox: Path,
+                                                                value: str) -> None:
+    # Found by the fuzzing above: open("socks5://", "w") is a directory to the system.
+    code, lines = run(["connect", "--transcript", value, *BASE_ARGS["connect"]])
+    assert code == ExitCode.USAGE and len(lines) == 1, lines
+    assert "--transcript" in lines[0], lines
