@@ -27,7 +27,9 @@ from tcpcli.cli.options import (
     common_options,
     proxy_header_options,
     target_argument,
+    via_option,
     with_proxy_header,
+    with_via,
 )
 from tcpcli.cli.paramtypes import DURATION, PORT, OutputFile
 from tcpcli.cli.runner import report_error, run
@@ -162,6 +164,7 @@ def target_address(target: str, port: int | None) -> str:
 @option("--events", "events_file", type=OutputFile(), metavar="FILE", section=OUTPUT,
         help="Write JSON Lines events to this file instead of stderr.")
 @proxy_header_options
+@via_option
 @common_options
 @click.pass_obj
 def connect_command(env: Environment | None, /, target: str, port: int | None,
@@ -186,6 +189,7 @@ def connect_command(env: Environment | None, /, target: str, port: int | None,
         raise click.UsageError("--tls and --starttls exclude each other")
     invocation = common.invocation()  # bad --allow/--resolver values are usage errors
     with_proxy_header(invocation, kwargs)
+    with_via(invocation, kwargs)
     session = ConnectSession(env, common, address, **kwargs)
     invocation.observer = session.observe
     run(lambda: session.main(invocation), env, traceback=common.traceback,
@@ -234,11 +238,14 @@ class ConnectSession:
         report_error(self.env, self.events, self.address, error, code)
 
     def _show_connected(self, sock: Socket | BlockingConnection) -> None:
+        if sock.judged_by_name and not self.common.quiet:
+            self.env.note(sock.judged_by_name)
         if self.events is not None:
             self.events.emit("connected", self.address,
                              peer=_join(sock.peer_address),
                              local=_join(sock.local_sockname),
-                             secure_transport=sock.secure_transport)
+                             secure_transport=sock.secure_transport,
+                             **({"via": sock.via} if sock.via else {}))
             if sock.tls_report is not None:
                 self.events.emit("tls_report", self.address, **sock.tls_report.to_dict())
         if self.common.verbose and not self.common.quiet:

@@ -65,6 +65,30 @@ def with_proxy_header(invocation: Invocation, kwargs: dict[str, Any]) -> None:
     invocation.options = replace(invocation.options, send_proxy=spec)
 
 
+def via_option(func: F) -> F:
+    """``--via HOST:PORT``: dial a tunnel's local entry point in the target's stead."""
+    from tcpcli.cli.paramtypes import ENTRY_POINT
+
+    return click.option(
+        "--via", type=ENTRY_POINT,
+        help="Dial this local forwarder (cloudflared access tcp, ssh -L, kubectl "
+             "port-forward) instead: the target still drives the policy, SNI, "
+             "verification and reports; the entry point is allowed for this run.")(func)
+
+
+def with_via(invocation: Invocation, kwargs: dict[str, Any]) -> None:
+    """Pop ``--via`` from a command's values into the invocation's connect options."""
+    via = kwargs.pop("via")
+    if via is None:
+        return
+    if invocation.options.proxy:
+        raise click.UsageError("--via and --proxy exclude each other: the entry point is "
+                               "the way in")
+    from dataclasses import replace
+
+    invocation.options = replace(invocation.options, via=via)
+
+
 def target_argument(name: str = "target", **kwargs: Any) -> Callable[[F], F]:
     """The TARGET argument of a command that dials: ``@NAME`` stands for a target from the
     configuration file (its address, and its options as defaults), and completes as one."""

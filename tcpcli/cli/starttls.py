@@ -21,7 +21,9 @@ from tcpcli.cli.options import (
     common_options,
     proxy_header_options,
     target_argument,
+    via_option,
     with_proxy_header,
+    with_via,
 )
 from tcpcli.cli.paramtypes import PORT, Text
 from tcpcli.cli.runner import run
@@ -95,6 +97,7 @@ def evaluate(check: str, report: TLSReport) -> tuple[bool, str]:
                    "tickets too): shows full vs resumed handshake time and whether the "
                    "server resumed.")
 @proxy_header_options
+@via_option
 @common_options
 @click.pass_obj
 def starttls_command(env: Environment | None, /, target: str, port: int | None,
@@ -113,11 +116,12 @@ def starttls_command(env: Environment | None, /, target: str, port: int | None,
     resume = kwargs.pop("resume")
     from tcpcli.cli.commonoptions import CommonOptions
 
-    proxy_header = {name: kwargs.pop(name) for name in ("send_proxy", "proxy_source")}
+    extras = {name: kwargs.pop(name) for name in ("send_proxy", "proxy_source", "via")}
     common = CommonOptions.from_kwargs(kwargs)
     address = target_address(target, port)
     invocation = common.invocation()
-    with_proxy_header(invocation, proxy_header)
+    with_proxy_header(invocation, extras)
+    with_via(invocation, extras)
     session = StartTlsSession(env, common, address, protocol, ehlo, xmpp_to, checks,
                               resume=resume)
     invocation.observer = session.observe
@@ -159,6 +163,8 @@ class StartTlsSession:
         async with invocation:
             sock = connect(self.address, secure_transport="starttls")
             await sock.opened
+            if sock.judged_by_name:
+                self.env.note(sock.judged_by_name)
             host = sock.address.hostname
             first = b""
             name = self.protocol

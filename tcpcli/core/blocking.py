@@ -42,6 +42,8 @@ class BlockingConnection:
     secure_transport = "off"
     tls_report = None
     truncated = False
+    via = None  # (a tunnel entry point needs the event-loop core)
+    judged_by_name = None
 
     def __init__(self, sock: socket.socket, slot: SocketSlot, slots: SocketSlots,
                  clock: PhaseClock, target: str, port: int, peer_address: tuple[str, int],
@@ -168,7 +170,7 @@ def open_now(invocation: Invocation, hostname: str, port: int, *, target: str,
     nothing) when the event-loop core is needed. Refusals, DNS-free lookups and dial
     failures raise the same errors as ``Socket.opened`` rejects with."""
     connector = invocation.connector
-    if options.proxy or not isinstance(connector, BatchConnector):
+    if options.proxy or options.via or not isinstance(connector, BatchConnector):
         return None
     started = time.monotonic()
     destination = invocation.check_destination_now(hostname, port, family=options.family,

@@ -50,6 +50,9 @@ class ConnectOptions:
     # A PROXY protocol header written before anything else (TLS included), as a load
     # balancer with send-proxy does: for testing a service behind accept-proxy.
     send_proxy: ProxyHeaderSpec | None = None
+    # A tunnel entry point ("host:port" of a local forwarder) dialed instead of the
+    # target, which still drives the policy, SNI, verification and reports (--via).
+    via: str | None = None
 
 
 class Connector(Protocol):

@@ -138,12 +138,18 @@ class Destination:
 
     def ordered(self, family: int = socket.AF_UNSPEC) -> list[IPAddress]:
         """The checked addresses of ``family`` in RFC 8305 order (IPv6 first, alternating)."""
-        v6 = [a for a in self.addresses if a.version == 6 and family != socket.AF_INET]
-        v4 = [a for a in self.addresses if a.version == 4 and family != socket.AF_INET6]
-        ordered: list[IPAddress] = []
-        for i in range(max(len(v6), len(v4))):
-            ordered.extend(group[i] for group in (v6, v4) if i < len(group))
-        return ordered
+        return happy_eyeballs_order(self.addresses, family)
+
+
+def happy_eyeballs_order(addresses: Sequence[IPAddress],
+                         family: int = socket.AF_UNSPEC) -> list[IPAddress]:
+    """``addresses`` of ``family`` in RFC 8305 order (IPv6 first, alternating)."""
+    v6 = [a for a in addresses if a.version == 6 and family != socket.AF_INET]
+    v4 = [a for a in addresses if a.version == 4 and family != socket.AF_INET6]
+    ordered: list[IPAddress] = []
+    for i in range(max(len(v6), len(v4))):
+        ordered.extend(group[i] for group in (v6, v4) if i < len(group))
+    return ordered
 
 
 def literal_destination(ip: IPAddress, policy: Policy, target: str | None = None) -> Destination:
@@ -227,6 +233,15 @@ async def check(host: str | NormalizedHost, port: int, *, policy: Policy,
     return _usable(destination, port, family)
 
 
+def check_name_only(host: str | NormalizedHost, port: int, *, policy: Policy,
+                    target: str | None = None) -> Destination:
+    """A name the policy can judge only as a name (it does not resolve here: a target
+    behind a tunnel entry point), or raise :class:`PolicyError`. No address to dial."""
+    destination = judge_before_dns(host, [port], policy=policy, target=target)
+    destination.require(port)
+    return destination
+
+
 #: A resolver's answer without a DNS query (the hosts file), or None when one is needed.
 LocalLookup = Callable[[str, int], "Resolution | None"]
 
@@ -256,7 +271,9 @@ __all__ = [
     "Destination",
     "PortVerdicts",
     "check",
+    "check_name_only",
     "check_without_query",
+    "happy_eyeballs_order",
     "judge_before_dns",
     "literal_destination",
     "locate",

@@ -59,6 +59,7 @@ from tcpcli.core.errors import (
     ConnectTimeoutError,
     ResolveTimeoutError,
     SocketCanceledError,
+    SocketOptionError,
     StartTlsError,
     StreamCancelledError,
     StreamClosedError,
@@ -229,6 +230,10 @@ class Socket:
         self.writable = WritableStream(self)
         #: Library extras for diagnostics (not in Workers):
         self.resolution: Resolution | None = None
+        #: The tunnel entry point dialed in the target's stead (``via=``), as host:port.
+        self.via: str | None = None
+        #: Why the policy could judge the target only by its name (behind ``via``).
+        self.judged_by_name: str | None = None
         self.peer_address: tuple[str, int] | None = None
         self.local_sockname: tuple[str, int] | None = None
         self.tls_report: TLSReport | None = None
@@ -453,6 +458,8 @@ class Socket:
     async def _dial(self) -> anyio.abc.ByteStream:
         invocation, options, address = self.invocation, self.options, self.address
         target, port = address.address_str, address.port
+        if options.via is not None:
+            return await self._dial_via(options.via)
         destination = await invocation.check_destination(
             address.hostname, port, family=options.family, target=target, clock=self.clock)
         self.resolution = destination.resolution
@@ -465,12 +472,33 @@ class Socket:
             dialed = await dial(addresses, port, connector=invocation.connector,
                                 slots=invocation.slots, clock=self.clock, options=options,
                                 target=target)
+        return self._take_dialed(dialed)
+
+    def _take_dialed(self, dialed: Dialed) -> anyio.abc.ByteStream:
         self._adopt_slot(dialed.slot)
         self._transport = dialed.stream
         self.peer_address = (str(dialed.address), dialed.port)
         local = dialed.stream.extra(anyio.abc.SocketAttribute.local_address, None)
         self.local_sockname = (str(local[0]), int(local[1])) if isinstance(local, tuple) else None
         return dialed.stream
+
+    async def _dial_via(self, via: str) -> anyio.abc.ByteStream:
+        """The logical target judged, the entry point dialed (``core.entrypoint``)."""
+        from tcpcli.core.entrypoint import check_behind, entry_addresses, parse_entry_point
+
+        invocation, options, address = self.invocation, self.options, self.address
+        destination, self.judged_by_name = await check_behind(
+            invocation, address.hostname, address.port, family=options.family,
+            target=address.address_str, clock=self.clock)
+        self.resolution = destination.resolution
+        entry = parse_entry_point(via)
+        self.via = str(entry)
+        addresses = await entry_addresses(invocation, entry, family=options.family,
+                                          clock=self.clock)
+        dialed = await dial(addresses, entry.port, connector=invocation.connector,
+                            slots=invocation.slots, clock=self.clock, options=options,
+                            target=f"{address.address_str} via {entry}")
+        return self._take_dialed(dialed)
 
     async def _send_proxy_header(self, transport: anyio.abc.ByteStream,
                                  spec: ProxyHeaderSpec) -> None:
@@ -572,7 +600,8 @@ class Socket:
         """Move transport and slot to the upgraded socket; this one is done."""
         new._transport, self._transport, self._stream = self._transport, None, None
         new.peer_address, new.local_sockname = self.peer_address, self.local_sockname
-        new.resolution = self.resolution
+        new.resolution, new.via, new.judged_by_name = (self.resolution, self.via,
+                                                       self.judged_by_name)
         if self._slot is not None:
             new._adopt_slot(self._slot)
             self._slot = None
@@ -879,6 +908,7 @@ def connect(
     proxy: str | None = None,
     invocation: Invocation | None = None,
     tls_session: ssl.SSLSession | None = None,
+    via: str | None = None,
 ) -> Socket:
     """Open a TCP socket the way a Worker's ``connect()`` does.
 
@@ -894,6 +924,9 @@ def connect(
     (from another socket's :meth:`Socket.resumable_tls_session`, offered for resumption in
     this socket's handshake — at once with ``"on"``, at ``start_tls()`` with
     ``"starttls"``; ``tls_report.session_reused`` says whether the server took it).
+    ``via`` ("host:port") dials a tunnel entry point (a local ``cloudflared access tcp``,
+    ``ssh -L`` or ``kubectl port-forward``) instead of ``address``, which still drives the
+    policy, SNI, certificate verification and reports (``core.entrypoint``).
     """
     parsed = parse_address(address)
     mode = validate_secure_transport(secure_transport)
@@ -902,8 +935,18 @@ def connect(
     # handshake timeout, happy eyeballs' delay, ...) carries over as it is.
     given: dict[str, Any] = {"tls": tls, "connect_timeout": connect_timeout,
                              "family": family, "local_address": local_address,
-                             "proxy": proxy}
+                             "proxy": proxy, "via": via}
     options = replace(invocation.options,
                       **{name: value for name, value in given.items() if value is not None})
+    if options.via is not None:
+        if options.proxy:
+            raise SocketOptionError("a tunnel entry point (via) and a proxy exclude each "
+                                    "other: the entry point is the way in")
+        from tcpcli.core.entrypoint import parse_entry_point
+
+        try:
+            parse_entry_point(options.via)
+        except ValueError as exc:
+            raise SocketOptionError(str(exc)) from None
     return Socket(parsed, mode, bool(allow_half_open), options, invocation,
                   tls_session=tls_session)

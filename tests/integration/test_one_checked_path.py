@@ -130,3 +130,20 @@ def test_a_refused_name_is_not_even_resolved(tmp_path: Path) -> None:
     assert exit_code == 3, stderr
     assert "rule cloud-metadata" in stderr, stderr
     assert dials == []
+
+
+def test_via_dials_the_entry_point_alone_and_never_for_a_refused_target(
+        tmp_path: Path) -> None:
+    # --via: the one dial goes to the entry point (the user named it, so the policy does
+    # not judge it); the logical target, a literal the policy refuses, is never dialed, and
+    # its refusal stops the run before the entry point is dialed either.
+    with serve(echo) as entry:
+        exit_code, dials, printed = record(tmp_path, "connect", "192.0.2.80:5432", "--via",
+                                           entry.address, "--send", "hi")
+        assert exit_code == 0, printed
+        assert [(d["via"], d["address"], d["port"]) for d in dials if d["via"] != "socket"] \
+            == [("connector", "127.0.0.1", entry.port)]
+        exit_code, dials, printed = record(tmp_path, "connect", f"{REFUSED}:7", "--via",
+                                           entry.address, "--send", "hi")
+    assert exit_code == 3, printed
+    assert dials == []
