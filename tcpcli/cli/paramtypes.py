@@ -47,7 +47,7 @@ __all__ = [
 ]
 
 TLS_VERSIONS = ("1.0", "1.1", "1.2", "1.3")
-PROXY_SCHEMES = ("socks5", "socks4", "http")
+PROXY_SCHEMES = ("socks5", "socks5h", "socks4", "socks4a", "http")
 #: Above this a "number of things" is a typo, not a wish (and overflows some kernels' APIs).
 MAX_COUNT = 1_000_000_000
 #: The longest duration any option takes: a year. Longer is a typo (or "forever", which
@@ -378,7 +378,8 @@ class ProxyURL(TcpcliType):
         from urllib.parse import urlsplit
 
         text = _text(value)
-        form = "give socks5://HOST:PORT, socks4://HOST:PORT or http://HOST:PORT"
+        form = ("give socks5://HOST:PORT (socks5h:// to let the proxy resolve names), "
+                "socks4://HOST:PORT (socks4a://) or http://HOST:PORT")
         try:
             parts = urlsplit(text)
             port = parts.port

@@ -102,11 +102,12 @@ class SystemConnector:
 
 
 class Dialed(NamedTuple):
-    """The winning attempt: its stream, the slot it holds, and who it reached."""
+    """The winning attempt: its stream, the slot it holds, and who it reached (a name
+    when a proxy resolved it)."""
 
     stream: anyio.abc.ByteStream
     slot: SocketSlot
-    address: IPAddress
+    address: IPAddress | str
     port: int
 
 
@@ -198,50 +199,77 @@ def best_error(errors: list[BaseException], target: str, port: int) -> BaseExcep
     return first
 
 
+#: Proxy schemes whose proxy resolves the target's name itself: it is handed the name,
+#: never an address (curl's socks5h:// and socks4a://).
+NAME_RESOLVING_SCHEMES = {"socks5h": "socks5", "socks4a": "socks4"}
+
+
+def proxy_resolves_names(proxy_url: str) -> bool:
+    """Whether this proxy is handed the target's name (and resolves it), not an address."""
+    return proxy_url.partition("://")[0].lower() in NAME_RESOLVING_SCHEMES
+
+
 async def dial_proxy(
     proxy_url: str,
-    address: IPAddress,
+    host: IPAddress | str,
     port: int,
     *,
     slots: SocketSlots,
     clock: PhaseClock,
     target: str,
+    reply_timeout: float,
 ) -> Dialed:
-    """Reach ``address:port`` through a SOCKS4/SOCKS5/HTTP CONNECT proxy.
+    """Reach ``host:port`` through a SOCKS4/4a/5/5h or HTTP CONNECT proxy.
 
     The proxy is the user's explicit choice and is not judged by the policy; the final
-    destination was judged before we got here, and we hand the proxy the checked literal
-    so that it cannot resolve the name to something else.
+    destination was judged before we got here. A proxy that resolves names is handed the
+    name (``host`` a str); any other, the checked literal, so that it cannot resolve the
+    name to something else. ``reply_timeout`` bounds the proxy's answer: one that accepts
+    the connection and says nothing must not hold the run forever.
     """
     from python_socks import ProxyConnectionError, ProxyError as SocksProxyError, ProxyTimeoutError
     from python_socks.async_.anyio import Proxy
 
+    scheme, sep, rest = proxy_url.partition("://")
+    remote = scheme.lower() in NAME_RESOLVING_SCHEMES
+    url = f"{NAME_RESOLVING_SCHEMES[scheme.lower()]}{sep}{rest}" if remote else proxy_url
+    shown = _redact(proxy_url)
     try:
-        proxy = Proxy.from_url(proxy_url, rdns=False)
+        proxy = Proxy.from_url(url, rdns=remote)
     except ValueError as exc:
-        raise ProxyError(f"invalid proxy URL {proxy_url!r}: {exc}", target=target,
+        raise ProxyError(f"invalid proxy URL {shown!r}: {exc}", target=target,
                          port=port) from exc
     slot = slots.try_acquire()
     if slot is None:
         with clock.phase("slot-wait", live=slots.live, limit=slots.limit):
             slot = await slots.acquire()
     try:
-        with clock.phase("proxy", proxy=_redact(proxy_url), address=str(address), port=port):
+        with clock.phase("proxy", proxy=shown, address=str(host), port=port):
             try:
-                stream = await proxy.connect(str(address), port, timeout=3600)
+                stream = await proxy.connect(str(host), port, timeout=reply_timeout)
             except ProxyTimeoutError as exc:
-                raise ConnectTimeoutError(f"proxy {_redact(proxy_url)} timed out reaching "
-                                          f"{target}", target=target, port=port) from exc
+                raise ConnectTimeoutError(
+                    f"proxy {shown} did not answer within {reply_timeout:g} s (asked for "
+                    f"{target})", target=target, port=port) from exc
             except ProxyConnectionError as exc:
-                raise ProxyError(f"cannot reach proxy {_redact(proxy_url)}: {exc}",
+                raise ProxyError(f"cannot reach proxy {shown}: {exc}",
                                  target=target, port=port) from exc
             except SocksProxyError as exc:
-                raise ProxyError(f"proxy {_redact(proxy_url)} refused {target}: {exc}",
+                raise ProxyError(f"proxy {shown} refused {target}: {_proxy_reason(exc)}",
                                  target=target, port=port) from exc
     except BaseException:
         slots.release(slot)
         raise
-    return Dialed(stream, slot, address, port)
+    return Dialed(stream, slot, host, port)
+
+
+def _proxy_reason(exc: Exception) -> str:
+    """The proxy's refusal in words, with its code: a SOCKS reply or an HTTP status."""
+    text = str(exc).strip() or type(exc).__name__
+    code = getattr(exc, "error_code", None)
+    if isinstance(code, int) and str(code) not in text:
+        return f"{text} (reply {code})"
+    return text
 
 
 def _redact(url: str) -> str:

@@ -47,7 +47,8 @@ from tcpcli.core.address import (
     parse_address,
     validate_secure_transport,
 )
-from tcpcli.core.connect import ConnectOptions, Dialed, dial, dial_proxy
+from tcpcli.core.connect import ConnectOptions, Dialed, dial, dial_proxy, proxy_resolves_names
+from tcpcli.core.destination import check_name_only
 from tcpcli.core.errors import (
     NOT_BYTES,
     READABLE_CLOSING,
@@ -69,7 +70,7 @@ from tcpcli.core.errors import (
 from tcpcli.core.invocation import Invocation, current_invocation
 from tcpcli.core.resolve import Resolution
 from tcpcli.core.slots import SocketSlot
-from tcpcli.core.timing import Phase, PhaseClock
+from tcpcli.core.timing import REPLY_TIMEOUT, Phase, PhaseClock
 from tcpcli.core.tlsoptions import TLSOptions
 
 if TYPE_CHECKING:
@@ -460,6 +461,8 @@ class Socket:
         target, port = address.address_str, address.port
         if options.via is not None:
             return await self._dial_via(options.via)
+        if options.proxy and proxy_resolves_names(options.proxy):
+            return await self._dial_proxy_by_name(options.proxy)
         destination = await invocation.check_destination(
             address.hostname, port, family=options.family, target=target, clock=self.clock)
         self.resolution = destination.resolution
@@ -467,7 +470,8 @@ class Socket:
         dialed: Dialed
         if options.proxy:
             dialed = await dial_proxy(options.proxy, addresses[0], port,
-                                      slots=invocation.slots, clock=self.clock, target=target)
+                                      slots=invocation.slots, clock=self.clock, target=target,
+                                      reply_timeout=self._reply_timeout)
         else:
             dialed = await dial(addresses, port, connector=invocation.connector,
                                 slots=invocation.slots, clock=self.clock, options=options,
@@ -481,6 +485,26 @@ class Socket:
         local = dialed.stream.extra(anyio.abc.SocketAttribute.local_address, None)
         self.local_sockname = (str(local[0]), int(local[1])) if isinstance(local, tuple) else None
         return dialed.stream
+
+    @property
+    def _reply_timeout(self) -> float:
+        """How long a proxy may take to answer (its handshake, like a TLS server's)."""
+        return self.options.tls_handshake_timeout or REPLY_TIMEOUT
+
+    async def _dial_proxy_by_name(self, proxy: str) -> anyio.abc.ByteStream:
+        """socks5h/socks4a: the proxy resolves the name, so it is judged by name alone
+        and never looked up here (a lookup would tell the local resolver what the user
+        chose a name-resolving proxy to keep from it)."""
+        invocation, address = self.invocation, self.address
+        destination = check_name_only(address.hostname, address.port,
+                                      policy=invocation.policy, target=address.address_str)
+        name = destination.name
+        self.judged_by_name = (f"the proxy resolves {name}: the policy judged its name alone "
+                               "(its address is not seen here)")
+        dialed = await dial_proxy(proxy, name, address.port, slots=invocation.slots,
+                                  clock=self.clock, target=address.address_str,
+                                  reply_timeout=self._reply_timeout)
+        return self._take_dialed(dialed)
 
     async def _dial_via(self, via: str) -> anyio.abc.ByteStream:
         """The logical target judged, the entry point dialed (``core.entrypoint``)."""
