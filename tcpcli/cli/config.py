@@ -54,9 +54,10 @@ def config_command(env: Environment | None, /, action: str, command_line: tuple[
 
     It is TOML. Keys are spelled like the flags (max_sockets for --max-sockets). At the
     top level: the options every command shares. In [connect], [probe], [starttls] and
-    [bench]: any option of that command. In [targets.NAME]: an address, shared options
-    and starttls (connect's --starttls, starttls's --protocol); @NAME as a TARGET stands
-    for it. Relative paths are relative to the file; ~ expands.
+    [bench]: any option of that command. In [targets.NAME]: an address, shared options,
+    starttls (connect's --starttls, starttls's --protocol), and via, send_proxy and
+    proxy_source (how it is reached); @NAME as a TARGET stands for it. Relative paths
+    are relative to the file; ~ expands.
 
     \b
       policy = "workers"

@@ -235,7 +235,7 @@ class _Checker:
         message = f"unknown key '{key}' for a target{suggest(key, [*allowed, 'address'])}"
         if owners:
             message += (f" ('{key}' belongs under [{owners[0]}]: a target holds its address, "
-                        "the shared options and starttls)")
+                        "the shared options, starttls, via, send_proxy and proxy_source)")
         return message
 
     def alias_option(self, alias: str) -> click.Option:

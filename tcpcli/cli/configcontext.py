@@ -39,7 +39,14 @@ from click.core import ParameterSource
 from tcpcli.cli.configcheck import CommandTree
 from tcpcli.cli.configfile import load, locate
 from tcpcli.cli.configlocation import STATE_KEY
-from tcpcli.cli.configmodel import ADDITIVE, Config, Target
+from tcpcli.cli.configmodel import (
+    ADDITIVE,
+    REQUIRED_ALIASES,
+    TARGET_ALIASES,
+    Config,
+    ConfigError,
+    Target,
+)
 
 if TYPE_CHECKING:
     from click.shell_completion import CompletionItem
@@ -129,6 +136,12 @@ def _expand(ctx: click.Context, text: str) -> str:
     command = ctx.info_name or ""
     config = current_config(ctx)
     target = config.target(text[1:])
+    for key in REQUIRED_ALIASES:
+        if key in target.settings and command not in TARGET_ALIASES[key]:
+            commands = " and ".join(TARGET_ALIASES[key])
+            raise ConfigError(f"{target.settings[key].origin}: target {target.name} is reached "
+                              f"with {key}, which {command} cannot do yet (only {commands} "
+                              "can): it will not dial the address directly instead")
     used = invocation_state(ctx).targets.setdefault(command, [])
     layer = config.target_layer(target, command)
     options = {p.name: p for p in ctx.command.params}

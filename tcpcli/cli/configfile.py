@@ -12,7 +12,9 @@ What it holds (TOML), every key spelled like its flag (``max_sockets`` is ``--ma
 * top-level keys: the options every command shares (policy, allow, deny, timeout, ...);
 * ``[connect]``, ``[probe]``, ``[starttls]``, ``[bench]``: any option of that command;
 * ``[targets.NAME]``: an ``address`` plus shared options and ``starttls`` (connect's
-  ``--starttls``, starttls's ``--protocol``); ``@NAME`` as a TARGET stands for it.
+  ``--starttls``, starttls's ``--protocol``), ``via``, ``send_proxy`` and ``proxy_source``
+  (how the target is reached: a command that cannot do it refuses the target); ``@NAME``
+  as a TARGET stands for it.
 
 Which keys and values are valid is :mod:`tcpcli.cli.configcheck`; how the file meets the
 command line (precedence, ``@NAME``, allow/deny adding up) is

@@ -19,7 +19,16 @@ TARGETS = "targets"
 #: List options whose entries from every layer add up (see :mod:`tcpcli.cli.configcontext`).
 ADDITIVE = ("allow", "deny")
 #: Target keys that are not shared options: key -> {command: its parameter name}.
-TARGET_ALIASES = {"starttls": {"connect": "starttls", "starttls": "protocol"}}
+TARGET_ALIASES = {
+    "starttls": {"connect": "starttls", "starttls": "protocol"},
+    # How the target is reached (a tunnel's entry point, a PROXY header to start with):
+    # a command that cannot honour them refuses the target rather than dial it directly.
+    "via": {"connect": "via", "starttls": "via"},
+    "send_proxy": {"connect": "send_proxy", "starttls": "send_proxy"},
+    "proxy_source": {"connect": "proxy_source", "starttls": "proxy_source"},
+}
+#: The alias keys a command must honour to use the target at all.
+REQUIRED_ALIASES = ("via", "send_proxy")
 #: Ends every message about a broken file: the way out when it cannot be fixed right away.
 NO_CONFIG_HINT = "--no-config ignores the file"
 

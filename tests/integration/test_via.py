@@ -204,3 +204,21 @@ def test_bad_entry_points_are_usage_errors(args: list[str], message: bytes) -> N
     proc = run_cli("connect", "db.internal:5432", *args)
     assert proc.returncode == 2, proc.stderr
     assert message in proc.stderr or b"entry point" in proc.stderr
+
+
+def test_a_named_target_carries_its_entry_point(entry: int, dns: DnsServer, ca_file: str,
+                                                tmp_path: Path) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text(f'[targets.db]\naddress = "db.internal:5432"\n'
+                      f'via = "127.0.0.1:{entry}"\ntls = true\nca_file = "{ca_file}"\n')
+    proc = run_cli("connect", "@db", "--config", str(config), "--resolver", dns.address,
+                   stdin=b"named\n")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == b"named\n"
+    # A command that cannot go through an entry point refuses the target rather than
+    # dialing db.internal directly.
+    proc = run_cli("probe", "@db", "--config", str(config), "--resolver", dns.address)
+    assert proc.returncode == 2
+    assert b"target db is reached with via, which probe cannot do yet" in proc.stderr
+    check = run_cli("config", "check", "--config", str(config))
+    assert check.returncode == 0, check.stderr

@@ -135,7 +135,8 @@ HINT = " (--no-config ignores the file)"
      "FILE:3: [targets.db] unknown key 'tsl' for a target; did you mean 'tls'?" + HINT),
     ('[targets.db]\naddress = "db:1"\nconcurrency = 9\n',
      "FILE:3: [targets.db] unknown key 'concurrency' for a target ('concurrency' belongs "
-     "under [bench]: a target holds its address, the shared options and starttls)" + HINT),
+     "under [bench]: a target holds its address, the shared options, starttls, via, "
+     "send_proxy and proxy_source)" + HINT),
     ('[listen]\necho = true\n',
      "FILE:1: tcpcli listen reads no settings from the configuration file (tables: targets, "
      "bench, connect, probe, starttls)" + HINT),
