@@ -247,7 +247,9 @@ class Environment:
     def write(self, text: str) -> None:
         """The product, on stdout (never beside a JSON stream there: callers check
         :attr:`json_on_stdout`)."""
-        self.stdout.write(text.encode("utf-8"))
+        # surrogateescape: a file name from argv that is not UTF-8 is written back as the
+        # bytes it was, not a UnicodeEncodeError.
+        self.stdout.write(text.encode("utf-8", "surrogateescape"))
         self.stdout.flush()
 
     def write_rich(self, renderables: Iterable[RenderableType]) -> None:

@@ -201,3 +201,16 @@ def test_an_output_file_that_names_a_directory_is_a_usage_error(sandbox: Path,
     code, lines = run(["connect", "--transcript", value, *BASE_ARGS["connect"]])
     assert code == ExitCode.USAGE and len(lines) == 1, lines
     assert "--transcript" in lines[0], lines
+
+
+def test_a_file_name_that_is_not_utf8_is_written_back_as_its_bytes(sandbox: Path) -> None:
+    # Found by the fuzzing above: argv's undecodable bytes reach stdout in a report line.
+    name = os.fsdecode(b"\xe9t\xe9")
+    Path(os.fsencode(name).decode("utf-8", "surrogateescape")).touch()
+    stdout = io.BytesIO()
+    env = Environment(stdin=io.BytesIO(), stdout=stdout, stderr=io.StringIO(),
+                      environ={"NO_COLOR": "1"})
+    with pytest.raises(SystemExit) as exited:
+        main(["config", "check", "--config", name], obj=env)
+    assert exited.value.code == 0
+    assert stdout.getvalue() == b"\xe9t\xe9: ok (0 settings, 0 targets)\n"
