@@ -6,9 +6,11 @@ loopback: the proxies are told to reach nothing else."""
 from __future__ import annotations
 
 import json
+import os
 import socket
+import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -21,7 +23,7 @@ from tests.realservers.conftest import (
     require_binary,
     running,
 )
-from tests.support.cli import run_cli
+from tests.support.cli import run_cli, tcpcli_command
 from tests.support.peers import echo, serve
 
 pytestmark = pytest.mark.timeout(60)
@@ -71,6 +73,30 @@ def http(server: RealServer, password: str = "sesame") -> str:
     return f"http://tcpcli:{password}@127.0.0.1:{server.port()}"
 
 
+def answer_then_close(size: int) -> Callable[[socket.socket], None]:
+    """A target that reads ``size`` bytes, sends them back and closes."""
+    def handler(conn: socket.socket) -> None:
+        received = b""
+        while len(received) < size and (chunk := conn.recv(100)):
+            received += chunk
+        conn.sendall(received)
+    return handler
+
+
+def connect_kept_open(*args: str, payload: bytes) -> subprocess.CompletedProcess[bytes]:
+    """``tcpcli connect ARGS`` with ``payload`` on a stdin that stays open: microsocks ends
+    both sides at the first EOF, so a FIN from us could cut the answer off; the target
+    answers and closes first instead."""
+    read_end, write_end = os.pipe()
+    os.write(write_end, payload)
+    try:
+        return subprocess.run([*tcpcli_command(), "connect", *args], stdin=read_end,
+                              capture_output=True, timeout=30)
+    finally:
+        os.close(read_end)
+        os.close(write_end)
+
+
 def closed_port() -> int:
     with socket.socket() as unused:
         unused.bind(("127.0.0.1", 0))
@@ -82,9 +108,10 @@ def test_a_round_trip_through_the_proxy(kind: str, microsocks: RealServer,
                                         tinyproxy: RealServer, tmp_path: Path) -> None:
     proxy = socks(microsocks) if kind == "socks5" else http(tinyproxy)
     events = tmp_path / "events.jsonl"
-    with serve(echo) as target:
-        proc = run_cli("connect", target.address, *ALLOW, "--proxy", proxy, "-v",
-                       "--events", str(events), stdin=b"via a real proxy\n")
+    payload = b"via a real proxy\n"
+    with serve(answer_then_close(len(payload))) as target:
+        proc = connect_kept_open(target.address, *ALLOW, "--proxy", proxy, "-v",
+                                 "--events", str(events), payload=payload)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == b"via a real proxy\n"
     assert b"sesame" not in proc.stderr and b"sesame" not in events.read_bytes()
@@ -96,9 +123,9 @@ def test_a_round_trip_through_the_proxy(kind: str, microsocks: RealServer,
 
 def test_socks5h_hands_the_proxy_the_name(microsocks: RealServer) -> None:
     # localhost is in the hosts file, which microsocks reads; tcpcli never looks it up.
-    with serve(echo) as target:
-        proc = run_cli("connect", f"localhost:{target.port}", "--allow", "localhost",
-                       "--proxy", socks(microsocks, "socks5h"), stdin=b"by name\n")
+    with serve(answer_then_close(8)) as target:
+        proc = connect_kept_open(f"localhost:{target.port}", "--allow", "localhost",
+                                 "--proxy", socks(microsocks, "socks5h"), payload=b"by name\n")
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == b"by name\n"
     assert b"the proxy resolves localhost: the policy judged its name alone" in proc.stderr
