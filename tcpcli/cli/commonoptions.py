@@ -121,10 +121,20 @@ class CommonOptions(NamedTuple):
         from tcpcli.core.connect import ConnectOptions
         from tcpcli.core.invocation import Invocation
         from tcpcli.core.policy import Policy
+        bindings: list[str] = []
+        if self.policy == "bindings":
+            from tcpcli.cli.configcontext import declared_targets
+
+            bindings = declared_targets(click.get_current_context(silent=True))
+            if not bindings:
+                raise click.UsageError("--policy bindings reaches only the configuration "
+                                       "file's [targets.NAME], and none is declared")
         try:
-            policy = Policy.parse(self.policy, allow=self.allow, deny=self.deny)
+            policy = Policy.parse(self.policy, allow=self.allow, deny=self.deny,
+                                  bindings=bindings)
         except ValueError as exc:
-            raise click.BadParameter(str(exc), param_hint="--allow/--deny") from exc
+            hint = "[targets]" if self.policy == "bindings" else "--allow/--deny"
+            raise click.BadParameter(str(exc), param_hint=hint) from exc
         resolver = None  # the system's (hosts file, then resolv.conf), made on first use
         if self.resolver is not None:
             from tcpcli.core.resolve import resolver_from_option

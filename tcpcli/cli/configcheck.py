@@ -210,7 +210,26 @@ class _Checker:
                 raise self.fail(keys, f"targets.{name} must be a table with an address, "
                                       f"not {_toml_type(table)}")
             targets[name] = self.target(name, table)
+        self.one_target_per_entry_point(targets)
         return targets
+
+    def one_target_per_entry_point(self, targets: Mapping[str, Target]) -> None:
+        """A tunnel's entry point forwards to one target (ssh -L 15432:db:5432): two
+        targets of different addresses through one entry point is a mistake that would
+        send one's traffic to the other."""
+        seen: dict[str, Target] = {}
+        for target in targets.values():
+            setting = target.settings.get("via")
+            if setting is None:
+                continue
+            entry = str(setting.value)
+            first = seen.setdefault(entry, target)
+            if first is not target and first.address != target.address:
+                raise self.fail(
+                    (TARGETS, target.name, "via"),
+                    f"targets {first.name} ({first.address}) and {target.name} "
+                    f"({target.address}) go through the same entry point {entry}: a "
+                    "forwarder reaches one target, so one of them would reach the other")
 
     def target(self, name: str, table: dict[str, Any]) -> Target:
         keys = (TARGETS, name)

@@ -184,6 +184,14 @@ def named_targets(ctx: click.Context) -> list[Target]:
     return list(state.targets.get(ctx.info_name or "", [])) if state else []
 
 
+def declared_targets(ctx: click.Context | None) -> list[str]:
+    """The configuration file's targets, as the ``bindings`` policy declares them."""
+    state = ctx.meta.get(STATE_KEY) if ctx is not None else None
+    if ctx is None or state is None or state.config is None:
+        return []
+    return [target.address for target in state.config.targets.values()]
+
+
 def policy_list(ctx: click.Context | None, name: str,
                 value: Iterable[str]) -> list[tuple[str, str, str | None]]:
     """An ``allow``/``deny`` list as the command uses it: (entry, source, origin) for the

@@ -28,7 +28,7 @@ from tcpcli.cli.paramtypes import (
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-POLICIES = ("workers", "workers-strict", "open")
+POLICIES = ("workers", "workers-strict", "open", "bindings")
 
 
 def add_shared_options(func: F) -> F:
@@ -37,7 +37,8 @@ def add_shared_options(func: F) -> F:
         option("--policy", type=click.Choice(POLICIES), default="workers", metavar="PROFILE",
                envvar="TCPCLI_POLICY", show_default=True, section=TARGET_AND_POLICY,
                help="Destination policy: workers (what a Worker may reach), "
-                    "workers-strict or open."),
+                    "workers-strict, open, or bindings (only the configuration file's "
+                    "targets)."),
         option("--allow", multiple=True, envvar="TCPCLI_ALLOW", metavar="ENTRY",
                type=PolicyEntry("allow"), section=TARGET_AND_POLICY,
                help="Allow a host, *.suffix, IP, CIDR or port:N despite the profile."),

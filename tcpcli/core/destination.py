@@ -47,8 +47,9 @@ WORKERS_POLICY: Final = Policy(Profile.WORKERS)
 
 
 def special_ports(policy: Policy) -> frozenset[int]:
-    """Ports whose verdict can differ from any other port's: 0, 25 and ``port:N`` entries."""
-    ports = {0, 25}
+    """Ports whose verdict can differ from any other port's: 0, 25, ``port:N`` entries and
+    the ports the bindings declare."""
+    ports = {0, 25, *policy.bound_ports}
     for entry in (*policy.allow, *policy.deny):
         text = entry.strip().lower()
         if text.startswith("port:"):

@@ -44,7 +44,13 @@ from enum import StrEnum
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_network
 from typing import NamedTuple
 
-from tcpcli.core.address import NormalizedHost, normalize_host, parse_port
+from tcpcli.core.address import (
+    NormalizedHost,
+    join_host_port,
+    normalize_host,
+    parse_port,
+    split_target,
+)
 from tcpcli.core.errors import AddressError, PolicyError
 
 IPAddress = IPv4Address | IPv6Address
@@ -55,6 +61,8 @@ class Profile(StrEnum):
     WORKERS = "workers"
     WORKERS_STRICT = "workers-strict"
     OPEN = "open"
+    #: Only the declared targets (VPC Services-style bindings), nothing else.
+    BINDINGS = "bindings"
 
 
 class Decision(NamedTuple):
@@ -287,21 +295,27 @@ class Policy:
     profile: Profile = Profile.WORKERS
     allow: tuple[str, ...] = ()
     deny: tuple[str, ...] = ()
+    #: The ``bindings`` profile's declared targets, "host:port" each: the only reachable
+    #: destinations (a VPC Services binding names what a Worker may reach, nothing else).
+    bindings: tuple[str, ...] = ()
     _allow: tuple[_Entry, ...] = field(init=False, repr=False, compare=False)
     _deny: tuple[_Entry, ...] = field(init=False, repr=False, compare=False)
+    _bound: frozenset[tuple[str, int]] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "profile", _profile(self.profile))
         object.__setattr__(self, "allow", tuple(self.allow))
         object.__setattr__(self, "deny", tuple(self.deny))
+        object.__setattr__(self, "bindings", tuple(self.bindings))
         object.__setattr__(self, "_allow", tuple(_parse_entry(e, "--allow") for e in self.allow))
         object.__setattr__(self, "_deny", tuple(_parse_entry(e, "--deny") for e in self.deny))
+        object.__setattr__(self, "_bound", frozenset(_parse_binding(b) for b in self.bindings))
 
     @classmethod
     def parse(cls, profile: str = "workers", allow: Iterable[str] = (),
-              deny: Iterable[str] = ()) -> Policy:
+              deny: Iterable[str] = (), bindings: Iterable[str] = ()) -> Policy:
         """Build a policy from option values; ValueError names a bad profile or entry."""
-        return cls(_profile(profile), tuple(allow), tuple(deny))
+        return cls(_profile(profile), tuple(allow), tuple(deny), tuple(bindings))
 
     # -------------------------------------------------------------- the three questions
 
@@ -314,6 +328,8 @@ class Policy:
             or self._port_rule(port)
         if refusal is not None:
             return refusal
+        if self.profile is Profile.BINDINGS:
+            return self._binding(name, port, name)
         allowed_by = self._allowed_name(name)
         if allowed_by is not None:
             return self._allow_decision(f"{name} is allowed by --allow {allowed_by.text}", name)
@@ -337,6 +353,14 @@ class Policy:
     def check_resolved(self, hostname: str, ips: Sequence[IPAddress], port: int) -> Decision:
         """Every answer for ``hostname``: refused if any is, naming the first blocked one."""
         name = _canonical_name(hostname)
+        if self.profile is Profile.BINDINGS and name is not None:
+            # The binding names the host: its answers are what it declared, bar --deny.
+            for ip in ips:
+                embedded = embedded_ipv4(ip) if isinstance(ip, IPv6Address) else []
+                refusal = self._denied_address(ip, embedded, f"{name} resolves to {show(ip)}")
+                if refusal is not None:
+                    return refusal
+            return self._binding(name, port, name)
         decisions = [self._judge(ip, port, hostname=name, resolved=True) for ip in ips]
         for decision in decisions:
             if not decision.allowed:
@@ -360,6 +384,8 @@ class Policy:
             or self._port_rule(port)
         if refusal is not None:
             return refusal
+        if self.profile is Profile.BINDINGS:
+            return self._binding(hostname or str(ip), port, show(ip))
         if hostname is not None:
             allowed_by = self._allowed_name(hostname)
             if allowed_by is not None:
@@ -390,6 +416,24 @@ class Policy:
         return self._allow_decision(f"{subject} is not in a blocked range" if not resolved
                                     else f"{subject}, not in a blocked range", show(ip),
                                     rule="default")
+
+    @property
+    def bound_ports(self) -> frozenset[int]:
+        """The ports the bindings declare: each can be judged differently from the rest."""
+        return frozenset(port for _, port in self._bound)
+
+    def _binding(self, host: str, port: int, address: str | None) -> Decision:
+        """The bindings profile: a declared host:port, or refused."""
+        where = join_host_port(host, port)
+        if (host, port) in self._bound:
+            return self._allow_decision(f"{where} is a declared target", address,
+                                        rule="binding")
+        declared = ", ".join(sorted(join_host_port(h, p) for h, p in self._bound))
+        scope = f"reaches only {declared}" if declared else "declares none"
+        return self._block("not-a-binding", f"{where} is not a declared target (the "
+                           f"bindings policy {scope})", address,
+                           "declare it as a [targets.NAME] in the configuration file, or "
+                           "--policy workers")
 
     def _blocked_range(self, ip: IPAddress) -> _Range | None:
         strict = self.profile is Profile.WORKERS_STRICT
@@ -449,6 +493,17 @@ class Policy:
     def _allow_decision(self, reason: str, address: str | None,
                         rule: str = "allow-entry") -> Decision:
         return Decision(True, rule, reason, address, "", self.profile)
+
+
+def _parse_binding(text: str) -> tuple[str, int]:
+    """A declared target, "host:port", as the policy compares it (the host normalized)."""
+    try:
+        host, port = split_target(text)
+        normalized = normalize_host(host)
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"invalid binding {text!r}: {exc}") from None
+    name = str(normalized.literal) if normalized.literal is not None else normalized.name
+    return name, port
 
 
 def _profile(value: str) -> Profile:

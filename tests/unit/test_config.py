@@ -121,7 +121,8 @@ HINT = " (--no-config ignores the file)"
     ('allow = "10.0.0.1"\n',
      'FILE:1: allow must be a list of strings (allow = ["10.0.0.1"]), not a string' + HINT),
     ('policy = "opne"\n',
-     "FILE:1: policy: 'opne' is not one of 'workers', 'workers-strict', 'open'" + HINT),
+     "FILE:1: policy: 'opne' is not one of 'workers', 'workers-strict', 'open', "
+     "'bindings'" + HINT),
     ('timeout = -1\n', "FILE:1: timeout: -1 is not above zero: give seconds (2.5) or a number "
                       "with ms, s, m or h (300ms, 5m)" + HINT),
     ('deny = ["10.0.0.0/99"]\n',

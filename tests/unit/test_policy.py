@@ -636,3 +636,43 @@ def test_a_name_resolving_to_a_metadata_endpoint_is_refused() -> None:
     decision = Policy().check_resolved("evil.example", [ip_address("169.254.169.254")], 80)
     assert not decision.allowed and decision.rule == "cloud-metadata"
     assert decision.lift == "--allow evil.example or --policy open"
+
+
+# ------------------------------------------------------------------ the bindings profile
+
+BOUND = Policy.parse("bindings", bindings=["db.internal:5432", "127.0.0.1:6379", "[::1]:443"])
+
+
+@pytest.mark.parametrize(("host", "port"), [("db.internal", 5432), ("DB.Internal.", 5432),
+                                            ("127.0.0.1", 6379), ("::1", 443)])
+def test_bindings_reach_what_is_declared(host: str, port: int) -> None:
+    decision = BOUND.check_name(normalize_host(host), port)
+    assert decision.allowed and decision.rule == "binding"
+
+
+@pytest.mark.parametrize(("host", "port"), [("db.internal", 5433), ("db2.internal", 5432),
+                                            ("127.0.0.1", 6380), ("169.254.169.254", 80),
+                                            ("example.com", 443)])
+def test_bindings_refuse_everything_else_naming_the_declared(host: str, port: int) -> None:
+    decision = BOUND.check_name(normalize_host(host), port)
+    assert not decision.allowed and decision.rule == "not-a-binding"
+    assert "db.internal:5432" in decision.reason and "[targets.NAME]" in decision.lift
+
+
+def test_a_bound_name_is_judged_by_its_binding_not_its_addresses() -> None:
+    # The declaration names the host: where it resolves (loopback here) is what was meant.
+    decision = BOUND.check_resolved("db.internal", [ip_address("127.0.0.1")], 5432)
+    assert decision.allowed and decision.rule == "binding"
+
+
+def test_deny_still_beats_a_binding() -> None:
+    policy = Policy.parse("bindings", deny=["10.0.0.0/8"], bindings=["db.internal:5432"])
+    decision = policy.check_resolved("db.internal", [ip_address("10.1.2.3")], 5432)
+    assert not decision.allowed and decision.rule == "deny-entry"
+
+
+def test_bindings_without_declarations_reach_nothing_and_need_well_formed_ones() -> None:
+    decision = Policy.parse("bindings").check_name(normalize_host("db.internal"), 5432)
+    assert not decision.allowed and "declares none" in decision.reason
+    with pytest.raises(ValueError, match="invalid binding 'db.internal'"):
+        Policy.parse("bindings", bindings=["db.internal"])
