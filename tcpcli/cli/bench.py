@@ -125,6 +125,9 @@ PROCESSES = Processes()
 @click.option("--expect-bytes", type=Count(1), metavar="N",
               help="rr: the reply is complete after N bytes (default: the first bytes).")
 @click.option("--fresh", is_flag=True, help="rr: a new connection for every request.")
+@click.option("--pooling", is_flag=True,
+              help="rr: measure a kept connection and a fresh one per request, taking "
+                   "turns, and print what pooling saves per request.")
 @click.option("--resume", is_flag=True,
               help="With --tls: alternate full handshakes with ones offering the worker's "
                    "last TLS session; resumed ones get their own distribution (tls-resumed), "
@@ -178,8 +181,8 @@ def bench_command(env: Environment | None, /, target: str, port: int | None,
     elif kwargs["send_file"] is not None:
         with open(kwargs["send_file"], "rb") as sent:
             payload = sent.read()
-    rr_only = [n for n in ("send_text", "send_file", "expect_text", "expect_bytes", "fresh")
-               if kwargs[n]]
+    rr_only = [n for n in ("send_text", "send_file", "expect_text", "expect_bytes", "fresh",
+                           "pooling") if kwargs[n]]
     if mode != "rr" and rr_only:
         raise click.UsageError(f"--{rr_only[0].removesuffix('_text').replace('_', '-')} "
                                "needs --mode rr")
@@ -205,6 +208,15 @@ def bench_command(env: Environment | None, /, target: str, port: int | None,
             raise click.UsageError("--processes needs --mode connect or --mode rr")
         bench_throughput(env, common, address, kwargs)
         return
+    if kwargs["pooling"]:
+        clash = next((flag for name, flag in (("fresh", "--fresh"), ("resume", "--resume"),
+                                               ("processes", "--processes"),
+                                               ("compare_file", "--compare"),
+                                               ("save_file", "--save"), ("rate", "--rate"))
+                      if kwargs[name]), None)
+        if clash is not None:
+            raise click.UsageError(f"--pooling measures both kinds of connection itself; "
+                                   f"{clash} does not go with it")
     threshold = _threshold(kwargs["threshold"])
     baseline = None
     if kwargs["compare_file"]:
@@ -221,11 +233,32 @@ def bench_command(env: Environment | None, /, target: str, port: int | None,
     invocation = common.invocation()
     env.start_session("bench", json=common.json, events_file=kwargs["events_file"],
                       target=address, quiet=common.quiet)
+    if kwargs["pooling"]:
+        run(lambda: pooling_main(env, config, invocation), env, traceback=common.traceback)
     session = BenchSession(env, common, config, emit_samples=kwargs["emit_samples"],
                            save_file=kwargs["save_file"], baseline=baseline,
                            threshold=threshold, percentile=kwargs["percentile"],
                            processes=processes)
     run(lambda: session.main(invocation), env, traceback=common.traceback)
+
+
+async def pooling_main(env: Environment, config: BenchConfig, invocation: Invocation) -> int:
+    """``--pooling``: both arms, taking turns, then the comparison (text or JSON)."""
+    from tcpcli.engines.bench import pooling_summary, run_pooling
+    from tcpcli.render.bench import pooling_lines
+
+    async with invocation:
+        env.emit("bench_start", mode="rr", pooling=True, tls=config.tls,
+                 concurrency=config.concurrency, count=config.count,
+                 duration_s=config.duration)
+        result = await run_pooling(config, invocation)
+    env.emit("bench_pooling", **pooling_summary(result))
+    if env.human_report:
+        env.write("".join(line + "\n" for line in pooling_lines(result)))
+    if not (result.kept.samples and result.fresh.samples):
+        errors = result.kept.errors + result.fresh.errors
+        return exit_code_for(errors.most_common(1)[0][0]) if errors else ExitCode.ERROR
+    return ExitCode.OK
 
 
 def _processes(processes: int | None, concurrency: int, count: int | None,

@@ -115,6 +115,9 @@ class BenchConfig:
     expect_bytes: int | None = None
     fresh: bool = False
     resume: bool = False  # every other handshake offers the last session (see above)
+    # rr --fresh: also time each request whole, from its connect to the reply ("request"):
+    # what a client without a pool waits (--pooling's fresh arm).
+    whole_request: bool = False
 
     def __post_init__(self) -> None:
         if self.count is not None and self.count < 1:
@@ -140,6 +143,8 @@ class BenchConfig:
     def distributions(self) -> tuple[str, ...]:
         """The distributions this run measures, primary first."""
         names: list[str] = []
+        if self.mode == "rr" and self.fresh and self.whole_request:
+            names.append("request")
         if self.mode == "rr":
             names.append("rr")
         if self.mode == "connect" or self.fresh:
@@ -593,6 +598,8 @@ class Bench:
             else:
                 if rr:
                     self._record("rr", reply_ns)
+                    if self.config.whole_request:
+                        self._record("request", self._now() - start)
                 self._record("connect", connect_ns)
                 if tls_ns is not None:
                     self._record("tls-resumed" if resumed else "tls", tls_ns)
@@ -734,6 +741,16 @@ def summary(result: BenchResult) -> dict[str, Any]:
     }
 
 
+def pooling_summary(result: PoolingResult) -> dict[str, Any]:
+    """The JSON-able pooling comparison: each arm's summary and the saving per request."""
+    return {
+        "rounds": result.rounds,
+        "kept": summary(result.kept),
+        "fresh": summary(result.fresh),
+        "saving_ms": {f"p{p:g}": round(result.saving_ms(p), 6) for p in (50, 90, 99)},
+    }
+
+
 def describe(histogram: Histogram) -> dict[str, Any]:
     """min, mean, stdev, percentiles and max of one distribution, in milliseconds."""
     out: dict[str, Any] = {
@@ -748,4 +765,66 @@ def describe(histogram: Histogram) -> dict[str, Any]:
     return out
 
 
-__all__ = ["PERCENTILES", "Bench", "BenchConfig", "BenchResult", "describe", "summary"]
+#: Kept and fresh connections take turns this many times in a pooling comparison, so a
+#: drift of the machine or the peer during the run falls on both alike.
+POOLING_ROUNDS = 6
+
+
+@dataclass
+class PoolingResult:
+    """``rr`` over a kept connection and over a fresh one per request, interleaved: what
+    a connection pool (Hyperdrive's, in front of a database) saves per request."""
+
+    kept: BenchResult
+    fresh: BenchResult
+    rounds: int = 0
+
+    def saving_ms(self, p: float) -> float:
+        """How much sooner a request completes on a kept connection, at percentile ``p``:
+        the fresh arm's whole request (connect, TLS, reply) against the kept arm's reply."""
+        return (self.fresh.histograms["request"].percentile(p)
+                - self.kept.histograms["rr"].percentile(p)) / 1e6
+
+
+async def run_pooling(config: BenchConfig, invocation: Invocation, *,
+                      rounds: int = POOLING_ROUNDS) -> PoolingResult:
+    """``config`` (rr) measured both ways against the same checked target, the two arms
+    taking turns ``rounds`` times (each round swaps who goes first), each turn with a
+    share of the count or duration. The histograms of an arm add up exactly."""
+    from dataclasses import replace
+
+    count = None if config.count is None else max(1, config.count // rounds)
+    duration = None if config.duration is None else config.duration / rounds
+    if count is None and duration is None:
+        count = max(1, DEFAULT_COUNT // rounds)
+    arms = {fresh: replace(config, fresh=fresh, whole_request=fresh, count=count,
+                           duration=duration, warmup=0) for fresh in (False, True)}
+    totals = {fresh: BenchResult(arms[fresh]) for fresh in (False, True)}
+    outcome = PoolingResult(totals[False], totals[True])
+    elapsed_ns = {False: 0, True: 0}
+    if config.warmup:
+        warm = Bench(replace(arms[False], count=config.warmup, duration=None), invocation)
+        await warm.check_target()
+        await warm.run()
+    for number in range(rounds):
+        for fresh in ((False, True) if number % 2 == 0 else (True, False)):
+            bench = Bench(arms[fresh], invocation)
+            await bench.check_target()
+            result = await bench.run()
+            total = totals[fresh]
+            total.peer = result.peer
+            for name, histogram in result.histograms.items():
+                total.histograms.setdefault(name, Histogram()).merge(histogram)
+            total.samples += result.samples
+            total.errors.update(result.errors)
+            for kind, example in result.error_examples.items():
+                total.error_examples.setdefault(kind, example)
+            total.peak_sockets = max(total.peak_sockets, result.peak_sockets)
+            elapsed_ns[fresh] += result.finished_ns - result.started_ns
+            total.started_ns, total.finished_ns = 1, 1 + elapsed_ns[fresh]  # summed turns
+        outcome.rounds = number + 1
+    return outcome
+
+
+__all__ = ["PERCENTILES", "POOLING_ROUNDS", "Bench", "BenchConfig", "BenchResult",
+           "PoolingResult", "describe", "pooling_summary", "run_pooling", "summary"]

@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from rich.console import RenderableType
     from rich.text import Text
 
-    from tcpcli.engines.bench import BenchResult
+    from tcpcli.engines.bench import BenchResult, PoolingResult
     from tcpcli.engines.histogram import Histogram
 
 
@@ -178,3 +178,35 @@ def progress_line(result: BenchResult, warmup: int) -> Text:
                 f"{result.error_count} errors  {result.primary} p50 "
                 f"{histogram.percentile(50) / 1e6:.3f} ms  p99 "
                 f"{histogram.percentile(99) / 1e6:.3f} ms")
+
+
+def pooling_lines(result: PoolingResult) -> list[str]:
+    """The pooling comparison, piped: each arm's percentiles, then the saving per request
+    and, for the fresh arm, where its extra time goes (connect, TLS)."""
+    kept, fresh = result.kept, result.fresh
+    config = kept.config
+    lines = [
+        f"target      {config.address} ({kept.peer or fresh.peer})",
+        f"mode        rr{' tls' if config.tls else ''} pooling: a kept connection vs a "
+        f"fresh one per request, {result.rounds} rounds interleaved, concurrency "
+        f"{config.concurrency}",
+    ]
+    for label, arm, name in (("kept", kept, "rr"), ("fresh", fresh, "request")):
+        rr = arm.histograms.get(name)
+        if rr is None or rr.count == 0:
+            lines.append(f"{label:<11} no successful request ({arm.error_count} errors)")
+            continue
+        lines.append(f"{label:<11} p50={_ms(rr.percentile(50))} p90={_ms(rr.percentile(90))} "
+                     f"p99={_ms(rr.percentile(99))} ms, {arm.rate:.1f} {unit(arm)} "
+                     f"(n={rr.count})")
+    if kept.samples and fresh.samples:
+        saving = [f"p{p}={result.saving_ms(p):.3f}" for p in (50, 90, 99)]
+        lines.append(f"saving      {' '.join(saving)} ms per request with a kept connection")
+        parts = [f"{label} p50={_ms(fresh.histograms[name].percentile(50))} ms"
+                 for name, label in (("connect", "connect"), ("tls", "tls"), ("rr", "reply"))
+                 if name in fresh.histograms and fresh.histograms[name].count]
+        lines.append(f"fresh       each request is {', '.join(parts)}")
+    for label, arm in (("kept", kept), ("fresh", fresh)):
+        for kind, n in sorted(arm.errors.items()):
+            lines.append(f"errors      {label} {kind}={n} ({arm.error_examples.get(kind, '')})")
+    return lines

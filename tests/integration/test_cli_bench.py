@@ -313,3 +313,36 @@ def test_ctrl_c_stops_every_process_and_reports_what_they_measured(backend: str)
     samples = int(next(line for line in text.splitlines()
                        if line.startswith("samples")).split()[1])
     assert 0 < samples <= served
+
+
+def test_pooling_compares_a_kept_connection_with_a_fresh_one(
+        server_ssl_context: ssl.SSLContext, ca_file: str) -> None:
+    # Over TLS a fresh connection pays a handshake before each request: the saving of a
+    # kept one is that handshake, and both arms ran the same number of requests.
+    with serve(echo, ssl_context=server_ssl_context) as server:
+        events, proc = bench_events(server.address, *ALLOW, "-m", "rr", "--send", "ping",
+                                    "--tls", "--ca-file", ca_file, "--pooling", "-n", "60",
+                                    "-c", "2")
+    assert proc.returncode == 0, proc.stderr
+    pooling = next(e for e in events if e["event"] == "bench_pooling")
+    assert pooling["rounds"] == 6
+    kept, fresh = pooling["kept"], pooling["fresh"]
+    assert kept["samples"] == fresh["samples"] == 60
+    assert set(kept["distributions"]) == {"rr"}
+    assert {"request", "rr", "connect", "tls"} <= set(fresh["distributions"])
+    assert pooling["saving_ms"]["p50"] > 0
+    report = proc.stdout.decode()
+    for expected in ("pooling: a kept connection vs a fresh one per request",
+                     "kept        p50=", "fresh       p50=", "saving      p50=",
+                     "fresh       each request is connect p50="):
+        assert expected in report, report
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--pooling"], "--pooling needs --mode rr"),
+    (["-m", "rr", "--send", "x", "--pooling", "--fresh"], "--fresh does not go with it"),
+])
+def test_pooling_usage_errors(args: list[str], message: str) -> None:
+    proc = run_cli("bench", "127.0.0.1:9", *ALLOW, *args)
+    assert proc.returncode == 2
+    assert message in proc.stderr.decode()
