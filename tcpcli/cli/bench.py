@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from tcpcli.cli.connect import target_address, unescape
+from tcpcli.cli.arguments import target_address, unescape
 from tcpcli.cli.environment import Environment
 from tcpcli.cli.exit_codes import ExitCode, exit_code_for
 from tcpcli.cli.helpformat import OUTPUT, TIMING, SectionedCommand, option

@@ -98,7 +98,7 @@ def listen_command(env: Environment | None, /, address: str, mode: str | None,
                    ca_out: str | None, accept_proxy: bool, json_events: bool,
                    quiet: bool) -> None:
     """Listen on ADDRESS (PORT, HOST:PORT or [V6]:PORT; loopback unless HOST is given)."""
-    from tcpcli.cli.connect import unescape
+    from tcpcli.cli.arguments import unescape
 
     env = env or Environment()
     if banner is not None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import signal
 import sys
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, NoReturn
@@ -82,6 +81,8 @@ def run(
         import anyio
 
         return anyio.run(main, backend=env.environ.get("TCPCLI_BACKEND", "asyncio"))
+
+    import signal  # here: a command's --help imports this module and needs none of it
 
     terminated = False
 

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from tcpcli.cli.connect import STARTTLS_PROTOCOLS
+from tcpcli.cli.arguments import STARTTLS_PROTOCOLS
 from tcpcli.cli.environment import Environment
 from tcpcli.cli.exit_codes import ExitCode
 from tcpcli.cli.helpformat import SectionedCommand
@@ -107,7 +107,7 @@ def starttls_command(env: Environment | None, /, target: str, port: int | None,
     A refused or missing STARTTLS, or bytes injected after the server's go-ahead, end
     the run with the protocol-error exit code (8): tcpcli never continues in plaintext.
     """
-    from tcpcli.cli.connect import target_address
+    from tcpcli.cli.arguments import target_address
 
     env = env or Environment()
     protocol, ehlo, xmpp_to = kwargs.pop("protocol"), kwargs.pop("ehlo_name"), \
