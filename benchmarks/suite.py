@@ -180,6 +180,7 @@ class Settings:
     tcpcli: list[str] = field(default_factory=list)
     python: str = sys.executable
     tmp: Path = Path()
+    instructions: bool = False  # also count start-up instructions (callgrind)
 
     @classmethod
     def make(cls, quick: bool, rounds: int | None) -> Settings:
@@ -334,15 +335,39 @@ def startup_group(settings: Settings, wanted: list[Case]) -> list[Row]:
                  if ids[tool] in {case.id for case in wanted}}
         tools["click"] = timed_ms([settings.python, "-c", "import click"])
         samples = interleaved(tools, settings.startup_rounds, warm_up=True)
+        counted: dict[str, int | None] = {}
+        if settings.instructions:  # while the peers still run
+            say("start-up: counting instructions with callgrind")
+            counted = {tool: instructions(commands_by_tool[tool]) for tool in tools
+                       if tool != "click"}
+            counted["click"] = instructions([settings.python, "-c", "import click"])
     middle = medians(samples)
     rows = []
     for tool in tools:
         if tool != "click":
-            rows.append(Row.of(BY_ID[ids[tool]], middle[tool], middle["click"],
-                               settings.startup_rounds))
+            row = Row.of(BY_ID[ids[tool]], middle[tool], middle["click"],
+                         settings.startup_rounds)
+            mine, base = counted.get(tool), counted.get("click")
+            if mine and base:
+                row.note = f"instructions {mine / base:.2f}× import click's"
+            rows.append(row)
     if unlisted:
         say(f"note: no --help row for {sorted(unlisted)}: add them to HELP_COMMANDS")
     return rows
+
+
+def instructions(cmd: list[str]) -> int | None:
+    """The instructions one whole run of ``cmd`` executes, counted by callgrind: the same
+    figure on a busy machine as on an idle one, where a 2-core machine's wall-clock medians
+    of a 50 ms run drift by a fifth (None without valgrind)."""
+    valgrind = shutil.which("valgrind")
+    if valgrind is None:
+        return None
+    proc = subprocess.run([valgrind, "--tool=callgrind", "--callgrind-out-file=/dev/null",
+                           *cmd], stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                          timeout=300, check=False)
+    found = re.search(r"Collected : (\d+)", proc.stderr)
+    return int(found.group(1)) if found else None
 
 
 def in_namespace(argv: list[str]) -> tuple[list[str], str]:
@@ -687,9 +712,13 @@ def main(argv: list[str] | None = None) -> int:
                              "current: the tcpcli installed here")
     parser.add_argument("--no-install", action="store_true",
                         help="never apt-get a missing peer: skip its rows")
+    parser.add_argument("--instructions", action="store_true",
+                        help="start-up rows also count instructions with callgrind "
+                             "(valgrind): a ratio that machine noise does not move")
     args = parser.parse_args(argv)
     wanted = select(args.only, args.quick)
     settings = Settings.make(args.quick, args.rounds)
+    settings.instructions = args.instructions
     missing = install_peers({need for case in wanted for need in case.needs},
                             not args.no_install)
     started = time.monotonic()
