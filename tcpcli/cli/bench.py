@@ -21,7 +21,7 @@ from tcpcli.cli.arguments import target_address, unescape
 from tcpcli.cli.environment import Environment
 from tcpcli.cli.exit_codes import ExitCode, exit_code_for
 from tcpcli.cli.helpformat import OUTPUT, TIMING, SectionedCommand, option
-from tcpcli.cli.options import common_options, target_argument
+from tcpcli.cli.options import common_options, target_argument, via_option, with_via
 from tcpcli.cli.paramtypes import (
     DURATION,
     PORT,
@@ -145,6 +145,7 @@ PROCESSES = Processes()
 @click.option("--percentile", type=Number(0, 100, low_open=False), default=99.0,
               show_default=True, metavar="P",
               help="--compare: the percentile checked against --threshold.")
+@via_option
 @common_options
 @click.pass_obj
 def bench_command(env: Environment | None, /, target: str, port: int | None,
@@ -231,6 +232,7 @@ def bench_command(env: Environment | None, /, target: str, port: int | None,
         fresh=kwargs["fresh"], resume=kwargs["resume"],
     )
     invocation = common.invocation()
+    with_via(invocation, kwargs)
     env.start_session("bench", json=common.json, events_file=kwargs["events_file"],
                       target=address, quiet=common.quiet)
     if kwargs["pooling"]:

@@ -138,7 +138,8 @@ def _expand(ctx: click.Context, text: str) -> str:
     target = config.target(text[1:])
     for key in REQUIRED_ALIASES:
         if key in target.settings and command not in TARGET_ALIASES[key]:
-            commands = " and ".join(TARGET_ALIASES[key])
+            *first, last = TARGET_ALIASES[key]
+            commands = f"{', '.join(first)} and {last}" if first else last
             raise ConfigError(f"{target.settings[key].origin}: target {target.name} is reached "
                               f"with {key}, which {command} cannot do yet (only {commands} "
                               "can): it will not dial the address directly instead")

@@ -16,6 +16,7 @@ import click
 
 from tcpcli.cli.environment import Environment
 from tcpcli.cli.exit_codes import ExitCode, exit_code_for
+from tcpcli.cli.options import with_via
 from tcpcli.cli.runner import interrupted, run
 
 if TYPE_CHECKING:
@@ -57,6 +58,7 @@ def bench_throughput(env: Environment, common: CommonOptions, address: str,
         tls=common.tls, tls_options=common.tls_options(),
     )
     invocation = common.invocation()
+    with_via(invocation, kwargs)
     env.start_session("bench", json=common.json, events_file=kwargs["events_file"],
                       target=address, quiet=common.quiet)
     session = ThroughputSession(env, common, config)

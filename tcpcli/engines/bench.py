@@ -226,9 +226,19 @@ class _Watch:
 
 async def checked_literal(invocation: Invocation, target: str) -> tuple[IPAddress, int, str]:
     """The first checked address of ``target`` (a host:port), its port, and the name it
-    was checked as (for SNI and verification): what every connection of a run dials."""
+    was checked as (for SNI and verification): what every connection of a run dials.
+    With a tunnel entry point (``via``), the entry point's address and port."""
     parsed = parse_address(target)
     family = invocation.options.family
+    via = invocation.options.via
+    if via is not None:  # a tunnel's entry point: dialed, the target judged (core.entrypoint)
+        from tcpcli.core.entrypoint import check_behind, entry_addresses, parse_entry_point
+
+        destination, _ = await check_behind(invocation, parsed.hostname, parsed.port,
+                                            family=family, target=target, clock=None)
+        entry = parse_entry_point(via)
+        entries = await entry_addresses(invocation, entry, family=family)
+        return entries[0], entry.port, destination.name
     destination = await invocation.check_destination(parsed.hostname, parsed.port,
                                                      family=family, target=target)
     return destination.ordered(family)[0], parsed.port, destination.name

@@ -222,3 +222,18 @@ def test_a_named_target_carries_its_entry_point(entry: int, dns: DnsServer, ca_f
     assert b"target db is reached with via, which probe cannot do yet" in proc.stderr
     check = run_cli("config", "check", "--config", str(config))
     assert check.returncode == 0, check.stderr
+
+
+def test_bench_measures_through_the_entry_point(entry: int, dns: DnsServer, ca_file: str,
+                                                tmp_path: Path) -> None:
+    # Every sample dials the entry point and verifies the certificate as db.internal.
+    events = tmp_path / "events.jsonl"
+    proc = run_cli("bench", "db.internal:5432", "--via", f"127.0.0.1:{entry}", "--tls",
+                   "--ca-file", ca_file, "--resolver", dns.address, "-n", "12", "-c", "2",
+                   "--events", str(events))
+    assert proc.returncode == 0, proc.stderr
+    summary = next(json.loads(line) for line in events.read_text().splitlines()
+                   if json.loads(line)["event"] == "bench_summary")
+    assert summary["samples"] == 12 and summary["errors"] == {}
+    assert summary["peer"] == f"127.0.0.1:{entry}"
+    assert summary["distributions"]["tls"]["count"] == 12
