@@ -462,10 +462,14 @@ class ConnectSession:
             self._show_connected(sock)
             try:
                 async with anyio.create_task_group() as tg:
-                    tg.start_soon(self._downstream, sock, tg.cancel_scope)
-                    tg.start_soon(self._upstream, sock)
                     if self.idle_timeout:
                         tg.start_soon(self._idle_watch, tg.cancel_scope)
+                    async with anyio.create_task_group() as directions:
+                        directions.start_soon(self._downstream, sock, tg.cancel_scope)
+                        directions.start_soon(self._upstream, sock)
+                    # Both directions ended (half-open: the peer's EOF, then stdin's): the
+                    # idle watch has nothing left to watch.
+                    tg.cancel_scope.cancel()
             finally:
                 with anyio.CancelScope(shield=True):
                     await sock.close()

@@ -224,3 +224,17 @@ def test_a_hosts_file_name_runs_without_the_loop_and_a_dns_name_with_it() -> Non
     assert b"resolve" in runs[0].stderr and b"hosts" in runs[0].stderr
     assert_same(*runs)
 
+
+
+def test_half_open_with_an_idle_timeout_ends_when_both_directions_have(tmp_path: Path) -> None:
+    # The idle watch must not outlive the conversation: both ways end at once, exit 0.
+    runs = []
+    for path in PATHS:
+        with serve(half_open_peer) as server:
+            started = time.monotonic()
+            runs.append(run_path(path, "connect", server.address, "--allow", "127.0.0.1",
+                                 "--half-open", "--idle-timeout", "5",
+                                 stdin=b"after the peer's FIN\n"))
+            assert time.monotonic() - started < 4, path
+    assert runs[0].returncode == 0 and runs[0].stdout == b"first\n", runs[0].stderr
+    assert_same(*runs)
