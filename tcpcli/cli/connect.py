@@ -31,7 +31,7 @@ from tcpcli.cli.options import (
     with_proxy_header,
     with_via,
 )
-from tcpcli.cli.paramtypes import DURATION, PORT, OutputFile
+from tcpcli.cli.paramtypes import DURATION, KEEPALIVE, PORT, OutputFile
 from tcpcli.cli.runner import report_error, run
 
 if TYPE_CHECKING:
@@ -109,6 +109,10 @@ def to_crlf(data: bytes, previous_cr: bool) -> bytes:
               help="Keep sending after the peer's EOF (Workers allowHalfOpen: true).")
 @option("--idle-timeout", type=DURATION, metavar="SECONDS", section=TIMING,
         help="End after this long with no bytes in either direction.")
+@option("--keepalive", type=KEEPALIVE, section=TIMING,
+        help="TCP keepalive: a probe after IDLE s of silence, then every INTERVAL s "
+             "(default 10), COUNT (5) unanswered end it; keeps NATs and tunnels from "
+             "forgetting an idle session.")
 @click.option("--no-stdin", is_flag=True, help="Send nothing; only print what the peer sends.")
 @click.option("--send", "send_text", metavar="TEXT",
               help=r"Send TEXT (escapes like \r\n allowed) instead of stdin, then EOF.")
@@ -155,6 +159,13 @@ def connect_command(env: Environment | None, /, target: str, port: int | None,
     invocation = common.invocation()  # bad --allow/--resolver values are usage errors
     with_proxy_header(invocation, kwargs)
     with_via(invocation, kwargs)
+    keepalive = kwargs.pop("keepalive")
+    if keepalive is not None:
+        from dataclasses import replace
+
+        from tcpcli.core.connect import Keepalive
+
+        invocation.options = replace(invocation.options, keepalive=Keepalive(*keepalive))
     session = ConnectSession(env, common, address, **kwargs)
     invocation.observer = session.observe
     run(lambda: session.main(invocation), env, traceback=common.traceback,

@@ -479,6 +479,33 @@ class EntryPointText(TcpcliType):
         return "HOST:PORT"
 
 
+class KeepaliveType(TcpcliType):
+    """``--keepalive IDLE[,INTERVAL[,COUNT]]``: whole seconds, seconds, probes."""
+
+    name = "keepalive"
+    toml_types = (int, str)
+    toml_form = 'seconds ("60", or "60,10,5": idle, interval, probes)'
+
+    def parse(self, value: object) -> tuple[int, int, int]:
+        text = _text(value).strip()
+        form = ("give IDLE[,INTERVAL[,COUNT]] in whole seconds and probes, e.g. 60 or "
+                "60,10,5")
+        parts = [part.strip() for part in text.split(",")]
+        if not 1 <= len(parts) <= 3 or not all(p.isascii() and p.isdigit() for p in parts):
+            raise ValueError(f"{text!r} is not a keepalive: {form}")
+        numbers = [int(part) for part in parts]
+        idle = numbers[0]
+        interval = numbers[1] if len(numbers) > 1 else min(idle, 10)
+        count = numbers[2] if len(numbers) > 2 else 5
+        # Linux's limits: idle and interval 1-32767 s, count 1-127.
+        if not (1 <= idle <= 32767 and 1 <= interval <= 32767 and 1 <= count <= 127):
+            raise ValueError(f"{text!r}: idle and interval 1-32767 s, count 1-127")
+        return idle, interval, count
+
+    def get_metavar(self, param: click.Parameter, ctx: click.Context) -> str:
+        return "IDLE[,INTERVAL,COUNT]"
+
+
 class Text(TcpcliType):
     """Free text that must not be empty and, for names sent on the wire, be short."""
 
@@ -530,4 +557,5 @@ RESOLVER = Resolver()
 SOURCE_ADDRESS = SourceAddress()
 ENDPOINT = Endpoint()
 ENTRY_POINT = EntryPointText()
+KEEPALIVE = KeepaliveType()
 ALPN = Text("an ALPN protocol name")

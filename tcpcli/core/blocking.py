@@ -25,7 +25,12 @@ from typing import TYPE_CHECKING
 from tcpcli.core.address import join_host_port
 from tcpcli.core.connect import BatchConnector, IPAddress, best_error
 from tcpcli.core.errors import ConnectTimeoutError, TcpcliError, translate
-from tcpcli.core.rawsocket import CONNECT_UNDER_WAY, LOST_AFTER_ESTABLISHED, connect_error
+from tcpcli.core.rawsocket import (
+    CONNECT_UNDER_WAY,
+    LOST_AFTER_ESTABLISHED,
+    connect_error,
+    set_keepalive,
+)
 from tcpcli.core.timing import Phase, PhaseClock
 
 if TYPE_CHECKING:
@@ -221,6 +226,8 @@ def _dial(addresses: Sequence[IPAddress], port: int, *, connector: BatchConnecto
         sock = attempt.sock
         with suppress(OSError):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if options.keepalive is not None:
+            set_keepalive(sock, *options.keepalive)
         try:
             local = sock.getsockname()
             local_sockname: tuple[str, int] | None = (str(local[0]), int(local[1]))

@@ -36,6 +36,15 @@ IPAddress = IPv4Address | IPv6Address
 HAPPY_EYEBALLS_DELAY = 0.25
 
 
+class Keepalive(NamedTuple):
+    """TCP keepalive (seconds, seconds, probes): keeps a connection through a NAT or a
+    tunnel that forgets idle flows, and notices a peer that vanished."""
+
+    idle: int
+    interval: int
+    probes: int
+
+
 @dataclass(frozen=True)
 class ConnectOptions:
     """What the library adds beyond Workers' connect(): all opt-in."""
@@ -53,6 +62,7 @@ class ConnectOptions:
     # A tunnel entry point ("host:port" of a local forwarder) dialed instead of the
     # target, which still drives the policy, SNI, verification and reports (--via).
     via: str | None = None
+    keepalive: Keepalive | None = None  # TCP keepalive once connected (--keepalive)
 
 
 class Connector(Protocol):

@@ -70,6 +70,19 @@ def sendfile_from_position(sock: socket.socket, fd: int, max_bytes: int) -> int:
         raise
 
 
+def set_keepalive(sock: socket.socket, idle: int, interval: int, count: int) -> None:
+    """TCP keepalive on ``sock``: the first probe after ``idle`` seconds without traffic,
+    then every ``interval`` seconds, ``count`` unanswered probes ending the connection.
+    (Linux names the three; macOS has TCP_KEEPALIVE for the idle time.)"""
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    idle_option = getattr(socket, "TCP_KEEPIDLE", getattr(socket, "TCP_KEEPALIVE", None))
+    for option, value in ((idle_option, idle),
+                          (getattr(socket, "TCP_KEEPINTVL", None), interval),
+                          (getattr(socket, "TCP_KEEPCNT", None), count)):
+        if option is not None:
+            sock.setsockopt(socket.IPPROTO_TCP, option, value)
+
+
 def connect_error(sock: socket.socket) -> int:
     """How a non-blocking connect ended, once the socket polled writable: 0, or its errno
     (one of ``LOST_AFTER_ESTABLISHED`` means it connected and was lost at once)."""

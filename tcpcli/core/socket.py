@@ -479,6 +479,13 @@ class Socket:
         return self._take_dialed(dialed)
 
     def _take_dialed(self, dialed: Dialed) -> anyio.abc.ByteStream:
+        keepalive = self.options.keepalive
+        if keepalive is not None:
+            from tcpcli.core.rawsocket import set_keepalive
+
+            raw = dialed.stream.extra(anyio.abc.SocketAttribute.raw_socket, None)
+            if raw is not None:
+                set_keepalive(raw, *keepalive)
         self._adopt_slot(dialed.slot)
         self._transport = dialed.stream
         self.peer_address = (str(dialed.address), dialed.port)

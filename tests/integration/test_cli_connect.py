@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import signal
 import socket
 import ssl
@@ -396,3 +397,66 @@ def test_errors_end_with_the_flags_that_fix_them(server_ssl_context: ssl.SSLCont
     assert line.endswith("(trust its CA with --ca-file FILE, accept its key with --pin, "
                          "or go on regardless with --insecure)")
     assert line.count("\n") == 0
+
+
+def keepalive_timer(local_port: int) -> str:
+    """What ``ss`` says of the socket from ``local_port``: its timer, if it has one."""
+    proc = subprocess.run(["ss", "-tnoH", "state", "established", f"( sport = :{local_port} )"],
+                          capture_output=True, text=True, timeout=10, check=False)
+    return proc.stdout
+
+
+@pytest.mark.parametrize("tls", [False, True], ids=["plain", "tls"])
+def test_keepalive_is_set_on_the_connection(tls: bool, server_ssl_context: ssl.SSLContext,
+                                            ca_file: str) -> None:
+    if shutil.which("ss") is None:
+        pytest.skip("ss (iproute2) is not installed")
+    peers: list[tuple[str, int]] = []
+
+    def hold(conn: socket.socket) -> None:
+        peers.append(conn.getpeername())
+        if tls:
+            conn = server_ssl_context.wrap_socket(conn, server_side=True)
+        time.sleep(1.5)
+        conn.close()
+
+    for keepalive in (True, False):
+        peers.clear()
+        with serve(hold) as server:
+            args = ["connect", server.address, "--allow", "127.0.0.1", "--no-stdin",
+                    *(["--keepalive", "30,5,3"] if keepalive else []),
+                    *(["--tls", "--ca-file", ca_file] if tls else [])]
+            proc = subprocess.Popen([*tcpcli_command(), *args], stdin=subprocess.DEVNULL,
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            deadline = time.monotonic() + 5
+            while not peers and time.monotonic() < deadline:
+                time.sleep(0.02)
+            time.sleep(0.3)  # connected (and the handshake done) before we look
+            shown = keepalive_timer(peers[0][1])
+            proc.wait(timeout=10)
+        assert ("timer:(keepalive" in shown) is keepalive, shown
+
+
+def test_keepalive_values_reach_the_kernel() -> None:
+    from tcpcli.core.rawsocket import set_keepalive
+
+    with socket.socket() as sock:
+        set_keepalive(sock, 30, 5, 3)
+        assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 1
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE) == 30
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL) == 5
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT) == 3
+
+
+@pytest.mark.parametrize(("value", "ok"), [("60", (60, 10, 5)), ("5", (5, 5, 5)),
+                                           ("60,10,5", (60, 10, 5)), ("0", None),
+                                           ("60,0", None), ("1,2,300", None), ("x", None),
+                                           ("1,2,3,4", None), ("-1", None), ("1.5", None)])
+def test_keepalive_values_are_checked(value: str, ok: tuple[int, int, int] | None) -> None:
+    from tcpcli.cli.paramtypes import KEEPALIVE
+
+    if ok is None:
+        with pytest.raises(ValueError, match="keepalive|count|idle"):
+            KEEPALIVE.parse(value)
+    else:
+        assert KEEPALIVE.parse(value) == ok
