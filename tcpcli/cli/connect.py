@@ -203,6 +203,7 @@ class ConnectSession:
             if transcript else None
         self.outcome = Outcome()
         self.last_activity = time.monotonic()
+        self._kernel_at_close: dict[str, object] | None = None
 
     # ---------------------------------------------------------------- reporting
 
@@ -216,12 +217,14 @@ class ConnectSession:
     def _show_connected(self, sock: Socket | BlockingConnection) -> None:
         if sock.judged_by_name and not self.common.quiet:
             self.env.note(sock.judged_by_name)
+        kernel = sock.tcp_info() if self._wants_kernel_facts else None
         if self.events is not None:
             self.events.emit("connected", self.address,
                              peer=_join(sock.peer_address),
                              local=_join(sock.local_sockname),
                              secure_transport=sock.secure_transport,
-                             **({"via": sock.via} if sock.via else {}))
+                             **({"via": sock.via} if sock.via else {}),
+                             **({"tcp": kernel} if kernel is not None else {}))
             if sock.tls_report is not None:
                 self.events.emit("tls_report", self.address, **sock.tls_report.to_dict())
         if self.common.verbose and not self.common.quiet:
@@ -229,6 +232,7 @@ class ConnectSession:
 
             assert self.waterfall is not None
             self._show_rows(self.waterfall.take(sock.clock.phases))
+            self._say_kernel_facts(kernel, "connected")
             if self.env.rich:
                 if sock.tls_report is not None:
                     render_tls(self.env.console, sock.tls_report)
@@ -247,6 +251,23 @@ class ConnectSession:
                 self.env.warn(f"certificate NOT verified ({v.verify_code}: "
                               f"{v.reason}); continuing because of --insecure")
 
+    @property
+    def _wants_kernel_facts(self) -> bool:
+        return bool(self.common.verbose) or self.events is not None
+
+    def _say_kernel_facts(self, kernel: dict[str, object] | None, when: str) -> None:
+        from tcpcli.core.tcpinfo import describe
+
+        if kernel is not None:
+            self.env.note(f"{describe(kernel)} ({when})")
+        elif when == "connected":
+            self.env.note("kernel tcp: no TCP_INFO on this system")
+
+    def _kernel_facts_at_close(self, sock: Socket | BlockingConnection) -> None:
+        """Read before the socket closes: the footer and the close event report them."""
+        if self._wants_kernel_facts:
+            self._kernel_at_close = sock.tcp_info()
+
     def _show_rows(self, rows: list[WaterfallRow]) -> None:
         from tcpcli.render.report import render_rows, row_lines
 
@@ -264,13 +285,17 @@ class ConnectSession:
                 self.events.emit("timing", self.address, **self.waterfall.event_fields())
             if self.common.verbose and not self.common.quiet:
                 self._show_rows(rows)
+        kernel = self._kernel_at_close
         if self.events is not None:
             self.events.emit("close", self.address, first=self.outcome.first_closer,
                              how=self.outcome.how, bytes_sent=sock.bytes_sent,
                              bytes_received=sock.bytes_received,
                              duration_ms=round(duration * 1000, 3),
-                             **({"truncated": True} if sock.truncated else {}))
+                             **({"truncated": True} if sock.truncated else {}),
+                             **({"tcp": kernel} if kernel is not None else {}))
         if self.common.verbose and not self.common.quiet:
+            if kernel is not None:
+                self._say_kernel_facts(kernel, "at close")
             who = "the peer" if self.outcome.first_closer == "peer" else "we"
             self.env.note(f"closed: {who} closed first ({self.outcome.how}); "
                           f"sent {sock.bytes_sent} bytes, received {sock.bytes_received} bytes "
@@ -330,6 +355,7 @@ class ConnectSession:
             self._relay_now(conn)
             graceful = True
         finally:
+            self._kernel_facts_at_close(conn)
             conn.close(graceful=graceful)
             if self.transcript is not None:
                 self.transcript.close()
@@ -460,6 +486,7 @@ class ConnectSession:
             mode = "on" if self.common.tls else "starttls" if self.starttls else "off"
             sock = connect(self.address, secure_transport=mode,
                            allow_half_open=self.half_open)
+            sock.keep_tcp_info = self._wants_kernel_facts
             await sock.opened
             if self.starttls:
                 from tcpcli.core.starttls import run_starttls
@@ -482,6 +509,7 @@ class ConnectSession:
                     # idle watch has nothing left to watch.
                     tg.cancel_scope.cancel()
             finally:
+                self._kernel_facts_at_close(sock)
                 with anyio.CancelScope(shield=True):
                     await sock.close()
                     if self.transcript is not None:

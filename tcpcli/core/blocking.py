@@ -64,6 +64,14 @@ class BlockingConnection:
     def fileno(self) -> int:
         return self.sock.fileno()
 
+    def tcp_info(self) -> dict[str, object] | None:
+        """The kernel's facts about the connection (``core.tcpinfo``), while it is open."""
+        if self._closed:
+            return None
+        from tcpcli.core.tcpinfo import tcp_info
+
+        return tcp_info(self.sock)
+
     def mark_open(self) -> None:
         """Open for the caller's bytes: the first-byte phase runs from here, as in Socket."""
         self._first_byte = self.clock.begin("first-byte")

@@ -235,6 +235,9 @@ class Socket:
         self.via: str | None = None
         #: Why the policy could judge the target only by its name (behind ``via``).
         self.judged_by_name: str | None = None
+        #: Keep the kernel's last facts when the connection closes (see tcp_info).
+        self.keep_tcp_info = False
+        self._tcp_info_at_close: dict[str, object] | None = None
         self.peer_address: tuple[str, int] | None = None
         self.local_sockname: tuple[str, int] | None = None
         self.tls_report: TLSReport | None = None
@@ -498,6 +501,19 @@ class Socket:
         """How long a proxy may take to answer (its handshake, like a TLS server's)."""
         return self.options.tls_handshake_timeout or REPLY_TIMEOUT
 
+    def tcp_info(self) -> dict[str, object] | None:
+        """What the kernel knows about this connection (Linux ``TCP_INFO``: RTT, MSS,
+        retransmits, ...; ``core.tcpinfo``), or None: not told here. Once the connection
+        has closed, its last facts when ``keep_tcp_info`` was set before."""
+        transport = self._transport
+        raw = None if transport is None else transport.extra(
+            anyio.abc.SocketAttribute.raw_socket, None)
+        if raw is None:
+            return self._tcp_info_at_close
+        from tcpcli.core.tcpinfo import tcp_info
+
+        return tcp_info(raw)
+
     async def _dial_proxy_by_name(self, proxy: str) -> anyio.abc.ByteStream:
         """socks5h/socks4a: the proxy resolves the name, so it is judged by name alone
         and never looked up here (a lookup would tell the local resolver what the user
@@ -633,6 +649,7 @@ class Socket:
         new.peer_address, new.local_sockname = self.peer_address, self.local_sockname
         new.resolution, new.via, new.judged_by_name = (self.resolution, self.via,
                                                        self.judged_by_name)
+        new.keep_tcp_info = self.keep_tcp_info
         if self._slot is not None:
             new._adopt_slot(self._slot)
             self._slot = None
@@ -886,6 +903,8 @@ class Socket:
         self._end_error = error
         stream, self._stream = self._stream, None
         self._truncated = self._truncated or bool(getattr(stream, "truncated", False))
+        if self.keep_tcp_info:
+            self._tcp_info_at_close = self.tcp_info()
         transport, self._transport = self._transport, None
         if self._first_byte is not None:  # ended before the close: the phases do not overlap
             self.clock.end(self._first_byte, outcome="none")

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import signal
 import socket
 import ssl
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -460,3 +462,41 @@ def test_keepalive_values_are_checked(value: str, ok: tuple[int, int, int] | Non
             KEEPALIVE.parse(value)
     else:
         assert KEEPALIVE.parse(value) == ok
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="TCP_INFO is Linux's")
+@pytest.mark.parametrize("tls", [False, True], ids=["plain", "tls"])
+def test_the_kernels_facts_come_with_v_and_the_events(tls: bool, tmp_path: Path,
+                                                      server_ssl_context: ssl.SSLContext,
+                                                      ca_file: str) -> None:
+    events = tmp_path / "events.jsonl"
+    kwargs = {"ssl_context": server_ssl_context} if tls else {}
+    with serve(echo, **kwargs) as server:  # type: ignore[arg-type]
+        proc = run_cli("connect", server.address, "--allow", "127.0.0.1", "-v",
+                       "--events", str(events),
+                       *(["--tls", "--ca-file", ca_file] if tls else []), stdin=b"x" * 1000)
+    assert proc.returncode == 0, proc.stderr
+    err = proc.stderr.decode()
+    assert "kernel tcp: rtt " in err and "(connected)" in err and "(at close)" in err
+    lines = [json.loads(line) for line in events.read_text().splitlines()]
+    connected = next(e for e in lines if e["event"] == "connected")["tcp"]
+    closed = next(e for e in lines if e["event"] == "close")["tcp"]
+    assert connected["state"] == "established" and connected["mss"] > 0
+    assert 0 < connected["rtt_ms"] < 1000 and connected["pmtu"] > 0
+    assert closed["bytes_acked"] >= 1000  # what we sent, acknowledged by the peer
+    assert closed["retransmits"] == 0  # loopback loses nothing
+
+
+def test_an_older_kernels_shorter_struct_gives_the_fields_it_has() -> None:
+    import struct as packing
+
+    from tcpcli.core.tcpinfo import _unpack, describe
+
+    # The first 8 bytes and 24 words, as a 2.6-era kernel fills them: no min_rtt, no rates.
+    raw = bytes([1, 0, 0, 0, 0, 0, 0, 0]) + packing.pack("=24I", *range(24))
+    fields = _unpack(raw)
+    assert fields["state"] == 1 and fields["rtt"] == 15 and fields["total_retrans"] == 23
+    assert "min_rtt" not in fields and "bytes_acked" not in fields
+    line = describe({"rtt_ms": 0.015, "rttvar_ms": 0.016, "mss": 2, "pmtu": 13, "cwnd": 18,
+                     "retransmits": 23, "lost": 6})
+    assert line.startswith("kernel tcp: rtt 0.015 ms ±0.016") and "delivery" not in line

@@ -47,9 +47,12 @@ _TIMES = re.compile(rb" *-?\d+\.\d+ (?:ms|s)\b")
 _PORTS = re.compile(rb"127\.0\.0\.1:\d+")
 
 
+_KERNEL = re.compile(rb"(kernel tcp: )[^(\n]*")
+
+
 def timeless(text: bytes) -> bytes:
-    """Messages with their times and ephemeral ports masked."""
-    return _PORTS.sub(b"127.0.0.1:P", _TIMES.sub(b" T", text))
+    """Messages with their times, ephemeral ports and the kernel's live figures masked."""
+    return _PORTS.sub(b"127.0.0.1:P", _TIMES.sub(b" T", _KERNEL.sub(rb"\1K ", text)))
 
 
 def events(text: bytes) -> list[tuple[str, list[str]]]:
