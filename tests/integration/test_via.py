@@ -69,19 +69,24 @@ def tls_peer(tls_ca: trustme.CA) -> Iterator[int]:
         yield server.port
 
 
-def socat_forwarder(to_port: int) -> Iterator[int]:
-    socat = shutil.which("socat")
-    if socat is None:
-        pytest.skip("socat is not installed (.ci/run installs it)")
-    port = free_port()
-    process = subprocess.Popen([socat, f"TCP-LISTEN:{port},bind=127.0.0.1,reuseaddr,fork",
-                                f"TCP:127.0.0.1:{to_port}"], stderr=subprocess.PIPE)
+def forwarding(port: int, argv: list[str]) -> Iterator[int]:
+    """Run the forwarder ``argv`` until the test is done; yield its port once it accepts."""
+    process = subprocess.Popen(argv, stderr=subprocess.PIPE)
     try:
         wait_accepting(port, process)
         yield port
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+def socat_forwarder(to_port: int) -> Iterator[int]:
+    socat = shutil.which("socat")
+    if socat is None:
+        pytest.skip("socat is not installed (.ci/run installs it)")
+    port = free_port()
+    yield from forwarding(port, [socat, f"TCP-LISTEN:{port},bind=127.0.0.1,reuseaddr,fork",
+                                 f"TCP:127.0.0.1:{to_port}"])
 
 
 def haproxy_forwarder(to_port: int, tmp_path: Path) -> Iterator[int]:
@@ -100,13 +105,7 @@ listen tunnel
     bind 127.0.0.1:{port}
     server target 127.0.0.1:{to_port}
 """)
-    process = subprocess.Popen([haproxy, "-f", str(config), "-db"], stderr=subprocess.PIPE)
-    try:
-        wait_accepting(port, process)
-        yield port
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
+    yield from forwarding(port, [haproxy, "-f", str(config), "-db"])
 
 
 @pytest.fixture(params=["socat", "haproxy"])

@@ -80,6 +80,17 @@ def backend() -> Iterator[tuple[int, list[bytes]]]:
     listener.close()
 
 
+def accept_proxy_in_front_of(front: int, backend_port: int) -> str:
+    """haproxy reading a PROXY header on ``front`` and writing its own (v1) to the backend."""
+    return f"""\
+frontend fe
+    bind 127.0.0.1:{front} accept-proxy
+    default_backend be
+backend be
+    server s1 127.0.0.1:{backend_port} send-proxy
+"""
+
+
 @pytest.mark.parametrize("version", ["v1", "v2"])
 def test_haproxy_accept_proxy_takes_tcpclis_header(
         version: str, tmp_path: Path, backend: tuple[int, list[bytes]]) -> None:
@@ -87,13 +98,7 @@ def test_haproxy_accept_proxy_takes_tcpclis_header(
     # haproxy passes on the client tcpcli claimed, so it read our header as we meant it.
     backend_port, lines = backend
     front = free_port()
-    config = f"""\
-frontend fe
-    bind 127.0.0.1:{front} accept-proxy
-    default_backend be
-backend be
-    server s1 127.0.0.1:{backend_port} send-proxy
-"""
+    config = accept_proxy_in_front_of(front, backend_port)
     for _ in haproxy(tmp_path, front, config):
         proc = run_cli("connect", f"127.0.0.1:{front}", "--allow", "127.0.0.1",
                        "--send-proxy", version, "--proxy-source", "203.0.113.7:4242",
@@ -109,13 +114,7 @@ def test_haproxy_drops_a_connection_without_the_header(
     # not passing because haproxy ignores what comes first.
     backend_port, lines = backend
     front = free_port()
-    config = f"""\
-frontend fe
-    bind 127.0.0.1:{front} accept-proxy
-    default_backend be
-backend be
-    server s1 127.0.0.1:{backend_port} send-proxy
-"""
+    config = accept_proxy_in_front_of(front, backend_port)
     for _ in haproxy(tmp_path, front, config):
         proc = run_cli("connect", f"127.0.0.1:{front}", "--allow", "127.0.0.1",
                        stdin=b"no header\n")
