@@ -674,8 +674,8 @@ class _Upstream:
         self.previous_cr = False
         self.done = False
         if self.payload is not None:
-            pass
-        elif session.send_file is not None:
+            return  # --send: _read hands it out, nothing to open
+        if session.send_file is not None:
             self.file = open(session.send_file, "rb")  # noqa: SIM115 - closed in release()
             if session._zero_copy:
                 self.whole_file = self.file.fileno()
