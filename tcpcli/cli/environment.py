@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 
 #: The commands whose product is a report: ``--json`` puts their JSON Lines on stdout.
 #: (``connect`` and ``listen`` carry the peer's bytes on stdout; their JSON goes to stderr.)
-JSON_ON_STDOUT = frozenset({"probe", "starttls", "bench", "config", "demo"})
+JSON_ON_STDOUT = frozenset({"probe", "ping", "starttls", "bench", "config", "demo"})
 
 #: The kinds of message a person reads on stderr and a JSON reader gets as an event.
 MessageEvent = Literal["notice", "warning", "hint"]

@@ -44,6 +44,8 @@ COMMANDS = {
                          "A tour of every command on this machine: start here."),
     "listen": CommandEntry("tcpcli.cli.listen:listen_command",
                            "Serve echo, discard, chargen or a banner (TLS too) for tests."),
+    "ping": CommandEntry("tcpcli.cli.ping:ping_command",
+                         "Handshake with a service every second: loss, times, DNS flips."),
     "probe": CommandEntry("tcpcli.cli.probe:probe_command",
                           "Scan TCP ports: open, closed or filtered, with banners and TLS."),
     "starttls": CommandEntry("tcpcli.cli.starttls:starttls_command",
@@ -52,7 +54,7 @@ COMMANDS = {
 }
 
 #: The order the overview lists commands in: the ones a newcomer wants first.
-OVERVIEW_ORDER = ("demo", "connect", "probe", "starttls", "bench", "listen", "config",
+OVERVIEW_ORDER = ("demo", "connect", "probe", "ping", "starttls", "bench", "listen", "config",
                   "completion")
 
 OVERVIEW_EXAMPLES = """\

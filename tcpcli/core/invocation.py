@@ -94,6 +94,10 @@ class Invocation:
             self._resolver = DnsResolver()
         return self._resolver
 
+    @resolver.setter
+    def resolver(self, resolver: Resolver) -> None:
+        self._resolver = resolver
+
     async def check_destination(self, hostname: str, port: int, *, family: int, target: str,
                                 clock: PhaseClock | None = None) -> Destination:
         """``core.destination.check`` under this invocation's policy and resolver: the

@@ -28,7 +28,7 @@ def test_a_misspelled_command_gets_a_suggestion() -> None:
     assert result.returncode == 2
     assert result.stderr.decode().splitlines() == [
         "tcpcli: error: no command 'conect'; did you mean 'connect'? (commands: demo, "
-        "connect, probe, starttls, bench, listen, config, completion) (see 'tcpcli --help')"]
+        "connect, probe, ping, starttls, bench, listen, config, completion) (see 'tcpcli --help')"]
 
 
 @pytest.mark.parametrize("argv", [

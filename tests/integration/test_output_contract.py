@@ -90,6 +90,7 @@ def runs() -> dict[str, Callable[[bool], subprocess.CompletedProcess[bytes]]]:
         "probe": with_echo("probe", "ADDRESS", *ALLOW),
         "starttls": closed_port("starttls"),
         "bench": with_echo("bench", "ADDRESS", *ALLOW, "-n", "5"),
+        "ping": with_echo("ping", "ADDRESS", *ALLOW, "-c", "2", "-i", "0.05"),
         "config": lambda as_json: run_cli("config", "show", "--no-config",
                                           *(["--json"] if as_json else [])),
         "demo": lambda as_json: run_cli("demo", *(["--json"] if as_json else [])),

@@ -140,7 +140,7 @@ HINT = " (--no-config ignores the file)"
      "send_proxy and proxy_source)" + HINT),
     ('[listen]\necho = true\n',
      "FILE:1: tcpcli listen reads no settings from the configuration file (tables: targets, "
-     "bench, connect, probe, starttls)" + HINT),
+     "bench, connect, ping, probe, starttls)" + HINT),
 ])
 def test_errors_name_file_line_and_key(tmp_path: Path, text: str, message: str) -> None:
     assert _error(tmp_path, text) == message.format(dir=tmp_path)

@@ -30,6 +30,7 @@ BASE_ARGS = {
     "starttls": ["127.0.0.2:25"],
     "bench": ["127.0.0.2:9"],
     "probe": ["127.0.0.2", "-p", "9"],
+    "ping": ["127.0.0.2:9", "-c", "1"],
     "listen": ["127.0.0.1:0"],
     "config": ["check"],
     "completion": ["bash"],
@@ -147,7 +148,7 @@ TOML_VALUES = st.one_of(
 @given(data=st.data())
 def test_junk_in_the_configuration_file(sandbox: Path, data: st.DataObject) -> None:
     command, option = data.draw(st.sampled_from(
-        [(c, o) for c, o in OPTIONS if c in ("connect", "starttls", "bench", "probe")
+        [(c, o) for c, o in OPTIONS if c in ("connect", "starttls", "bench", "probe", "ping")
          and o.name not in ("config_file",)]), label="option")
     key = option.opts[-1].removeprefix("--").replace("-", "_")
     value = data.draw(TOML_VALUES, label="value")
