@@ -44,7 +44,8 @@ close_notify, send_eof() also sends a TCP FIN, for peers that watch the socket r
 the TLS layer.
 
 Sessions: OpenSSL keeps only the leaf in a session, so the report of a resumed connection
-shows the chain sent in the full handshake that established it (remembered by leaf).
+shows the chain sent in the full handshake that established it (remembered by leaf), and
+judges that chain's completeness; with no such handshake remembered, completeness is None.
 """
 
 from __future__ import annotations
@@ -77,7 +78,12 @@ from tcpcli.core.errors import (
 from tcpcli.core.tlscontext import client_context, contexts_built, handshake_context
 from tcpcli.core.tlsoptions import TLSOptions, TLSVersionName, _parse_pins, parse_pin
 from tcpcli.core.tlsreport import CertificateSummary, TLSReport, Verification
-from tcpcli.core.tlsverify import X509_V_ERR_UNSPECIFIED, name_failure, verify_chain
+from tcpcli.core.tlsverify import (
+    X509_V_ERR_UNSPECIFIED,
+    chain_completeness,
+    name_failure,
+    verify_chain,
+)
 
 __all__ = [
     "CLOSE_NOTIFY_TIMEOUT",
@@ -354,11 +360,14 @@ class TLSStream(anyio.abc.ByteStream):
         sent_der = _peer_chain(ssl_object, verified=False)
         unverified = not options.verify_in_handshake  # insecure, or pins: checked below
         openssl_verified = [] if unverified else _peer_chain(ssl_object, verified=True)
+        chain_known = bool(sent_der)
         if ssl_object.session_reused:
             remembered = (_CHAINS.recall(sent_der[0], insecure=unverified)
                           if sent_der else None)
             if remembered is not None:
                 sent_der, openssl_verified = remembered
+            else:  # only the leaf survives in the session: the chain as sent is not known
+                chain_known = False
         elif sent_der:
             _CHAINS.remember(sent_der, openssl_verified, insecure=unverified)
         sent = tuple(summarize_certificate(der) for der in sent_der)
@@ -395,6 +404,9 @@ class TLSStream(anyio.abc.ByteStream):
             # The server's own key: trusted as ssh trusts a known host key, whatever the
             # chain's verdict (still reported) says.
             verdict = replace(verdict, pin_matched=True)
+        chain_complete, chain_problem = chain_completeness(
+            sent_der, verified_der, ca_file=options.ca_file,
+            system_store=options.system_store) if chain_known else (None, None)
         cipher = ssl_object.cipher()
         return TLSReport(
             version=ssl_object.version() or "",
@@ -407,6 +419,8 @@ class TLSStream(anyio.abc.ByteStream):
             verified_chain=tuple(summarize_certificate(der) for der in verified_der),
             verification=verdict,
             session_offered=session_offered,
+            chain_complete=chain_complete,
+            chain_problem=chain_problem,
         )
 
     def _verify_error(self, code: int, reason: str) -> CertificateVerifyError:

@@ -11,7 +11,13 @@ from __future__ import annotations
 from dataclasses import dataclass, fields, is_dataclass
 from datetime import UTC, datetime
 
-__all__ = ["CertificateSummary", "TLSReport", "Verification"]
+__all__ = ["OCSP_STAPLING_UNKNOWN", "CertificateSummary", "TLSReport", "Verification"]
+
+#: Why ``TLSReport.ocsp_stapled`` is always None. Checked on Python 3.11 / OpenSSL 3.0: the
+#: ClientHello ``ssl`` sends carries no status_request extension (so a server must not
+#: staple, RFC 6066 section 8), and neither ``SSLContext`` nor ``SSLObject`` has a way to ask
+#: for one or to read one (tests/integration/test_tls_chain_facts.py checks the ClientHello).
+OCSP_STAPLING_UNKNOWN = "Python's ssl module neither requests nor exposes a stapled OCSP response"
 
 
 @dataclass(frozen=True)
@@ -62,6 +68,18 @@ class TLSReport:
     #: A previous session was offered for resumption; with ``session_reused`` False the
     #: server declined it (a full handshake).
     session_offered: bool = False
+    #: Whether the chain as sent leads from the leaf, through the certificates sent, to a
+    #: self-signed one or to one issued by a self-signed anchor of the run's trust store. A
+    #: chain that verifies only thanks to an intermediate in the local store is incomplete:
+    #: other clients fail on it. None: no chain to judge (a resumed session whose full
+    #: handshake this process did not see).
+    chain_complete: bool | None = None
+    #: One plain sentence (or several joined by "; "): the missing intermediate, and sent
+    #: certificates that are out of order or not part of the chain; None when there are none.
+    chain_problem: str | None = None
+    #: Always None, for the reason in ``ocsp_note`` (:data:`OCSP_STAPLING_UNKNOWN`).
+    ocsp_stapled: bool | None = None
+    ocsp_note: str = OCSP_STAPLING_UNKNOWN
 
     def to_dict(self) -> dict[str, object]:
         """JSON-safe: numbers stay numbers, datetimes become ISO 8601 UTC strings."""

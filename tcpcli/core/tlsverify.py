@@ -6,6 +6,9 @@ why not, as OpenSSL's X509_V_ERR_* code and text: against the same trust store t
 context loads, with OpenSSL's precedence (building a trusted chain 18/19/20/24, then the
 name 62/64, then signatures and validity periods 10/9). The name checks here also serve
 secure handshakes sent without SNI, where OpenSSL cannot check the name.
+
+Also here, because it needs the same trust store: whether the chain *as sent* is complete
+(:func:`chain_completeness`), in every mode.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import os
 import re
 import ssl
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 
 from cryptography import x509
@@ -26,7 +29,7 @@ from tcpcli.core.certs import ip_literal, is_self_signed, name_matches
 from tcpcli.core.tlscontext import trust_source
 from tcpcli.core.tlsreport import Verification
 
-__all__ = ["name_failure", "verify_chain"]
+__all__ = ["assess_chain", "chain_completeness", "name_failure", "verify_chain"]
 
 # OpenSSL X509_V_ERR_* codes we produce ourselves, with OpenSSL's texts.
 X509_V_ERR_UNSPECIFIED = 1
@@ -97,6 +100,15 @@ _EE_POLICY = x509_verification.ExtensionPolicy.permit_all().require_present(
 @functools.lru_cache(maxsize=8)
 def _trust_store(ca_file: str | None, system_store: bool) -> x509_verification.Store | None:
     """The insecure-mode trust store: the same sources the secure context loads."""
+    certs = _trusted_certificates(ca_file, system_store)
+    return x509_verification.Store(list(certs)) if certs else None
+
+
+@functools.lru_cache(maxsize=8)
+def _trusted_certificates(ca_file: str | None, system_store: bool) -> (
+    tuple[x509.Certificate, ...]
+):
+    """Every certificate of the trust store (deduplicated), as the secure context loads it."""
     paths: list[str] = []
     if ca_file is not None and os.path.isdir(ca_file):
         paths += _directory_files(ca_file)
@@ -114,7 +126,21 @@ def _trust_store(ca_file: str | None, system_store: bool) -> x509_verification.S
     for path in paths:
         for cert in _read_pem_certificates(path):
             certs[cert.fingerprint(hashes.SHA256())] = cert
-    return x509_verification.Store(list(certs.values())) if certs else None
+    return tuple(certs.values())
+
+
+@functools.lru_cache(maxsize=8)
+def _trusted_by_subject(ca_file: str | None, system_store: bool) -> (
+    dict[x509.Name, list[x509.Certificate]]
+):
+    return _by_subject(_trusted_certificates(ca_file, system_store))
+
+
+def _by_subject(certs: Iterable[x509.Certificate]) -> dict[x509.Name, list[x509.Certificate]]:
+    index: dict[x509.Name, list[x509.Certificate]] = {}
+    for cert in certs:
+        index.setdefault(cert.subject, []).append(cert)
+    return index
 
 
 def _directory_files(directory: str) -> list[str]:
@@ -239,3 +265,115 @@ def _trust_failure(chain: Sequence[x509.Certificate], failure: str) -> tuple[int
     if "signature" in failure.lower():
         return X509_V_ERR_CERT_SIGNATURE_FAILURE, None
     return X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY, None
+
+
+# --------------------------------------------------------------------------- the chain as sent
+
+
+def chain_completeness(sent: Sequence[bytes], verified: Sequence[bytes], *,
+                       ca_file: str | None, system_store: bool) -> tuple[bool | None, str | None]:
+    """Whether the DER chain ``sent`` (leaf first, as the server sent it) is complete, and
+    its problem as one sentence (see :func:`assess_chain`); (None, None) with no chain.
+
+    ``verified`` is the chain this run built to a trust anchor (OpenSSL's, or ours in
+    insecure mode), empty when none. Its anchor is a self-signed certificate of the store,
+    which settles a complete chain without reading the store inside the timed handshake;
+    only a chain that does not reach it is checked against the whole store.
+    """
+    return _chain_completeness(tuple(sent), tuple(verified), ca_file, system_store)
+
+
+@functools.lru_cache(maxsize=64)  # bench sees the same chain thousands of times
+def _chain_completeness(sent: tuple[bytes, ...], verified: tuple[bytes, ...],
+                        ca_file: str | None, system_store: bool) -> (
+    tuple[bool | None, str | None]
+):
+    if not sent:
+        return None, None
+    certs = [x509.load_der_x509_certificate(der) for der in sent]
+    path = _issuer_path(certs)
+    if verified:
+        anchor = x509.load_der_x509_certificate(verified[-1])
+        if _reaches_anchor([certs[i] for i in path], _by_subject([anchor]).get):
+            return True, _chain_notes(certs, path, complete=True)
+    return _assess(certs, path, _trusted_by_subject(ca_file, system_store).get)
+
+
+def assess_chain(sent: Sequence[x509.Certificate], trusted: Iterable[x509.Certificate]) -> (
+    tuple[bool | None, str | None]
+):
+    """Whether the chain ``sent`` (leaf first) is complete against the trust store
+    ``trusted``, and its problem as one sentence (None when there is none).
+
+    Complete: following issuer links (name and signature) from the leaf through the
+    certificates sent reaches a self-signed certificate, or one issued by a self-signed
+    certificate of ``trusted``. An intermediate found only in ``trusted`` does not count:
+    verification succeeds here, yet clients without that intermediate fail. Sent
+    certificates off that path, or sent out of order, are named in the problem too.
+    """
+    if not sent:
+        return None, None
+    return _assess(sent, _issuer_path(sent), _by_subject(trusted).get)
+
+
+_Lookup = Callable[[x509.Name], list[x509.Certificate] | None]
+
+
+def _assess(sent: Sequence[x509.Certificate], path: list[int], lookup: _Lookup) -> (
+    tuple[bool, str | None]
+):
+    complete = _reaches_anchor([sent[i] for i in path], lookup)
+    return complete, _chain_notes(sent, path, complete=complete)
+
+
+def _issuer_path(sent: Sequence[x509.Certificate]) -> list[int]:
+    """Indexes into ``sent``: the leaf, its issuer among the others, that one's, ..."""
+    path = [0]
+    while not is_self_signed(sent[path[-1]]):
+        current = sent[path[-1]]
+        issuer = next((i for i, cert in enumerate(sent)
+                       if i not in path and _issued_by(current, cert)), None)
+        if issuer is None:
+            break
+        path.append(issuer)
+    return path
+
+
+def _issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
+    # The signature too, not the name alone: a same-named certificate with another key
+    # (a re-keyed CA) does not complete the chain.
+    if cert.issuer != issuer.subject:
+        return False
+    try:
+        cert.verify_directly_issued_by(issuer)
+    except Exception:  # InvalidSignature, or a key type that cannot sign
+        return False
+    return True
+
+
+def _reaches_anchor(path: Sequence[x509.Certificate], lookup: _Lookup) -> bool:
+    # Any link may reach an anchor, not only the top one: a cross-signed root sent above
+    # an intermediate the store's own root issued (Let's Encrypt's old chain) is complete.
+    return any(
+        is_self_signed(cert)
+        or any(is_self_signed(anchor) and _issued_by(cert, anchor)
+               for anchor in lookup(cert.issuer) or ())
+        for cert in path
+    )
+
+
+def _chain_notes(sent: Sequence[x509.Certificate], path: list[int], *,
+                 complete: bool) -> str | None:
+    notes: list[str] = []
+    if not complete:
+        top = sent[path[-1]]
+        notes.append("incomplete chain: the server did not send the intermediate for "
+                     f"{top.subject.rfc4514_string()} (issued by {top.issuer.rfc4514_string()})")
+    extra = [f"'{sent[i].subject.rfc4514_string()}'" for i in range(len(sent)) if i not in path]
+    if extra:
+        what = "a certificate that is" if len(extra) == 1 else "certificates that are"
+        notes.append(f"the server also sent {what} not part of the chain: {', '.join(extra)}")
+    if path != sorted(path):
+        notes.append("the server sent the chain out of order: each certificate should be "
+                     "followed by its issuer")
+    return "; ".join(notes) or None

@@ -254,6 +254,18 @@ def _resumed(report: TLSReport) -> str:
     return "no (session offered, server declined)" if report.session_offered else "no"
 
 
+def _chain_verdict(report: TLSReport) -> str:
+    """``complete``, ``INCOMPLETE (<problem>)`` or ``unknown (<why>)``; a complete chain
+    keeps its notes (extra or out-of-order certificates) in parentheses."""
+    if report.chain_complete is None:
+        return "unknown (resumed session: no chain was sent)" if report.session_reused \
+            else "unknown (no certificate was sent)"
+    verdict = "complete" if report.chain_complete else "INCOMPLETE"
+    if not report.chain_problem:
+        return verdict
+    return f"{verdict} ({report.chain_problem.removeprefix('incomplete chain: ')})"
+
+
 def tls_lines(report: TLSReport) -> list[str]:
     """The TLS report as ``key: value`` lines (the plain rendering)."""
     v = report.verification
@@ -283,6 +295,9 @@ def tls_lines(report: TLSReport) -> list[str]:
             f"cert[{depth}] signature: {cert.signature_algorithm}",
             f"cert[{depth}] pin: {cert.spki_sha256}",
         ]
+    # After the certificates, so the facts about the chain follow the chain they judge.
+    lines += [f"tls chain: {_chain_verdict(report)}",
+              f"tls ocsp stapling: {_yes(report.ocsp_stapled)} ({report.ocsp_note})"]
     return lines
 
 
@@ -337,7 +352,18 @@ def _expiry_style(days_left: int) -> str:
     return "red" if days_left < 7 else "yellow" if days_left < 30 else "green"
 
 
+def _chain_style(report: TLSReport) -> str:
+    if report.chain_complete is None:
+        return "dim"
+    if report.chain_complete:
+        return "yellow" if report.chain_problem else "green"
+    # Incomplete: red when it broke verification here too; yellow when an intermediate in
+    # the local trust store hid it (other clients will still fail).
+    return "yellow" if report.verification.verified else "red"
+
+
 def render_tls(console: Console, report: TLSReport) -> None:
+    from rich.markup import escape
     from rich.table import Table
 
     v = report.verification
@@ -366,6 +392,10 @@ def render_tls(console: Console, report: TLSReport) -> None:
             ("  signature", cert.signature_algorithm),
             ("  pin", cert.spki_sha256),
         ]
+    rows += [
+        ("chain", f"[{_chain_style(report)}]{escape(_chain_verdict(report))}[/]"),
+        ("OCSP stapling", f"{_yes(report.ocsp_stapled)} [dim]({escape(report.ocsp_note)})[/]"),
+    ]
     for key, value in rows:
         table.add_row(key, value)
     console.print(table)

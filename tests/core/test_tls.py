@@ -188,6 +188,11 @@ CASES = {
 }
 
 
+#: Whether each case's chain as sent is complete against the root: only the ones without a
+#: sent path to a trusted or self-signed certificate are not.
+CHAIN_COMPLETE = {"unknown_ca": False, "incomplete": False}
+
+
 def case_cert(pki: PKI, which: str) -> ServerCert:
     if which == "incomplete":
         return pki.valid.without_intermediates()
@@ -219,6 +224,8 @@ async def test_verification_failure_secure_raises_insecure_reports(pki: PKI, cas
     assert verdict.hostname_matched is (name == "localhost")
     assert verdict.pin_matched is None
     assert tls.report.verified_chain == ()
+    assert tls.report.chain_complete is CHAIN_COMPLETE.get(which, True)
+    assert (tls.report.chain_problem is None) is tls.report.chain_complete
 
 
 @pytest.mark.anyio
@@ -568,6 +575,34 @@ async def test_session_resumption(pki: PKI, version: ssl.TLSVersion) -> None:
     assert first.report.session_reused is False
     assert second.report.session_reused is True
     assert second.report.chain == first.report.chain  # the report survives resumption
+
+
+@pytest.mark.anyio
+async def test_a_resumed_session_judges_the_chain_of_its_full_handshake(
+        pki: PKI, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tcpcli.core import tls as tls_module
+    from tcpcli.render.report import tls_lines
+
+    both = pki.write("root-and-intermediate.pem",
+                     pki.root_pem + pki.intermediate.cert_pem.bytes())
+    options = TLSOptions(ca_file=both)
+    async with serve(pki.server_context(pki.valid.without_intermediates()), echo) as server:
+        first = await dial(server, options)
+        session = await first.resumable_session()
+        await first.aclose()
+        second = await dial(server, options, session=session)
+        await second.aclose()
+        # A session whose full handshake this process did not see: only the leaf is known.
+        monkeypatch.setattr(tls_module, "_CHAINS", tls_module._ChainMemory())
+        third = await dial(server, options, session=session)
+        await third.aclose()
+    assert first.report.chain_complete is False and first.report.verification.verified
+    assert second.report.session_reused
+    assert (second.report.chain_complete, second.report.chain_problem) == (
+        first.report.chain_complete, first.report.chain_problem)
+    assert third.report.session_reused
+    assert (third.report.chain_complete, third.report.chain_problem) == (None, None)
+    assert "tls chain: unknown (resumed session: no chain was sent)" in tls_lines(third.report)
 
 
 @pytest.mark.anyio
