@@ -67,6 +67,7 @@ from tcpcli.core.invocation import Invocation
 from tcpcli.core.rawsocket import CONNECT_UNDER_WAY, connect_status
 from tcpcli.core.rawstream import RawSocketStream
 from tcpcli.core.slots import SocketSlot
+from tcpcli.core.tcpinfo import rtt_and_retransmits
 from tcpcli.core.tlsoptions import TLSOptions
 from tcpcli.engines.histogram import Histogram
 
@@ -172,6 +173,11 @@ class BenchResult:
     peak_sockets: int = 0
     interrupted: bool = False
     resume_misses: int = 0  # sessions offered that the server declined (full handshakes)
+    #: The kernel's view (Linux TCP_INFO), one reading per measured connection as it is
+    #: done: its smoothed RTT (ns), beside the application's latency, and the segments it
+    #: had to send again (SYNs included). Empty where the system does not tell.
+    kernel_rtt: Histogram = field(default_factory=Histogram)
+    retransmits: int = 0
 
     @property
     def primary(self) -> str:
@@ -472,6 +478,8 @@ class Bench:
         """A fast-path connect was answered (``code`` None: read it from the socket)."""
         if code is None:
             code = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        if code == 0 and self._recording:
+            self._note_kernel(sock)
         sock.close()
         self.invocation.slots.release(slot)
         # Accepted, then reset before we looked: the connect itself succeeded (open_tcp).
@@ -485,6 +493,13 @@ class Bench:
                 self.result.warmup_done += 1
         else:
             self._connect_failed(OSError(code, os.strerror(code)))
+
+    def _note_kernel(self, sock: socket.socket | None) -> None:
+        """One connection's kernel RTT and retransmits, read as it is done with."""
+        facts = rtt_and_retransmits(sock) if sock is not None else None
+        if facts is not None:
+            self.result.kernel_rtt.record(facts[0] * 1000)
+            self.result.retransmits += facts[1]
 
     def _connect_failed(self, error: OSError) -> None:
         self._fail(translate(error, target=self._target, port=self._port, phase="connect"))
@@ -613,6 +628,8 @@ class Bench:
                 self._record("connect", connect_ns)
                 if tls_ns is not None:
                     self._record("tls-resumed" if resumed else "tls", tls_ns)
+                if self._recording and stream is not None:
+                    self._note_kernel(_raw_socket(stream))
                 self._succeeded()
             finally:
                 watch.since = 0
@@ -674,6 +691,7 @@ class Bench:
                     self._fail(failed.error)
                     await anyio.lowlevel.checkpoint()
                     if stream is not None:
+                        self._note_kernel(_raw_socket(stream))
                         await self._close(stream)
                         stream = None
                     if slot is not None:
@@ -687,6 +705,8 @@ class Bench:
         finally:
             with anyio.CancelScope(shield=True):
                 if stream is not None:
+                    # The kept connection spans warm-up and measurement: read at its end.
+                    self._note_kernel(_raw_socket(stream))
                     await self._close(stream)
                 if slot is not None:
                     slots.release(slot)
@@ -726,6 +746,19 @@ class Bench:
                                     phase="stream")) from exc
 
 
+def _raw_socket(stream: anyio.abc.ByteStream) -> socket.socket | None:
+    raw: socket.socket | None = stream.extra(anyio.abc.SocketAttribute.raw_socket, None)
+    return raw
+
+
+def kernel_summary(result: BenchResult) -> dict[str, Any] | None:
+    """The kernel's RTT distribution and retransmits; None where it told nothing."""
+    if result.kernel_rtt.count == 0:
+        return None
+    return {"connections": result.kernel_rtt.count, "rtt": describe(result.kernel_rtt),
+            "retransmits": result.retransmits}
+
+
 def summary(result: BenchResult) -> dict[str, Any]:
     """The JSON-able summary (milliseconds), shared by ``--json`` and ``--save``."""
     config = result.config
@@ -748,6 +781,7 @@ def summary(result: BenchResult) -> dict[str, Any]:
         "peak_sockets": result.peak_sockets,
         "interrupted": result.interrupted,
         "distributions": distributions,
+        "kernel": kernel_summary(result),
     }
 
 

@@ -170,6 +170,8 @@ def _snapshot(result: BenchResult, samples: list[tuple[str, int]], *, final: boo
         "finished_ns": result.finished_ns,
         "peak_sockets": result.peak_sockets,
         "resume_misses": result.resume_misses,
+        "kernel_rtt": result.kernel_rtt.to_dict(),
+        "retransmits": result.retransmits,
         "observed": samples[:],
     }
     samples.clear()
@@ -333,7 +335,8 @@ class ProcessBench:
         histograms = {name: Histogram() for name in self.config.distributions}
         errors: Counter[str] = Counter()
         examples: dict[str, str] = {}
-        samples = warmup = peak = misses = 0
+        samples = warmup = peak = misses = retransmits = 0
+        kernel_rtt = Histogram()
         started: list[int] = []
         ended: list[int] = []
         for data in self._latest:
@@ -348,12 +351,15 @@ class ProcessBench:
             warmup += data["warmup_done"]
             peak += data["peak_sockets"]
             misses += data["resume_misses"]
+            kernel_rtt.merge(Histogram.from_dict(data["kernel_rtt"]))
+            retransmits += data["retransmits"]
             if data["started_ns"]:
                 started.append(data["started_ns"])
             ended.append(data["finished_ns"])
         result.histograms, result.errors, result.error_examples = histograms, errors, examples
         result.samples, result.warmup_done = samples, warmup
         result.peak_sockets, result.resume_misses = peak, misses
+        result.kernel_rtt, result.retransmits = kernel_rtt, retransmits
         result.started_ns = min(started, default=0)
         # The phase ends with the last child; while any runs, the result is live.
         result.finished_ns = 0 if not ended or 0 in ended or len(ended) < len(self._latest) \

@@ -64,6 +64,9 @@ def plain_lines(result: BenchResult, comparison: Comparison | None) -> list[str]
         stats += [f"p{p:g}={_ms(h.percentile(p))}" for p in PERCENTILES]
         stats.append(f"max={_ms(h.max)}")
         lines.append(f"{name:<11} {' '.join(stats)} ms (n={h.count})")
+    kernel = kernel_line(result)
+    if kernel:
+        lines.append(kernel)
     if config.resume:
         lines.append(resumption_line(result))
     for kind, n in sorted(result.errors.items()):
@@ -71,6 +74,17 @@ def plain_lines(result: BenchResult, comparison: Comparison | None) -> list[str]
     if comparison is not None:
         lines.extend(compare_lines(comparison))
     return lines
+
+
+def kernel_line(result: BenchResult) -> str | None:
+    """The kernel's smoothed RTT over the measured connections and their retransmits,
+    beside the application's latency (Linux); None where the system does not tell."""
+    h = result.kernel_rtt
+    if h.count == 0:
+        return None
+    return (f"kernel      rtt p50={_ms(h.percentile(50))} p99={_ms(h.percentile(99))} "
+            f"max={_ms(h.max)} ms over {h.count} connections, "
+            f"{result.retransmits} retransmits")
 
 
 def resumption_line(result: BenchResult) -> str:
@@ -154,6 +168,9 @@ def rich_report(result: BenchResult, comparison: Comparison | None) -> list[Rend
             bars.append(f"{bar:<40}", style="cyan")
             bars.append(f" {n}\n")
         out.append(bars)
+    kernel = kernel_line(result)
+    if kernel:
+        out.append(Text(kernel, style="yellow" if result.retransmits else ""))
     if config.resume:
         out.append(Text(resumption_line(result),
                         style="yellow" if result.resume_misses else ""))

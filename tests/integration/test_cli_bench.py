@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import ssl
@@ -78,6 +79,12 @@ def test_connect_mode_plain_report(backend: str) -> None:
     lines = out.splitlines()  # piped: plain, one fact per line
     assert lines[2].startswith("samples     40 ok, 0 errors")
     assert any(line.startswith("connect ") and "p99.9=" in line for line in lines)
+    # The kernel's view, one reading per measured connection (Linux TCP_INFO).
+    kernel = summary["kernel"]
+    assert kernel["connections"] == 40 and kernel["retransmits"] == 0
+    assert 0 < kernel["rtt"]["p50_ms"] <= kernel["rtt"]["max_ms"]
+    assert any(re.match(r"kernel      rtt p50=[\d.]+ p99=[\d.]+ max=[\d.]+ ms over 40 "
+                        r"connections, 0 retransmits$", line) for line in lines), lines
 
 
 def test_rr_percentiles_bracket_the_injected_delay() -> None:
@@ -93,6 +100,10 @@ def test_rr_percentiles_bracket_the_injected_delay() -> None:
     assert delay * 1000 <= rr["p50_ms"] <= rr["p99_ms"] < delay * 1000 + 40
     assert summary["unit"] == "req/s"
     assert "rr          min=" in out
+    # One reading per kept connection, at its end (its RTT samples include the server's
+    # delayed ACKs, so no bound against the 50 ms here).
+    kernel = summary["kernel"]
+    assert kernel["connections"] == 3 and kernel["rtt"]["min_ms"] > 0
 
 
 def test_tls_handshake_is_its_own_distribution(server_ssl_context: ssl.SSLContext,
@@ -274,6 +285,7 @@ def test_processes_share_one_plan_and_report_one_distribution() -> None:
     assert start["processes"] == 2
     assert summary["samples"] == summary["distributions"]["connect"]["count"] == 200
     assert summary["errors"] == {} and 2 <= summary["peak_sockets"] <= 4
+    assert summary["kernel"]["connections"] == 200  # merged across the processes
     assert "samples     200 ok, 0 errors" in proc.stdout.decode()
 
 
