@@ -543,7 +543,7 @@ RR_BYTES = 16
 def tcpcli_rr_p50_us(settings: Settings, port: int, seconds: int) -> float:
     child = run_child([*settings.tcpcli, "bench", f"127.0.0.1:{port}", "--allow", "127.0.0.1",
                        "-m", "rr", "-c", "1", "-d", str(seconds), "--send", "x" * RR_BYTES,
-                       "--expect-bytes", str(RR_BYTES), "--json", "-q"],
+                       "--reply-bytes", str(RR_BYTES), "--json", "-q"],
                       timeout=seconds + 60).check("tcpcli bench -m rr")
     p50_ms: float = tcpcli_event(child, "bench_summary")["distributions"]["rr"]["p50_ms"]
     return p50_ms * 1000

@@ -13,13 +13,15 @@ from __future__ import annotations
 
 import math
 import time
-from typing import TYPE_CHECKING, Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import click
 
 from tcpcli.cli.arguments import target_address, unescape
 from tcpcli.cli.environment import Environment
 from tcpcli.cli.exit_codes import ExitCode, exit_code_for
+from tcpcli.cli.expectations import Check
 from tcpcli.cli.helpformat import OUTPUT, TIMING, SectionedCommand, option
 from tcpcli.cli.options import common_options, target_argument, via_option, with_via
 from tcpcli.cli.paramtypes import (
@@ -36,6 +38,7 @@ from tcpcli.cli.throughput import THROUGHPUT_ONLY, bench_throughput
 
 if TYPE_CHECKING:
     from tcpcli.cli.commonoptions import CommonOptions
+    from tcpcli.core.expect import Expectation
     from tcpcli.core.invocation import Invocation
     from tcpcli.engines.bench import Bench, BenchConfig, BenchResult
     from tcpcli.engines.bench_processes import ProcessBench
@@ -48,7 +51,8 @@ Examples:
   tcpcli bench db.internal:5432 -n 2000            # TCP connect latency, 6 at a time
   tcpcli bench example.com:443 --tls --duration 10 # connect + TLS handshake
   tcpcli bench example.com:443 --tls --resume -n 500 # full vs resumed handshakes
-  tcpcli bench cache:6379 --mode rr --send 'PING\\r\\n' --expect '+PONG' -n 10000
+  tcpcli bench cache:6379 --mode rr --send 'PING\\r\\n' --reply '+PONG' -n 10000
+  tcpcli bench db:5432 -n 1000 --expect 'p99<5ms' --expect errors=0   # a CI gate
   tcpcli bench cache:6379 --mode rr --send 'PING\\r\\n' --rate 500 --duration 30
   tcpcli bench db:5432 -n 1000 --save base.json; tcpcli bench db:5432 --compare base.json
   tcpcli bench host:5201 --mode throughput -c 4 -d 10 -v # bytes/s up, per-second series
@@ -77,6 +81,27 @@ class Processes(TcpcliType):
 
 
 PROCESSES = Processes()
+
+
+class _LegacyReply(NamedTuple):
+    """A value of ``--expect`` that is no check: before the check language, ``--expect
+    TEXT`` was what ``--reply TEXT`` is now, and scripts still say it."""
+
+    text: str
+    error: ValueError
+
+
+class CheckOrReply(Check):
+    def parse(self, value: object) -> Expectation | _LegacyReply:  # type: ignore[override]
+        from tcpcli.core.expect import looks_like_check
+
+        try:
+            return super().parse(value)
+        except ValueError as exc:
+            if isinstance(value, str) and value and not looks_like_check(value):
+                return _LegacyReply(value, exc)
+            raise
+
 
 
 @click.command("bench", cls=SectionedCommand, epilog=EXAMPLES,
@@ -120,10 +145,16 @@ PROCESSES = Processes()
               help=r"rr: the request (escapes like \r\n allowed).")
 @click.option("--send-file", type=click.Path(exists=True, dir_okay=False),
               help="rr: send this file's bytes as the request.")
-@click.option("--expect", "expect_text", metavar="TEXT",
+@click.option("--reply", "reply_text", metavar="TEXT",
               help="rr: the reply is complete once these bytes arrived (escapes allowed).")
-@click.option("--expect-bytes", type=Count(1), metavar="N",
+@click.option("--reply-bytes", "reply_bytes", type=Count(1), metavar="N",
               help="rr: the reply is complete after N bytes (default: the first bytes).")
+@click.option("--expect-bytes", "old_reply_bytes", type=Count(1), hidden=True)
+@click.option("--expect", "expectations", multiple=True, type=CheckOrReply("bench"),
+              metavar="CHECK",
+              help="A check on the primary distribution and the run, e.g. 'p99<50ms', "
+                   "'errors=0', 'rate>=1000'; every one must hold, else exit 9 (repeatable; "
+                   "the names: man tcpcli, EXPECTATIONS).")
 @click.option("--fresh", is_flag=True, help="rr: a new connection for every request.")
 @click.option("--pooling", is_flag=True,
               help="rr: measure a kept connection and a fresh one per request, taking "
@@ -182,7 +213,12 @@ def bench_command(env: Environment | None, /, target: str, port: int | None,
     elif kwargs["send_file"] is not None:
         with open(kwargs["send_file"], "rb") as sent:
             payload = sent.read()
-    rr_only = [n for n in ("send_text", "send_file", "expect_text", "expect_bytes", "fresh",
+    reply_text, expectations = _reply_and_checks(kwargs, mode)
+    if kwargs["old_reply_bytes"] is not None:
+        _renamed("--expect-bytes N", "--reply-bytes N")
+        kwargs["reply_bytes"] = kwargs["reply_bytes"] or kwargs["old_reply_bytes"]
+    kwargs["reply_text"] = reply_text
+    rr_only = [n for n in ("send_text", "send_file", "reply_text", "reply_bytes", "fresh",
                            "pooling") if kwargs[n]]
     if mode != "rr" and rr_only:
         raise click.UsageError(f"--{rr_only[0].removesuffix('_text').replace('_', '-')} "
@@ -194,11 +230,14 @@ def bench_command(env: Environment | None, /, target: str, port: int | None,
     if kwargs["resume"] and not (mode == "connect" or (mode == "rr" and kwargs["fresh"])):
         raise click.UsageError("--resume needs a new connection per sample: --mode connect "
                                "or --mode rr --fresh")
-    if kwargs["expect_text"] is not None and kwargs["expect_bytes"] is not None:
-        raise click.UsageError("--expect and --expect-bytes exclude each other")
-    expect = unescape(kwargs["expect_text"]) if kwargs["expect_text"] is not None else None
+    if reply_text is not None and kwargs["reply_bytes"] is not None:
+        raise click.UsageError("--reply and --reply-bytes exclude each other")
+    expect = unescape(reply_text) if reply_text is not None else None
     if expect == b"":
-        raise click.BadParameter("must not be empty", param_hint="--expect")
+        raise click.BadParameter("must not be empty", param_hint="--reply")
+    if expectations and (mode == "throughput" or kwargs["pooling"]):
+        raise click.UsageError("--expect checks latency distributions: --mode connect or "
+                               "--mode rr, without --pooling")
     if mode != "throughput" and (
             used := [flag for name, flag in THROUGHPUT_ONLY.items() if kwargs[name]]):
         raise click.UsageError(f"{used[0]} needs --mode throughput")
@@ -228,7 +267,7 @@ def bench_command(env: Environment | None, /, target: str, port: int | None,
         address=address, mode=mode, count=kwargs["count"], duration=kwargs["duration"],
         concurrency=concurrency, rate=kwargs["rate"], warmup=kwargs["warmup"],
         timeout=common.timeout or 10.0, tls=common.tls, tls_options=common.tls_options(),
-        payload=payload, expect=expect, expect_bytes=kwargs["expect_bytes"],
+        payload=payload, expect=expect, expect_bytes=kwargs["reply_bytes"],
         fresh=kwargs["fresh"], resume=kwargs["resume"],
     )
     invocation = common.invocation()
@@ -240,7 +279,7 @@ def bench_command(env: Environment | None, /, target: str, port: int | None,
     session = BenchSession(env, common, config, emit_samples=kwargs["emit_samples"],
                            save_file=kwargs["save_file"], baseline=baseline,
                            threshold=threshold, percentile=kwargs["percentile"],
-                           processes=processes)
+                           processes=processes, expectations=expectations)
     run(lambda: session.main(invocation), env, traceback=common.traceback)
 
 
@@ -374,17 +413,59 @@ def compare(histograms: dict[str, Histogram], baseline: dict[str, Any], *, thres
 # ------------------------------------------------------------------ the run
 
 
+def _renamed(old: str, new: str) -> None:
+    click.echo(f"tcpcli: warning: {old} is now {new} (--expect takes checks such as "
+               "'p99<50ms')", err=True)
+
+
+def _reply_and_checks(kwargs: dict[str, Any], mode: str) -> (
+    tuple[str | None, tuple[Expectation, ...]]
+):
+    """``--reply TEXT``, taking a legacy ``--expect TEXT`` in rr mode, and the checks."""
+    values = kwargs.pop("expectations")
+    legacy = [value for value in values if isinstance(value, _LegacyReply)]
+    checks = tuple(value for value in values if not isinstance(value, _LegacyReply))
+    reply: str | None = kwargs["reply_text"]
+    if legacy:
+        if mode != "rr" or reply is not None or len(legacy) > 1:
+            raise click.BadParameter(str(legacy[0].error), param_hint="'--expect'")
+        _renamed("--expect TEXT (the end of the reply)", "--reply TEXT")
+        reply = legacy[0].text
+    return reply, checks
+
+
+def facts(result: BenchResult) -> dict[str, object]:
+    """The run as ``--expect`` names it: the primary distribution in ms, errors, rate,
+    and loss as the share of samples that failed."""
+    h = result.histograms[result.primary]
+    tried = result.samples + result.error_count
+    loss = 100.0 * result.error_count / tried if tried else 0.0
+    found: dict[str, object] = {"errors": result.error_count, "rate": result.rate,
+                                "loss": int(loss) if loss.is_integer() else loss}
+    if h.count:
+        found.update({"min": h.min / 1e6, "avg": h.mean / 1e6, "max": h.max / 1e6,
+                      "p50": h.percentile(50) / 1e6, "p90": h.percentile(90) / 1e6,
+                      "p99": h.percentile(99) / 1e6, "p999": h.percentile(99.9) / 1e6})
+    return found
+
+
 class BenchSession:
     def __init__(self, env: Environment, common: CommonOptions, config: BenchConfig, *,
                  emit_samples: bool, save_file: str | None,
                  baseline: dict[str, Any] | None, threshold: float,
-                 percentile: float, processes: int | None = 1) -> None:
+                 percentile: float, processes: int | None = 1,
+                 expectations: Sequence[Expectation] = ()) -> None:
         self.env, self.common, self.config = env, common, config
+        self.expectations = expectations
         self.save_file, self.baseline = save_file, baseline
         self.processes = processes  # None: auto, decided once the target is checked
         self.threshold, self.percentile = threshold, percentile
         self.emit_samples = emit_samples and env.events is not None
         self.reported = False
+
+    def _line(self, text: str) -> None:
+        """A line after the report, on stdout with it (``check ...``)."""
+        self.env.write(text + "\n")
 
     def _on_sample(self, name: str, value_ns: int) -> None:
         self.env.emit("bench_sample", distribution=name, latency_ms=round(value_ns / 1e6, 6))
@@ -467,6 +548,12 @@ class BenchSession:
                 self.env.write("".join(line + "\n" for line in plain_lines(result, comparison)))
         if comparison is not None and comparison["regressed"]:
             return ExitCode.CHECK_FAILED
+        if self.expectations:
+            from tcpcli.cli.expectations import all_passed, report_checks
+
+            if not all_passed(report_checks(self.env, self.expectations, facts(result),
+                                            say=self._line)):
+                return ExitCode.CHECK_FAILED
         if result.samples == 0 and result.errors:
             kind = result.errors.most_common(1)[0][0]
             return exit_code_for(kind)

@@ -22,6 +22,7 @@ import click
 from tcpcli.cli.arguments import STARTTLS_PROTOCOLS, target_address, unescape
 from tcpcli.cli.environment import Environment
 from tcpcli.cli.exit_codes import ExitCode
+from tcpcli.cli.expectations import expect_option
 from tcpcli.cli.helpformat import OUTPUT, TIMING, SectionedCommand, option
 from tcpcli.cli.options import (
     common_options,
@@ -43,6 +44,7 @@ if TYPE_CHECKING:
     from tcpcli.cli.stdio import FdWriter, InterruptLatch
     from tcpcli.core.blocking import BlockingConnection
     from tcpcli.core.errors import TcpcliError
+    from tcpcli.core.expect import Expectation
     from tcpcli.core.invocation import Invocation
     from tcpcli.core.socket import Socket
     from tcpcli.core.timing import Phase
@@ -132,6 +134,7 @@ def to_crlf(data: bytes, previous_cr: bool) -> bytes:
                    "server closes (default with --starttls, as s_client -ign_eof).")
 @option("--events", "events_file", type=OutputFile(), metavar="FILE", section=OUTPUT,
         help="Write JSON Lines events to this file instead of stderr.")
+@expect_option("connect", what="A check on the connection, checked when it ends")
 @proxy_header_options
 @via_option
 @common_options
@@ -178,7 +181,7 @@ class ConnectSession:
                  send_text: str | None, send_file: str | None, crlf: bool,
                  transcript: str | None, transcript_format: str,
                  events_file: str | None, starttls: str | None,
-                 tls_eof: str | None) -> None:
+                 tls_eof: str | None, expectations: tuple[Expectation, ...] = ()) -> None:
 
         self.env, self.common, self.address = env, common, address
         self.half_open, self.idle_timeout = half_open, idle_timeout
@@ -193,6 +196,7 @@ class ConnectSession:
         # connect's product is the peer's bytes: its JSON goes to --events FILE or stderr,
         # and once it is on, the notes below become events in it too.
         self.events = env.start_session("connect", json=common.json, events_file=events_file,
+                                        quiet=common.quiet,
                                         origin_ns=self.origin_ns)
         self.waterfall: Waterfall | None = None  # the -v rows and the timing event
         if common.verbose or self.events is not None:
@@ -204,6 +208,9 @@ class ConnectSession:
         self.outcome = Outcome()
         self.last_activity = time.monotonic()
         self._kernel_at_close: dict[str, object] | None = None
+        self.expectations = expectations
+        self._kernel_connected: dict[str, object] | None = None
+        self.first_bytes = bytearray()  # what a banner check reads
 
     # ---------------------------------------------------------------- reporting
 
@@ -218,6 +225,7 @@ class ConnectSession:
         if sock.judged_by_name and not self.common.quiet:
             self.env.note(sock.judged_by_name)
         kernel = sock.tcp_info() if self._wants_kernel_facts else None
+        self._kernel_connected = kernel
         if self.events is not None:
             self.events.emit("connected", self.address,
                              peer=_join(sock.peer_address),
@@ -253,7 +261,7 @@ class ConnectSession:
 
     @property
     def _wants_kernel_facts(self) -> bool:
-        return bool(self.common.verbose) or self.events is not None
+        return bool(self.common.verbose or self.expectations) or self.events is not None
 
     def _say_kernel_facts(self, kernel: dict[str, object] | None, when: str) -> None:
         from tcpcli.core.tcpinfo import describe
@@ -360,7 +368,7 @@ class ConnectSession:
             if self.transcript is not None:
                 self.transcript.close()
         self._footer(conn)
-        return self._ending()
+        return self._verdict(conn)
 
     def _relay_now(self, conn: BlockingConnection) -> None:
         """stdin (or --send/--send-file) -> socket and socket -> stdout, polled together,
@@ -465,6 +473,7 @@ class ConnectSession:
             return 0
         self.last_activity = time.monotonic()
         data = buffer[:count]
+        self._keep_first(data)
         if self.transcript is not None:
             self.transcript.record("<", bytes(data))
         if self.events is not None and self.common.verbose:
@@ -515,7 +524,7 @@ class ConnectSession:
                     if self.transcript is not None:
                         self.transcript.close()
             self._footer(sock)
-        return self._ending()
+        return self._verdict(sock)
 
     async def _upstream(self, sock: Socket) -> None:
         """stdin (or --send/--send-file) -> socket, then FIN."""
@@ -609,6 +618,7 @@ class ConnectSession:
                     self.outcome.how = "RST"
                     raise
                 self.last_activity = time.monotonic()
+                self._keep_first(data)
                 if self.transcript is not None:
                     self.transcript.record("<", bytes(data))
                 if self.events is not None and self.common.verbose:
@@ -635,6 +645,35 @@ class ConnectSession:
         self.outcome.stdin_open = False
         if not self.wait_at_tls_eof and not self.outcome.first_closer:
             self.outcome.first_closer, self.outcome.how = "us", "FIN"
+
+    def _keep_first(self, data: memoryview) -> None:
+        from tcpcli.cli.expectations import BANNER_LIMIT
+
+        if self.expectations and len(self.first_bytes) < BANNER_LIMIT:
+            self.first_bytes += data[:BANNER_LIMIT - len(self.first_bytes)]
+
+    def _verdict(self, sock: Socket | BlockingConnection) -> int:
+        """The run's exit code, once every --expect was checked against what it saw."""
+        code = self._ending()
+        if not self.expectations:
+            return code
+        from tcpcli.cli.expectations import (
+            all_passed,
+            banner_text,
+            phase_facts,
+            report_checks,
+            tls_facts,
+        )
+
+        facts = {**phase_facts(sock.clock.phases), **tls_facts(sock.tls_report),
+                 "total.ms": (time.perf_counter() - self.outcome.started) * 1000}
+        if self._kernel_connected is not None:
+            facts["rtt.ms"] = self._kernel_connected["rtt_ms"]
+        if self.first_bytes:
+            facts["banner"] = banner_text(bytes(self.first_bytes))
+        if not all_passed(report_checks(self.env, self.expectations, facts)):
+            return ExitCode.CHECK_FAILED
+        return code
 
     def _ending(self) -> int:
         if self.outcome.how == "idle-timeout":

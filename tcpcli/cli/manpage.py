@@ -339,6 +339,32 @@ def json_output(page: Roff) -> None:
         page.item(bold(name), escape(fields[:1].upper() + fields[1:] + "."))
 
 
+def checks_for(ctx: click.Context) -> str | None:
+    """The command whose facts ``--expect`` names here ("" for the root page, which
+    lists them all); None where there is no such option."""
+    from tcpcli.cli.expectations import Check
+
+    if ctx.parent is None:
+        return ""
+    for option in options(ctx):
+        if "--expect" in option.opts and isinstance(option.type, Check):
+            return option.type.command
+    return None
+
+
+def expectations(page: Roff, command: str) -> None:
+    """The check language and the facts a command's --expect can name."""
+    from tcpcli.core import expect
+
+    page.section("EXPECTATIONS")
+    page.preformatted(expect.GRAMMAR.splitlines())
+    facts = expect.FACTS if not command else tuple(expect.facts_for(command).values())
+    for fact in facts:
+        where = f"; {', '.join(sorted(fact.commands))}" if not command else ""
+        page.item(bold(fact.name), escape(f"{fact.meaning[:1].upper()}{fact.meaning[1:]} "
+                                          f"({fact.kind}{where}); e.g. {fact.example}."))
+
+
 def reads_config(ctx: click.Context) -> bool:
     return any("--config" in o.opts for o in options(ctx))
 
@@ -415,6 +441,9 @@ def render_page(ctx: click.Context, tree: list[click.Context]) -> str:
             assert isinstance(option, click.Option)
             page.item(option_tag(option, ctx), option_body(option))
     exit_status(page)
+    checked = checks_for(ctx)
+    if checked is not None:
+        expectations(page, checked)
     has_json = any("--json" in o.opts for o in options(ctx)) and name not in JSON_NOT_EVENTS
     if root or has_json:
         json_output(page)

@@ -18,6 +18,7 @@ import click
 from tcpcli.cli.arguments import STARTTLS_PROTOCOLS, target_address
 from tcpcli.cli.environment import Environment
 from tcpcli.cli.exit_codes import ExitCode, exit_code_for
+from tcpcli.cli.expectations import expect_option
 from tcpcli.cli.helpformat import TIMING, SectionedCommand, option
 from tcpcli.cli.options import common_options, target_argument, via_option, with_via
 from tcpcli.cli.paramtypes import DURATION, PORT, Count, Duration, Number
@@ -25,6 +26,7 @@ from tcpcli.cli.runner import interrupted, run
 
 if TYPE_CHECKING:
     from tcpcli.cli.commonoptions import CommonOptions
+    from tcpcli.core.expect import Expectation
     from tcpcli.core.invocation import Invocation
     from tcpcli.engines.ping import Attempt, PingConfig, PingStats
 
@@ -89,6 +91,7 @@ class _MaxRtt(Duration):
               help="Exit 9 when more than this share of rounds failed.")
 @click.option("--max-rtt", type=_MaxRtt(), metavar="MS",
               help="Exit 9 when any successful round took longer (milliseconds).")
+@expect_option("ping", what="A check on the whole run")
 @via_option
 @common_options
 @click.pass_obj
@@ -110,6 +113,15 @@ def ping_command(env: Environment | None, /, target: str, port: int | None,
     count, interval, wait = kwargs.pop("count"), kwargs.pop("interval"), kwargs.pop("wait")
     deadline, every = kwargs.pop("deadline"), kwargs.pop("resolve_every")
     max_loss, max_rtt = kwargs.pop("max_loss"), kwargs.pop("max_rtt")
+    expectations = list(kwargs.pop("expectations"))
+    # The two gates are shorthands for checks of the shared language.
+    from tcpcli.core.expect import parse
+
+    if max_loss is not None:
+        expectations.insert(0, parse(f"loss<={max_loss:g}%", "ping"))
+    if max_rtt is not None:
+        expectations.insert(1 if max_loss is not None else 0,
+                            parse(f"max<={max_rtt * 1000:g}ms", "ping"))
     common = CommonOptions.from_kwargs(kwargs)
     if wait is not None and common.timeout is not None and wait != common.timeout:
         raise click.UsageError("-W and --timeout both set the round's timeout: give one")
@@ -127,15 +139,15 @@ def ping_command(env: Environment | None, /, target: str, port: int | None,
                         protocol=protocol, dialogue_options=dialogue_options)
     invocation = common.invocation()
     with_via(invocation, via)
-    session = PingSession(env, common, config, max_loss=max_loss, max_rtt=max_rtt)
+    session = PingSession(env, common, config, expectations)
     run(lambda: session.main(invocation), env, traceback=common.traceback)
 
 
 class PingSession:
-    def __init__(self, env: Environment, common: CommonOptions, config: PingConfig, *,
-                 max_loss: float | None, max_rtt: float | None) -> None:
+    def __init__(self, env: Environment, common: CommonOptions, config: PingConfig,
+                 expectations: list[Expectation]) -> None:
         self.env, self.common, self.config = env, common, config
-        self.max_loss, self.max_rtt = max_loss, max_rtt
+        self.expectations = expectations
         env.start_session("ping", json=common.json, target=config.address,
                           quiet=common.quiet)
 
@@ -184,30 +196,13 @@ class PingSession:
         self.env.emit("ping_summary", **summary_fields(stats))
         if self.env.human_report:
             self.env.write("".join(line + "\n" for line in summary_lines(self.config, stats)))
-        checks = self._checks(stats)
-        for check, passed, found in checks:
-            self.env.emit("check", check=check, passed=passed, found=found)
-            self._line(f"check {check}: {'ok' if passed else 'FAILED'} ({found})")
-        if any(not passed for _, passed, _ in checks):
+        from tcpcli.cli.expectations import all_passed, report_checks
+
+        verdicts = report_checks(self.env, self.expectations, stats.facts(), say=self._line)
+        if not all_passed(verdicts):
             return ExitCode.CHECK_FAILED
         if stats.ok == 0 and stats.last_error_kind is not None:
             return exit_code_for(stats.last_error_kind)
         if stats.sent == 0:
             return ExitCode.CHECK_FAILED  # the deadline ended it before any round
         return ExitCode.OK
-
-    def _checks(self, stats: PingStats) -> list[tuple[str, bool, str]]:
-        checks = []
-        if self.max_loss is not None:
-            checks.append((f"loss<={self.max_loss:g}%", stats.loss_pct <= self.max_loss,
-                           f"{stats.loss_pct:.1f}% loss"))
-        if self.max_rtt is not None:
-            limit_ms = self.max_rtt * 1000
-            latency = stats.latency_ms()
-            if latency is None:
-                checks.append((f"max<={limit_ms:g}ms", False, "no round succeeded"))
-            else:
-                checks.append((f"max<={limit_ms:g}ms", latency["max"] <= limit_ms,
-                               f"slowest {latency['max']:.3f} ms"))
-        return checks
-

@@ -7,7 +7,6 @@ stderr; with ``--json`` it is JSON Lines on stdout instead (``starttls_report``,
 
 from __future__ import annotations
 
-import re
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -16,6 +15,7 @@ import click
 from tcpcli.cli.arguments import STARTTLS_PROTOCOLS
 from tcpcli.cli.environment import Environment
 from tcpcli.cli.exit_codes import ExitCode
+from tcpcli.cli.expectations import expect_option
 from tcpcli.cli.helpformat import SectionedCommand
 from tcpcli.cli.options import (
     common_options,
@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     import ssl
 
     from tcpcli.cli.commonoptions import CommonOptions
+    from tcpcli.core.expect import Expectation
     from tcpcli.core.invocation import Invocation
     from tcpcli.core.socket import Socket
     from tcpcli.core.starttls import StartTlsResult
@@ -52,31 +53,6 @@ Examples:
   tcpcli starttls mail.example.com:25 --resume     # full vs resumed TLS handshake
 """
 
-_CHECK = r"^(verified|tls\s*>=\s*1\.[0-3]|days-left\s*>=\s*\d+)$"  # compiled on use
-
-
-def parse_check(text: str) -> str:
-    check = text.strip().lower()
-    if not re.match(_CHECK, check):
-        raise click.BadParameter(
-            f"{text!r}: use 'verified', 'tls>=1.2' or 'days-left>=N'", param_hint="--expect")
-    return re.sub(r"\s+", "", check)
-
-
-def evaluate(check: str, report: TLSReport) -> tuple[bool, str]:
-    """One --expect check against a TLSReport: (passed, what was found)."""
-    if check == "verified":
-        v = report.verification
-        return v.verified, "verified" if v.verified else f"not verified ({v.reason})"
-    if check.startswith("tls>="):
-        want = float(check[5:])
-        have = float(report.version.removeprefix("TLSv"))
-        return have >= want, report.version
-    days = int(check.split(">=")[1])
-    left = report.chain[0].days_left if report.chain else -1
-    return left >= days, f"{left} days left"
-
-
 @click.command("starttls", cls=SectionedCommand, epilog=EXAMPLES,
                short_help="Upgrade a mail, XMPP, LDAP or database session to TLS and report.")
 @target_argument()
@@ -90,8 +66,7 @@ def evaluate(check: str, report: TLSReport) -> tuple[bool, str]:
               help="smtp/lmtp: the name sent with EHLO/LHLO.")
 @click.option("--xmpp-to", metavar="DOMAIN", type=Text("a domain", 253),
               help="xmpp: the stream's to= (default: host).")
-@click.option("--expect", "checks", multiple=True, metavar="CHECK",
-              help="verified, tls>=1.2 or days-left>=N; exit 9 when one fails (repeatable).")
+@expect_option("starttls", what="A check on the upgrade and its TLS report")
 @click.option("--resume", is_flag=True,
               help="Then connect again, run the dialogue and offer the TLS session (TLS 1.3 "
                    "tickets too): shows full vs resumed handshake time and whether the "
@@ -112,7 +87,7 @@ def starttls_command(env: Environment | None, /, target: str, port: int | None,
     env = env or Environment()
     protocol, ehlo, xmpp_to = kwargs.pop("protocol"), kwargs.pop("ehlo_name"), \
         kwargs.pop("xmpp_to")
-    checks = [parse_check(c) for c in kwargs.pop("checks")]
+    checks = list(kwargs.pop("expectations"))
     resume = kwargs.pop("resume")
     from tcpcli.cli.commonoptions import CommonOptions
 
@@ -130,7 +105,7 @@ def starttls_command(env: Environment | None, /, target: str, port: int | None,
 
 class StartTlsSession:
     def __init__(self, env: Environment, common: CommonOptions, address: str, protocol: str,
-                 ehlo: str, xmpp_to: str | None, checks: list[str], *,
+                 ehlo: str, xmpp_to: str | None, checks: list[Expectation], *,
                  resume: bool = False) -> None:
         self.env, self.common, self.address = env, common, address
         self.protocol, self.ehlo, self.xmpp_to, self.checks = protocol, ehlo, xmpp_to, checks
@@ -258,7 +233,6 @@ class StartTlsSession:
         )
 
         report = result.report
-        outcomes = [(check, *evaluate(check, tls_report)) for check in self.checks]
         env = self.env
         env.emit("starttls_report", protocol=report.protocol, how=note,
                  greeting=report.greeting, starttls_offered=report.starttls_offered,
@@ -270,8 +244,6 @@ class StartTlsSession:
                  after_tls_error=None if result.after_tls_error is None
                  else str(result.after_tls_error))
         env.emit("tls_report", **tls_report.to_dict())
-        for check, passed, found in outcomes:
-            env.emit("check", check=check, passed=passed, found=found)
         if env.human_report:
             for line in dialogue_lines(report, note):
                 env.say(line)
@@ -282,9 +254,13 @@ class StartTlsSession:
             else:
                 for line in waterfall_lines(phases, self.origin_ns) + tls_lines(tls_report):
                     env.say(line)
-            for check, passed, found in outcomes:
-                env.say(f"check {check}: {'ok' if passed else 'FAILED'} ({found})")
-        if not all(passed for _, passed, _ in outcomes):
+        from tcpcli.cli.expectations import all_passed, phase_facts, report_checks, tls_facts
+
+        facts = {**phase_facts([*sock.clock.phases, *result.socket.clock.phases]),
+                 **tls_facts(tls_report)}
+        if report.starttls_offered is not None:
+            facts["starttls"] = report.starttls_offered
+        if not all_passed(report_checks(env, self.checks, facts)):
             return ExitCode.CHECK_FAILED
         return ExitCode.OK
 

@@ -83,6 +83,10 @@ class PingStats:
     failures: dict[str, int] = field(default_factory=dict)  # error kind -> count
     last_error_kind: str | None = None
     address_changes: int = 0
+    #: Each part of the successful rounds (``connect.ms`` ...), ns: their medians are
+    #: what a ``--expect connect.ms<50`` on a whole run checks.
+    parts: dict[str, Histogram] = field(default_factory=dict)
+    last_ok: Attempt | None = None
     started_ns: int = field(default_factory=time.perf_counter_ns)
     ended_ns: int | None = None
 
@@ -104,6 +108,11 @@ class PingStats:
         if attempt.ok and attempt.time_ms is not None:
             self.ok += 1
             self.histogram.record(round(attempt.time_ms * 1e6))
+            self.last_ok = attempt
+            for name, ms in (("connect.ms", attempt.connect_ms), ("tls.ms", attempt.tls_ms),
+                             ("resolve.ms", attempt.resolve_ms), ("rtt.ms", attempt.rtt_ms)):
+                if ms is not None:
+                    self.parts.setdefault(name, Histogram()).record(round(ms * 1e6))
         else:
             self.failures[attempt.state] = self.failures.get(attempt.state, 0) + 1
             self.last_error_kind = attempt.state
@@ -120,10 +129,19 @@ class PingStats:
         return facts
 
     def facts(self) -> dict[str, object]:
-        """The summary as ``--expect`` names it (loss in percent points, times in ms)."""
+        """The summary as ``--expect`` names it (loss in percent points, times in ms): the
+        per-round parts as their medians, the TLS facts of the last successful round."""
+        loss = self.loss_pct
         facts: dict[str, object] = {"sent": self.sent, "ok": self.ok, "failed": self.failed,
-                                    "loss": self.loss_pct}
+                                    "loss": int(loss) if loss.is_integer() else loss}
         facts.update(self.latency_ms() or {})
+        for name, histogram in self.parts.items():
+            facts[name] = histogram.percentile(50) / 1e6
+        last = self.last_ok
+        if last is not None and last.tls_version is not None:
+            facts.update({"tls.version": last.tls_version, "verified": last.verified})
+            if last.cert_days is not None:
+                facts["cert.days"] = last.cert_days
         return facts
 
 

@@ -91,7 +91,7 @@ def test_rr_percentiles_bracket_the_injected_delay() -> None:
     delay = 0.05
     with serve(delayed_echo(delay)) as server:
         code, summary, out = bench_json(server.address, *ALLOW, "--mode", "rr", "--send",
-                                        "PING\\r\\n", "--expect", "\\r\\n", "-n", "30",
+                                        "PING\\r\\n", "--reply", "\\r\\n", "-n", "30",
                                         "-c", "3")
     assert code == 0, out
     rr = summary["distributions"]["rr"]
@@ -358,3 +358,55 @@ def test_pooling_usage_errors(args: list[str], message: str) -> None:
     proc = run_cli("bench", "127.0.0.1:9", *ALLOW, *args)
     assert proc.returncode == 2
     assert message in proc.stderr.decode()
+
+
+def test_expect_gates_on_the_distribution_and_the_errors() -> None:
+    with serve(echo) as server:
+        proc = run_cli("bench", server.address, *ALLOW, "-n", "50", "--expect", "p99<10s",
+                       "--expect", "errors=0", "--expect", "rate>0", "--expect", "p999<1us")
+    assert proc.returncode == 9, proc.stderr
+    out = proc.stdout.decode().splitlines()
+    checks = [line for line in out if line.startswith("check ")]
+    assert [line.split(":")[0] for line in checks] == [
+        "check p99<10s", "check errors=0", "check rate>0", "check p999<1us"]
+    assert [line.split(": ")[1].split(" ")[0] for line in checks] == ["ok", "ok", "ok",
+                                                                       "FAILED"]
+    with serve(echo) as server:
+        code, summary, _ = bench_json(server.address, *ALLOW, "-n", "20", "--expect",
+                                      "p50<10s", "--expect", "loss=0")
+    assert code == 0 and summary["samples"] == 20
+
+
+def test_expect_counts_errors_as_loss() -> None:
+    with serve(echo) as server:
+        address = server.address
+    events, proc = bench_events(address, *ALLOW, "-n", "10", "--expect", "loss<50%")
+    assert proc.returncode == 9
+    check = next(e for e in events if e["event"] == "check")
+    assert (check["check"], check["passed"], check["found"]) == ("loss<50%", False, "100 %")
+
+
+def test_the_old_expect_text_still_ends_the_reply_with_a_warning() -> None:
+    with serve(echo) as server:
+        code, summary, _ = bench_json(server.address, *ALLOW, "--mode", "rr", "--send",
+                                      "PING\\r\\n", "--expect", "+PONG", "-n", "1",
+                                      "--timeout", "0.5")
+    # An echo never says +PONG: the reply marker is waited for (and times out), as before.
+    assert code == 6 and summary["errors"] == {"timeout": 1}
+    with serve(echo) as server:
+        proc = run_cli("bench", server.address, *ALLOW, "--mode", "rr", "--send",
+                       "PING\\r\\n", "--expect", "\\r\\n", "-n", "5")
+    assert proc.returncode == 0, proc.stderr
+    assert b"warning: --expect TEXT (the end of the reply) is now --reply TEXT" in proc.stderr
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--expect", "p99<5mss"], b"unknown unit 'mss'"),
+    (["--expect", "banner~x"], b"bench does not measure banner"),
+    (["-m", "throughput", "--expect", "p99<5ms"], b"--expect checks latency distributions"),
+    (["--expect", "+PONG"], b"'+PONG'"),  # not rr: no reply to wait for, so not a check
+])
+def test_expect_usage_errors(args: list[str], message: bytes) -> None:
+    proc = run_cli("bench", "127.0.0.1:9", *ALLOW, *args)
+    assert proc.returncode == 2, proc.stderr
+    assert message in proc.stderr and b"Traceback" not in proc.stderr

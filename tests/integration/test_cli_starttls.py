@@ -59,7 +59,7 @@ def test_starttls_report(server_ssl_context: ssl.SSLContext, ca_file: str) -> No
     for expected in ("protocol: smtp", "greeting: mail.test ESMTP Postfix",
                      "starttls offered: yes", "plaintext login before tls: yes",
                      "upgrade reply: 220 2.0.0 Ready to start TLS", "starttls",
-                     "tls verify: ok", "check verified: ok"):
+                     "tls verify: ok", "check verified: ok (yes)"):
         assert expected in err, (expected, err)
 
 
@@ -81,6 +81,41 @@ def test_failed_expectation_exits_9(server_ssl_context: ssl.SSLContext, ca_file:
                        "--expect", "days-left>=1000000")
     assert proc.returncode == 9
     assert "check days-left>=1000000: FAILED" in proc.stderr.decode()
+
+
+def test_checks_in_the_shared_language(server_ssl_context: ssl.SSLContext,
+                                       ca_file: str) -> None:
+    with serve(smtp_server(server_ssl_context)) as server:
+        proc = run_cli("starttls", server.address, "-P", "smtp", "--ca-file", ca_file, *ALLOW,
+                       "--json", "--expect", "starttls", "--expect", "tls>=1.2",
+                       "--expect", "chain.days>=1", "--expect", "connect.ms<5s",
+                       "--expect", "tls.cipher~'AES|CHACHA'", "--expect", "!chain.complete")
+    assert proc.returncode == 9, proc.stderr
+    events = [json.loads(line) for line in proc.stdout.decode().splitlines()]
+    checks = [e for e in events if e["event"] == "check"]
+    assert [(c["check"], c["expectation"], c["passed"]) for c in checks] == [
+        ("starttls", "starttls", True),
+        ("tls>=1.2", "tls.version>=TLSv1.2", True),
+        ("chain.days>=1", "chain.days>=1", True),
+        ("connect.ms<5s", "connect.ms<5000ms", True),
+        ("tls.cipher~'AES|CHACHA'", "tls.cipher~AES|CHACHA", True),
+        # the test CA's chain as sent is complete (the leaf, issued by the trusted root)
+        ("!chain.complete", "!chain.complete", False),
+    ]
+    assert checks[-1]["found"] == "yes"
+
+
+@pytest.mark.parametrize(("check", "message"), [
+    ("days-left>=soon", "cert.days takes a number of days"),
+    ("loss<=1%", "starttls does not measure loss"),
+    ("banner~(", "banner~("),
+])
+def test_a_bad_check_is_a_usage_error(check: str, message: str) -> None:
+    proc = run_cli("starttls", "127.0.0.1:25", *ALLOW, "--expect", check)
+    assert proc.returncode == 2
+    lines = proc.stderr.decode().splitlines()
+    assert any(message in line for line in lines), lines
+    assert b"Traceback" not in proc.stderr
 
 
 @pytest.mark.parametrize(("variant", "text"), [

@@ -187,7 +187,7 @@ def test_a_bad_environment_variable_is_named(sandbox: Path) -> None:
 
 def test_every_option_with_a_value_has_a_checked_type() -> None:
     """No option falls back to click's bare STRING or INT without a reason (free text)."""
-    free_text = {"send_text", "expect_text", "banner", "checks", "threshold", "targets_file",
+    free_text = {"send_text", "reply_text", "banner", "checks", "threshold", "targets_file",
                  "config_file"}
     unchecked = [f"{command} {option.opts[-1]}" for command, option in OPTIONS
                  if option.type in (click.STRING, click.INT, click.FLOAT)
