@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from tcpcli.core.tlsreport import OCSP_STAPLING_UNKNOWN
 from tcpcli.core.tlsverify import assess_chain, chain_completeness
 from tests.integration.test_cli_starttls import smtp_server
-from tests.support.certs import PKI, ServerCert
+from tests.support.certs import PKI, ServerCert, from_trustme
 from tests.support.cli import run_cli
 from tests.support.peers import echo, serve
 
@@ -256,3 +256,28 @@ def test_starttls_text_report_has_the_chain_lines(pki: PKI,
         "tcpcli: tls verify: ok",
         f"tcpcli: tls chain: INCOMPLETE ({missing_intermediate(pki).removeprefix('incomplete chain: ')})",
         OCSP_LINE]
+
+
+# ----------------------------------------------------------------------------- --expect
+
+
+def test_expect_catches_a_missing_intermediate_and_a_leaf_near_expiry(
+        pki: PKI, root_and_intermediate: str) -> None:
+    """What CI wants to hear before users do: verification passes here (the local store
+    has the intermediate), yet the chain as sent is incomplete and the leaf expires soon."""
+    import datetime as dt
+
+    now = dt.datetime.now(dt.UTC)
+    near = from_trustme(pki.intermediate.issue_cert(
+        "localhost", "127.0.0.1", not_before=now - dt.timedelta(days=80),
+        not_after=now + dt.timedelta(days=9, hours=12))).without_intermediates()
+    with serve(echo, ssl_context=pki.server_context(near)) as server:
+        proc = run_cli("connect", server.address, "--tls", "--ca-file", root_and_intermediate,
+                       *ALLOW, "--json", "--expect", "verified", "--expect", "chain.complete",
+                       "--expect", "cert.days>=30", "--expect", "chain.days>=7",
+                       stdin=b"ping")
+    assert proc.returncode == 9, proc.stderr
+    events = [json.loads(line) for line in proc.stderr.decode().splitlines()]
+    checks = [(e["check"], e["passed"], e["found"]) for e in events if e["event"] == "check"]
+    assert checks == [("verified", True, "yes"), ("chain.complete", False, "no"),
+                      ("cert.days>=30", False, "9 days"), ("chain.days>=7", True, "9 days")]
