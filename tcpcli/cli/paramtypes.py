@@ -375,11 +375,17 @@ class ProxyURL(TcpcliType):
     toml_form = 'a proxy URL ("socks5://127.0.0.1:1080")'
 
     def parse(self, value: object) -> str:
+        text = _text(value)
+        for hop in text.split(","):  # a chain: the first proxy, then the next through it
+            self._hop(hop.strip())
+        return text
+
+    def _hop(self, text: str) -> None:
         from urllib.parse import urlsplit
 
-        text = _text(value)
         form = ("give socks5://HOST:PORT (socks5h:// to let the proxy resolve names), "
-                "socks4://HOST:PORT (socks4a://) or http://HOST:PORT")
+                "socks4://HOST:PORT (socks4a://) or http://HOST:PORT; a chain as "
+                "URL,URL (a comma in credentials as %2C)")
         try:
             parts = urlsplit(text)
             port = parts.port
@@ -392,7 +398,6 @@ class ProxyURL(TcpcliType):
             raise ValueError(f"{text!r} needs a host and a port: {form}")
         if parts.path not in ("", "/") or parts.query or parts.fragment:
             raise ValueError(f"{text!r} has a path: {form}")
-        return text
 
     def shell_complete(self, ctx: click.Context, param: click.Parameter,
                        incomplete: str) -> list[CompletionItem]:

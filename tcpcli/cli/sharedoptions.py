@@ -63,7 +63,7 @@ def add_shared_options(func: F) -> F:
                     "connecting; 10 s for a TLS handshake or a STARTTLS reply)."),
         option("--proxy", envvar="TCPCLI_PROXY", metavar="URL", type=PROXY_URL, section=PROXY,
                help="Go through a socks5://, socks4:// or http:// (CONNECT) proxy: "
-                    "SCHEME://HOST:PORT."),
+                    "SCHEME://HOST:PORT; a chain as URL,URL (each through the one before)."),
         option("--tls/--no-tls", default=False, section=TLS,
                help="Speak TLS from the first byte."),
         option("--sni", metavar="NAME", type=Text("a server name", 253), section=TLS,

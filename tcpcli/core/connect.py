@@ -10,7 +10,7 @@ import socket
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv6Address
-from typing import TYPE_CHECKING, NamedTuple, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, NamedTuple, Protocol, cast, runtime_checkable
 
 from tcpcli.core.address import join_host_port
 from tcpcli.core.errors import (
@@ -27,6 +27,7 @@ from tcpcli.core.tlsoptions import TLSOptions
 if TYPE_CHECKING:
     import anyio
     import anyio.abc
+    from python_socks._abc import AsyncResolver, AsyncSocketStream
 
     from tcpcli.core.proxyheader import ProxyHeaderSpec
 
@@ -214,63 +215,172 @@ def best_error(errors: list[BaseException], target: str, port: int) -> BaseExcep
 NAME_RESOLVING_SCHEMES = {"socks5h": "socks5", "socks4a": "socks4"}
 
 
+class ProxyHop(NamedTuple):
+    """One proxy of a chain (``--proxy A,B``: A first, then B through A)."""
+
+    url: str  # as given (credentials included)
+    scheme: str  # socks5, socks5h, socks4, socks4a, http
+    host: str
+    port: int
+    resolves_names: bool  # socks5h/socks4a: handed names, never addresses
+
+    @property
+    def shown(self) -> str:
+        return _redact(self.url)
+
+
+def parse_proxy_chain(proxy: str) -> list[ProxyHop]:
+    """``socks5://a:1080`` or a chain ``socks5://a:1080,http://b:3128`` (a comma inside
+    credentials is written %2C); ValueError on a malformed one."""
+    from urllib.parse import urlsplit
+
+    hops = []
+    for url in (part.strip() for part in proxy.split(",")):
+        parts = urlsplit(url)
+        scheme = parts.scheme.lower()
+        if scheme not in (*NAME_RESOLVING_SCHEMES, "socks5", "socks4", "http") \
+                or not parts.hostname or parts.port is None:
+            raise ValueError(f"invalid proxy URL {_redact(url)!r}")
+        hops.append(ProxyHop(url, scheme, parts.hostname, parts.port,
+                             scheme in NAME_RESOLVING_SCHEMES))
+    return hops
+
+
 def proxy_resolves_names(proxy_url: str) -> bool:
-    """Whether this proxy is handed the target's name (and resolves it), not an address."""
-    return proxy_url.partition("://")[0].lower() in NAME_RESOLVING_SCHEMES
+    """Whether the proxy that reaches the target (a chain's last) resolves names."""
+    return parse_proxy_chain(proxy_url)[-1].resolves_names
 
 
 async def dial_proxy(
-    proxy_url: str,
+    hops: Sequence[ProxyHop],
+    first_addresses: Sequence[IPAddress],
     host: IPAddress | str,
     port: int,
     *,
+    connector: Connector,
     slots: SocketSlots,
     clock: PhaseClock,
+    options: ConnectOptions,
     target: str,
     reply_timeout: float,
 ) -> Dialed:
-    """Reach ``host:port`` through a SOCKS4/4a/5/5h or HTTP CONNECT proxy.
+    """Reach ``host:port`` through SOCKS4/4a/5/5h or HTTP CONNECT proxies, in order.
 
-    The proxy is the user's explicit choice and is not judged by the policy; the final
-    destination was judged before we got here. A proxy that resolves names is handed the
-    name (``host`` a str); any other, the checked literal, so that it cannot resolve the
-    name to something else. ``reply_timeout`` bounds the proxy's answer: one that accepts
-    the connection and says nothing must not hold the run forever.
+    The first proxy is dialed like any address (``first_addresses``, through the
+    ``connector``: a recording connector sees it; the user named it, so the policy does not
+    judge it); each proxy is then asked for the next hop over that one connection, and the
+    last for the destination, which was judged before we got here. A proxy that resolves
+    names is handed the name (``host`` a str); any other, the checked literal, so that it
+    cannot resolve the name to something else. ``reply_timeout`` bounds each proxy's
+    answer: one that accepts the connection and says nothing must not hold the run.
     """
-    from python_socks import ProxyConnectionError, ProxyError as SocksProxyError, ProxyTimeoutError
-    from python_socks.async_.anyio import Proxy
+    import anyio
 
-    scheme, sep, rest = proxy_url.partition("://")
-    remote = scheme.lower() in NAME_RESOLVING_SCHEMES
-    url = f"{NAME_RESOLVING_SCHEMES[scheme.lower()]}{sep}{rest}" if remote else proxy_url
-    shown = _redact(proxy_url)
+    first = hops[0]
     try:
-        proxy = Proxy.from_url(url, rdns=remote)
-    except ValueError as exc:
-        raise ProxyError(f"invalid proxy URL {shown!r}: {exc}", target=target,
-                         port=port) from exc
-    slot = slots.try_acquire()
-    if slot is None:
-        with clock.phase("slot-wait", live=slots.live, limit=slots.limit):
-            slot = await slots.acquire()
-    try:
-        with clock.phase("proxy", proxy=shown, address=str(host), port=port):
-            try:
-                stream = await proxy.connect(str(host), port, timeout=reply_timeout)
-            except ProxyTimeoutError as exc:
-                raise ConnectTimeoutError(
-                    f"proxy {shown} did not answer within {reply_timeout:g} s (asked for "
-                    f"{target})", target=target, port=port) from exc
-            except ProxyConnectionError as exc:
-                raise ProxyError(f"cannot reach proxy {shown}: {exc}",
-                                 target=target, port=port) from exc
-            except SocksProxyError as exc:
-                raise ProxyError(f"proxy {shown} refused {target}: {_proxy_reason(exc)}",
-                                 target=target, port=port) from exc
-    except BaseException:
-        slots.release(slot)
+        dialed = await dial(first_addresses, first.port, connector=connector, slots=slots,
+                            clock=clock, options=options, target=f"proxy {first.shown}")
+    except ConnectTimeoutError:
         raise
-    return Dialed(stream, slot, host, port)
+    except TcpcliError as exc:
+        raise ProxyError(f"cannot reach proxy {first.shown}: {exc}", target=target,
+                         port=port) from exc
+    stream = dialed.stream
+    try:
+        for index, hop in enumerate(hops):
+            last = index == len(hops) - 1
+            ask_host = str(host) if last else hops[index + 1].host
+            ask_port = port if last else hops[index + 1].port
+            with clock.phase("proxy", proxy=hop.shown, address=ask_host, port=ask_port):
+                try:
+                    with anyio.fail_after(reply_timeout):
+                        await _ask_proxy(hop, stream, ask_host, ask_port,
+                                         names=hop.resolves_names or not last)
+                except TimeoutError:
+                    raise ConnectTimeoutError(
+                        f"proxy {hop.shown} did not answer within {reply_timeout:g} s (asked "
+                        f"for {join_host_port(ask_host, ask_port)})", target=target,
+                        port=port) from None
+    except BaseException:
+        slots.release(dialed.slot)
+        await anyio.aclose_forcefully(stream)
+        raise
+    return Dialed(stream, dialed.slot, host, port)
+
+
+async def _ask_proxy(hop: ProxyHop, stream: anyio.abc.ByteStream, host: str, port: int, *,
+                     names: bool) -> None:
+    """One proxy's handshake over ``stream``: python-socks' protocol machines, driven here
+    so that the connection itself is ours (dialed through the connector, chained). With
+    ``names`` the proxy is handed a name as it is; otherwise ``host`` is a checked literal."""
+    import anyio
+    from python_socks import ProxyError as SocksProxyError, parse_proxy_url
+    from python_socks._connectors.factory_async import create_connector
+    from python_socks._errors import ProxyError as ReplyProxyError
+    from python_socks._protocols.errors import ReplyError
+
+    scheme = NAME_RESOLVING_SCHEMES.get(hop.scheme, hop.scheme)
+    proxy_type, _, _, username, password = parse_proxy_url(
+        f"{scheme}://{hop.url.partition('://')[2]}")
+    # Duck-typed to python-socks' stream and resolver interfaces (subclassing them would
+    # import python-socks with this module, on every run).
+    resolver = cast("AsyncResolver", _NoLocalResolution())
+    machine = create_connector(proxy_type=proxy_type, username=username, password=password,
+                               rdns=names, resolver=resolver)
+    try:
+        await machine.connect(stream=cast("AsyncSocketStream", _SocksStream(stream)),
+                              host=host, port=port)
+    except (ReplyError, ReplyProxyError, SocksProxyError) as exc:
+        raise ProxyError(f"proxy {hop.shown} refused {join_host_port(host, port)}: "
+                         f"{_proxy_reason(exc)}", target=join_host_port(host, port),
+                         port=port) from exc
+    except (anyio.EndOfStream, anyio.BrokenResourceError, ConnectionError) as exc:
+        raise ProxyError(f"proxy {hop.shown} closed the connection before it answered "
+                         f"(asked for {join_host_port(host, port)})",
+                         target=join_host_port(host, port), port=port) from exc
+
+
+class _SocksStream:
+    """python-socks' stream interface over any anyio byte stream (ours, not its own)."""
+
+    def __init__(self, stream: anyio.abc.ByteStream) -> None:
+        self._stream = stream
+
+    async def write(self, data: bytes) -> None:
+        await self._stream.send(data)
+
+    async def read(self, max_bytes: int = 65536) -> bytes:
+        import anyio
+
+        try:
+            return await self._stream.receive(max_bytes)
+        except anyio.EndOfStream:
+            return b""
+
+    async def read_exactly(self, n: int) -> bytes:
+        from python_socks._errors import ProxyError as ReplyProxyError
+
+        data = bytearray()
+        while len(data) < n:
+            packet = await self.read(n - len(data))
+            if not packet:
+                raise ReplyProxyError("the proxy closed the connection mid-reply")
+            data += packet
+        return bytes(data)
+
+    async def close(self) -> None:
+        await self._stream.aclose()
+
+
+class _NoLocalResolution:
+    """The resolver python-socks would use to look a name up itself: never, here. Names
+    go to proxies that resolve them; everything else is a literal the policy checked."""
+
+    async def resolve(self, host: str, port: int = 0, family: int = socket.AF_UNSPEC) -> (
+        tuple[int, str]
+    ):
+        raise ProxyError(f"{host!r} would be resolved outside tcpcli's resolver and policy",
+                         target=host, port=port)
 
 
 def _proxy_reason(exc: Exception) -> str:

@@ -47,7 +47,14 @@ from tcpcli.core.address import (
     parse_address,
     validate_secure_transport,
 )
-from tcpcli.core.connect import ConnectOptions, Dialed, dial, dial_proxy, proxy_resolves_names
+from tcpcli.core.connect import (
+    ConnectOptions,
+    Dialed,
+    dial,
+    dial_proxy,
+    parse_proxy_chain,
+    proxy_resolves_names,
+)
 from tcpcli.core.destination import check_name_only
 from tcpcli.core.errors import (
     NOT_BYTES,
@@ -75,6 +82,7 @@ from tcpcli.core.tlsoptions import TLSOptions
 
 if TYPE_CHECKING:
     import ssl
+    from ipaddress import IPv4Address, IPv6Address
 
     from _typeshed import HasFileno, WriteableBuffer as WritableBuffer
 
@@ -472,9 +480,7 @@ class Socket:
         addresses = destination.ordered(options.family)
         dialed: Dialed
         if options.proxy:
-            dialed = await dial_proxy(options.proxy, addresses[0], port,
-                                      slots=invocation.slots, clock=self.clock, target=target,
-                                      reply_timeout=self._reply_timeout)
+            dialed = await self._through_proxies(options.proxy, addresses[0], port)
         else:
             dialed = await dial(addresses, port, connector=invocation.connector,
                                 slots=invocation.slots, clock=self.clock, options=options,
@@ -524,10 +530,22 @@ class Socket:
         name = destination.name
         self.judged_by_name = (f"the proxy resolves {name}: the policy judged its name alone "
                                "(its address is not seen here)")
-        dialed = await dial_proxy(proxy, name, address.port, slots=invocation.slots,
-                                  clock=self.clock, target=address.address_str,
-                                  reply_timeout=self._reply_timeout)
-        return self._take_dialed(dialed)
+        return self._take_dialed(await self._through_proxies(proxy, name, address.port))
+
+    async def _through_proxies(self, proxy: str, host: IPv4Address | IPv6Address | str,
+                               port: int) -> Dialed:
+        """The first proxy dialed through the connector like an entry point (named by the
+        user, resolved here if a name, never judged), then each asked for the next hop."""
+        from tcpcli.core.entrypoint import EntryPoint, entry_addresses
+
+        invocation, options = self.invocation, self.options
+        hops = parse_proxy_chain(proxy)
+        first = await entry_addresses(invocation, EntryPoint(hops[0].host, hops[0].port),
+                                      family=options.family, clock=self.clock)
+        return await dial_proxy(hops, first, host, port, connector=invocation.connector,
+                                slots=invocation.slots, clock=self.clock, options=options,
+                                target=self.address.address_str,
+                                reply_timeout=self._reply_timeout)
 
     async def _dial_via(self, via: str) -> anyio.abc.ByteStream:
         """The logical target judged, the entry point dialed (``core.entrypoint``)."""

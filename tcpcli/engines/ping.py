@@ -282,12 +282,14 @@ class Pinger:
             if tried:
                 peer = join_host_port(str(tried[-1].detail["address"]),
                                       int(str(tried[-1].detail.get("port", sock.address.port))))
-        connect_ms = _last_ok(phases, "connect") or _last_ok(phases, "proxy")
+        connect_ms = _last_ok(phases, "connect")
+        proxies_ms = _total(phases, "proxy")  # each proxy's answer, when going through some
         tls_ms = _last_ok(phases, "tls")
         starttls_ms = _last_ok(phases, "starttls")
         time_ms = None
         if ok:
-            time_ms = sum(ms for ms in (connect_ms, tls_ms, starttls_ms) if ms is not None)
+            time_ms = sum(ms for ms in (connect_ms, proxies_ms, tls_ms, starttls_ms)
+                          if ms is not None)
         report = ready.tls_report
         return Attempt(
             seq=seq, ok=ok, state=state, peer=peer, addresses=addresses,

@@ -24,6 +24,7 @@ import pytest
 
 from tcpcli.core.policy import Policy
 from tests.integration.test_cli_starttls import smtp_server
+from tests.integration.test_proxy import Socks5
 from tests.support.peers import LoopbackServer, echo, serve
 
 REPOSITORY = Path(__file__).resolve().parents[2]
@@ -145,5 +146,26 @@ def test_via_dials_the_entry_point_alone_and_never_for_a_refused_target(
             == [("connector", "127.0.0.1", entry.port)]
         exit_code, dials, printed = record(tmp_path, "connect", f"{REFUSED}:7", "--via",
                                            entry.address, "--send", "hi")
+    assert exit_code == 3, printed
+    assert dials == []
+
+
+def test_a_proxy_is_dialed_through_the_connector_and_never_for_a_refused_target(
+        tmp_path: Path) -> None:
+    # --proxy: the CLI's one dial is the first proxy's, through the Connector; the target
+    # is reached by the proxy (asked for the checked literal), and a refused target stops
+    # the run before the proxy is dialed.
+    socks = Socks5()
+    with serve(echo) as target, serve(socks) as proxy:
+        exit_code, dials, printed = record(tmp_path, "connect", target.address, "--proxy",
+                                           f"socks5://127.0.0.1:{proxy.port}", "--send", "hi",
+                                           *ALLOW)
+        assert exit_code == 0, printed
+        assert [(d["via"], d["address"], d["port"]) for d in dials] == [
+            ("connector", "127.0.0.1", proxy.port), ("socket", "127.0.0.1", proxy.port)]
+        assert socks.requests == [("127.0.0.1", target.port)]
+        exit_code, dials, printed = record(tmp_path, "connect", f"{REFUSED}:7", "--proxy",
+                                           f"socks5://127.0.0.1:{proxy.port}", "--send", "hi",
+                                           *ALLOW)
     assert exit_code == 3, printed
     assert dials == []

@@ -6,10 +6,12 @@ from __future__ import annotations
 import socket
 import struct
 import threading
+from typing import Any
 
 import pytest
 
 import tcpcli
+from tcpcli.core.connect import SystemConnector
 from tcpcli.core.errors import PolicyError, ProxyError
 from tcpcli.core.resolve import StaticResolver
 from tests.support.peers import echo, serve
@@ -83,8 +85,50 @@ async def test_socks5_gets_the_checked_literal_and_the_phase_is_timed() -> None:
             assert await sock.readable.receive() == b"through the proxy"
             await sock.close()
     assert socks.requests == [("127.0.0.1", target.port)]
-    phases = [p.name for p in sock.clock.phases]
-    assert "proxy" in phases and "connect" not in phases
+    # The proxy hop has its own timing: the TCP connect to the proxy (through the
+    # connector, like any dial), then the proxy's answer for the target.
+    hops = [(p.name, p.detail.get("address"), p.detail.get("port")) for p in sock.clock.phases
+            if p.name in ("connect", "proxy")]
+    assert hops == [("connect", "127.0.0.1", proxy.port), ("proxy", "127.0.0.1", target.port)]
+
+
+async def test_a_chain_reaches_the_target_through_each_proxy_in_turn() -> None:
+    first, second = Socks5(), Socks5()
+    with serve(echo) as target, serve(first) as a, serve(second) as b:
+        async with tcpcli.Invocation(policy=tcpcli.Policy.parse("workers",
+                                                                allow=["127.0.0.1"])):
+            sock = tcpcli.connect(target.address, proxy=f"socks5://127.0.0.1:{a.port},"
+                                                        f"socks5h://127.0.0.1:{b.port}")
+            await sock.writable.send(b"two hops")
+            assert await sock.readable.receive() == b"two hops"
+            await sock.close()
+    # A is asked for B; B (socks5h: it resolves names) is asked for the target itself.
+    assert first.requests == [("127.0.0.1", b.port)]
+    assert second.requests == [("127.0.0.1", target.port)]
+    hops = [(p.name, p.detail.get("port")) for p in sock.clock.phases
+            if p.name in ("connect", "proxy")]
+    assert hops == [("connect", a.port), ("proxy", b.port), ("proxy", target.port)]
+
+
+async def test_the_first_proxy_is_dialed_through_the_connector() -> None:
+    dialed: list[tuple[str, int]] = []
+
+    class Recording(SystemConnector):
+        async def connect_tcp(self, host: Any, port: int, *,
+                              local_address: str | None = None) -> Any:
+            dialed.append((str(host), port))
+            return await super().connect_tcp(host, port, local_address=local_address)
+
+    socks = Socks5()
+    with serve(echo) as target, serve(socks) as proxy:
+        async with tcpcli.Invocation(policy=tcpcli.Policy.parse("workers",
+                                                                allow=["127.0.0.1"]),
+                                     connector=Recording()), tcpcli.connect(target.address,
+                                  proxy=f"socks5://localhost:{proxy.port}") as sock:
+            await sock.writable.send(b"x")
+            assert await sock.readable.receive() == b"x"
+    # (localhost may be tried as ::1 first, where nothing listens)
+    assert ("127.0.0.1", proxy.port) in dialed and {port for _, port in dialed} == {proxy.port}
 
 
 async def test_http_connect_proxy() -> None:

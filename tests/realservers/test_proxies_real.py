@@ -178,3 +178,34 @@ def test_a_proxy_that_never_answers_times_out(tmp_path: Path) -> None:
     assert proc.returncode == 6, proc.stderr
     assert time.monotonic() - started < 4
     assert b"did not answer" in proc.stderr or b"timed out" in proc.stderr
+
+
+def test_a_chain_of_real_proxies(microsocks: RealServer, tinyproxy: RealServer,
+                                 tmp_path: Path) -> None:
+    """microsocks first, tinyproxy through it, the target through both: each hop is
+    timed, and the CONNECT tinyproxy got names the target."""
+    events = tmp_path / "events.jsonl"
+    payload = b"two real hops\n"
+    with serve(answer_then_close(len(payload))) as target:
+        proc = connect_kept_open(target.address, *ALLOW, "--proxy",
+                                 f"{socks(microsocks)},{http(tinyproxy)}",
+                                 "--events", str(events), payload=payload)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == payload
+    phases = [json.loads(line) for line in events.read_text().splitlines()]
+    hops = [(e["event"], e.get("port"), e["outcome"]) for e in phases
+            if e["event"] in ("attempt", "proxy")]
+    assert hops == [("attempt", microsocks.port(), "ok"), ("proxy", tinyproxy.port(), "ok"),
+                    ("proxy", target.port, "ok")]
+    assert b"sesame" not in proc.stderr and b"sesame" not in events.read_bytes()
+
+
+def test_ping_through_a_real_proxy(microsocks: RealServer) -> None:
+    with serve(echo) as target:
+        proc = run_cli("ping", target.address, *ALLOW, "--proxy", socks(microsocks), "-c",
+                       "2", "-i", "0.05", "--json")
+    assert proc.returncode == 0, proc.stderr
+    rounds = [json.loads(line) for line in proc.stdout.decode().splitlines()]
+    rounds = [e for e in rounds if e["event"] == "ping"]
+    assert [r["state"] for r in rounds] == ["open", "open"]
+    assert all(r["time_ms"] > 0 for r in rounds)
