@@ -46,7 +46,7 @@ Examples:
               help="One demo_section event per section (JSON Lines on stdout).")
 @click.pass_obj
 def demo_command(env: Environment | None, as_json: bool) -> None:
-    """Run connect, probe, starttls and bench against built-in loopback peers (works
+    """Run connect, probe, starttls, bench and ping against built-in loopback peers (works
     offline): an echo service, a TLS echo service and an SMTP service with STARTTLS."""
     env = env or Environment()
     env.start_session("demo", json=as_json)
@@ -257,6 +257,7 @@ async def _demo(tour: Tour) -> int:
                                  [plain_port, tls_port, smtp_port])
             await _starttls_section(tour, lifted, tls_options, smtp_port)
             await _bench_section(tour, lifted, plain_port)
+            await _ping_section(tour, lifted, tls_options, tls_port)
             tour.flush()
             peers.cancel_scope.cancel()
     return ExitCode.OK
@@ -333,3 +334,33 @@ async def _bench_section(tour: Tour, policy: Policy, port: int) -> None:
                              invocation).run()
     for renderable in rich_report(result, None):
         tour.console.print(renderable)
+
+
+async def _ping_section(tour: Tour, policy: Policy, tls: TLSOptions, port: int) -> None:
+    from tcpcli.core.connect import ConnectOptions
+    from tcpcli.core.expect import check_all, parse
+    from tcpcli.core.invocation import Invocation
+    from tcpcli.engines.ping import Attempt, PingConfig, Pinger
+    from tcpcli.render.ping import attempt_line, header_line, summary_lines
+
+    console = tour.console
+    checks = ["loss<=0%", "p99<500ms", "cert.days>=1"]
+    tour.section("8. tcpcli ping --tls: handshakes over time, checked with --expect")
+    console.print(f"$ tcpcli ping 127.0.0.1:{port} --tls -c 3 -i 0.1 "
+                  + " ".join(f"--expect '{c}'" for c in checks), markup=False)
+    config = PingConfig(address=f"127.0.0.1:{port}", count=3, interval=0.1,
+                        secure_transport="on")
+
+    def show(attempt: Attempt) -> None:
+        console.print(attempt_line(attempt), markup=False)
+
+    console.print(header_line(config), markup=False)
+    async with Invocation(policy=policy, options=ConnectOptions(tls=tls)) as invocation:
+        stats = await Pinger(config, invocation, on_attempt=show).run()
+    for line in summary_lines(config, stats):
+        console.print(line, markup=False)
+    for verdict in check_all([parse(c, "ping") for c in checks], stats.facts()):
+        state = "ok" if verdict.passed else "FAILED"
+        console.print(f"check {verdict.expectation}: {state} ({verdict.found})", markup=False)
+    console.print("[dim]Each round is a fresh TCP and TLS handshake, the name resolved and "
+                  "judged again; --expect turns any run into a gate (exit 9).[/]\n")

@@ -83,8 +83,7 @@ def kernel_line(result: BenchResult) -> str | None:
     if h.count == 0:
         return None
     return (f"kernel      rtt p50={_ms(h.percentile(50))} p99={_ms(h.percentile(99))} "
-            f"max={_ms(h.max)} ms over {h.count} connections, "
-            f"{result.retransmits} retransmits")
+            f"max={_ms(h.max)} ms (n={h.count}) retransmits={result.retransmits}")
 
 
 def resumption_line(result: BenchResult) -> str:

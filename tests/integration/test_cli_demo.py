@@ -61,6 +61,10 @@ def test_demo_runs_every_command_against_its_own_peers_piped() -> None:
     # 7: bench measured every sample, six at a time.
     assert re.search(r"-c 6 +300 ok +0 errors", flat)
     assert re.search(r"^ *connect +300 +[\d.]+ ", out, re.M)
+    # 8: ping's rounds and summary, and its checks held.
+    assert len(re.findall(r"^seq=\d 127\.0\.0\.1:\d+ tls TLSv1\.[23] time=", out, re.M)) == 3
+    assert "3 sent, 3 ok, 0.0% loss" in out
+    assert re.search(r"^check cert\.days>=1: ok \(\d+ days\)$", out, re.M)
 
 
 def test_demo_json_is_one_event_per_section() -> None:
@@ -71,8 +75,9 @@ def test_demo_json_is_one_event_per_section() -> None:
     assert {e["schema"] for e in events} == {"tcpcli/1"}
     assert {e["event"] for e in events} == {"demo_section"}
     titles = [e["title"] for e in events]
-    assert titles[0] == "tcpcli demo" and titles[-1].startswith("7. tcpcli bench")
-    assert len(titles) == 8
+    assert titles[0] == "tcpcli demo" and titles[-2].startswith("7. tcpcli bench")
+    assert titles[-1].startswith("8. tcpcli ping")
+    assert len(titles) == 9
     assert any("peak simultaneous sockets: 6" in line for e in events for line in e["lines"])
 
 
