@@ -53,7 +53,7 @@ def config_command(env: Environment | None, /, action: str, command_line: tuple[
     --no-config. A missing default file is fine, a missing named one an error.
 
     It is TOML. Keys are spelled like the flags (max_sockets for --max-sockets). At the
-    top level: the options every command shares. In [connect], [probe], [starttls] and
+    top level: the options every command shares. In [connect], [probe], [ping], [starttls] and
     [bench]: any option of that command. In [targets.NAME]: an address, shared options,
     starttls (connect's --starttls, starttls's --protocol), and via, send_proxy and
     proxy_source (how it is reached); @NAME as a TARGET stands for it. Relative paths
