@@ -15,14 +15,16 @@ from __future__ import annotations
 import contextlib
 import glob
 import os
+import platform
 import pwd
 import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -79,6 +81,12 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
+
+
+def pick(ports: Mapping[str, int] | None, listener: str) -> int:
+    """The port asked for ``listener`` (a benchmark puts servers on their standard ports,
+    in a namespace of its own), else a free one."""
+    return (ports or {}).get(listener) or free_port()
 
 
 def accepts(port: int) -> bool:
@@ -219,6 +227,13 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
 
 @pytest.fixture(scope="session")
 def server_files(tls_ca: trustme.CA) -> Iterator[ServerFiles]:
+    with make_server_files(tls_ca) as files:
+        yield files
+
+
+@contextlib.contextmanager
+def make_server_files(tls_ca: trustme.CA) -> Iterator[ServerFiles]:
+    """A scratch directory with a certificate for localhost and 127.0.0.1 from ``tls_ca``."""
     # Not under tmp_path: pytest keeps that private to us (0700), and the servers' own
     # users must reach their files.
     root = Path(tempfile.mkdtemp(prefix="tcpcli-realservers-"))
@@ -228,12 +243,15 @@ def server_files(tls_ca: trustme.CA) -> Iterator[ServerFiles]:
     tls_ca.cert_pem.write_to_path(str(files.ca))
     files.cert.write_bytes(b"".join(pem.bytes() for pem in leaf.cert_chain_pems))
     leaf.private_key_pem.write_to_path(str(files.key))
-    yield files
-    shutil.rmtree(root, ignore_errors=True)
+    try:
+        yield files
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
 
 
-@pytest.fixture(scope="session")
-def postgres_server(server_files: ServerFiles) -> Iterator[RealServer]:
+@contextlib.contextmanager
+def start_postgres(server_files: ServerFiles,
+                   ports: Mapping[str, int] | None = None) -> Iterator[RealServer]:
     postgres = require_binary("postgres", pattern="/usr/lib/postgresql/*/bin/postgres")
     bindir = Path(postgres).parent
     user = service_user("postgres")
@@ -242,7 +260,8 @@ def postgres_server(server_files: ServerFiles) -> Iterator[RealServer]:
                "--no-sync", "--no-instructions"], user=user, cwd=cwd)
     version, cipher = "TLSv1.2", "ECDHE-ECDSA-CHACHA20-POLY1305"
     server = RealServer("postgres", package_version(f"postgresql-{bindir.parent.name}"),
-                        {"postgres": free_port()}, pinned_tls={"postgres": (version, cipher)},
+                        {"postgres": pick(ports, "postgres")},
+                        pinned_tls={"postgres": (version, cipher)},
                         stop_signal=signal.SIGINT)  # a fast shutdown
     launch(server, [postgres, "-D", str(cwd / "data"), "-k", "", "-h", "127.0.0.1",
                     "-p", str(server.port()), "-c", "fsync=off", "-c", "ssl=on",
@@ -251,6 +270,12 @@ def postgres_server(server_files: ServerFiles) -> Iterator[RealServer]:
                     "-c", f"ssl_max_protocol_version={version}", "-c", f"ssl_ciphers={cipher}"],
            cwd=cwd, user=user, ready_marker="ready to accept connections")
     with running(server):
+        yield server
+
+
+@pytest.fixture(scope="session")
+def postgres_server(server_files: ServerFiles) -> Iterator[RealServer]:
+    with start_postgres(server_files) as server:
         yield server
 
 
@@ -304,8 +329,9 @@ service lmtp {{
 """
 
 
-@pytest.fixture(scope="session")
-def dovecot_server(server_files: ServerFiles) -> Iterator[RealServer]:
+@contextlib.contextmanager
+def start_dovecot(server_files: ServerFiles,
+                  ports: Mapping[str, int] | None = None) -> Iterator[RealServer]:
     dovecot = require_binary("dovecot")
     for part in ("imap-login", "pop3-login", "managesieve-login", "lmtp"):
         require(Path("/usr/lib/dovecot", part).exists(), f"dovecot's {part} is not installed")
@@ -313,7 +339,7 @@ def dovecot_server(server_files: ServerFiles) -> Iterator[RealServer]:
     cwd = server_files.workdir("dovecot")
     suite = "TLS_CHACHA20_POLY1305_SHA256"
     server = RealServer("dovecot", package_version("dovecot-core"),
-                        {name: free_port() for name in ("imap", "pop3", "sieve", "lmtp")},
+                        {name: pick(ports, name) for name in ("imap", "pop3", "sieve", "lmtp")},
                         # Dovecot 2.3's LMTP ignores ssl_cipher_suites; its logins obey it.
                         pinned_tls={name: ("TLSv1.3", suite) for name in ("imap", "pop3",
                                                                           "sieve")})
@@ -322,6 +348,12 @@ def dovecot_server(server_files: ServerFiles) -> Iterator[RealServer]:
     # -F: stay in the foreground; its own log_path keeps the log in cwd.
     launch(server, [dovecot, "-F", "-c", str(cwd / "dovecot.conf")], cwd=cwd)
     with running(server):
+        yield server
+
+
+@pytest.fixture(scope="session")
+def dovecot_server(server_files: ServerFiles) -> Iterator[RealServer]:
+    with start_dovecot(server_files) as server:
         yield server
 
 
@@ -342,13 +374,14 @@ seccomp_sandbox=NO
 """
 
 
-@pytest.fixture(scope="session")
-def vsftpd_server(server_files: ServerFiles) -> Iterator[RealServer]:
+@contextlib.contextmanager
+def start_vsftpd(server_files: ServerFiles,
+                 ports: Mapping[str, int] | None = None) -> Iterator[RealServer]:
     vsftpd = require_binary("vsftpd")
     require_root("vsftpd")
     cwd = server_files.workdir("vsftpd")
     (cwd / "empty").mkdir()
-    server = RealServer("vsftpd", package_version("vsftpd"), {"ftp": free_port()})
+    server = RealServer("vsftpd", package_version("vsftpd"), {"ftp": pick(ports, "ftp")})
     (cwd / "vsftpd.conf").write_text(VSFTPD_CONF.format(port=server.port(), cwd=cwd))
     launch(server, [vsftpd, str(cwd / "vsftpd.conf")], cwd=cwd)
     with running(server):
@@ -356,7 +389,14 @@ def vsftpd_server(server_files: ServerFiles) -> Iterator[RealServer]:
 
 
 @pytest.fixture(scope="session")
-def slapd_server(server_files: ServerFiles) -> Iterator[RealServer]:
+def vsftpd_server(server_files: ServerFiles) -> Iterator[RealServer]:
+    with start_vsftpd(server_files) as server:
+        yield server
+
+
+@contextlib.contextmanager
+def start_slapd(server_files: ServerFiles,
+                ports: Mapping[str, int] | None = None) -> Iterator[RealServer]:
     slapd = require_binary("slapd")
     cwd = server_files.workdir("slapd")
     # No database: the RootDSE and the StartTLS extended operation need none.
@@ -365,7 +405,7 @@ def slapd_server(server_files: ServerFiles) -> Iterator[RealServer]:
         f"pidfile {cwd}/slapd.pid\n"
         f"TLSCertificateFile {cwd}/cert.pem\n"
         f"TLSCertificateKeyFile {cwd}/key.pem\n")
-    server = RealServer("slapd", package_version("slapd"), {"ldap": free_port()})
+    server = RealServer("slapd", package_version("slapd"), {"ldap": pick(ports, "ldap")})
     # -d 0: stay in the foreground, logging nothing but errors.
     launch(server, [slapd, "-d", "0", "-f", str(cwd / "slapd.conf"),
                     "-h", f"ldap://127.0.0.1:{server.port()}/"], cwd=cwd)
@@ -374,7 +414,14 @@ def slapd_server(server_files: ServerFiles) -> Iterator[RealServer]:
 
 
 @pytest.fixture(scope="session")
-def mariadb_server(server_files: ServerFiles) -> Iterator[RealServer]:
+def slapd_server(server_files: ServerFiles) -> Iterator[RealServer]:
+    with start_slapd(server_files) as server:
+        yield server
+
+
+@contextlib.contextmanager
+def start_mariadb(server_files: ServerFiles,
+                  ports: Mapping[str, int] | None = None) -> Iterator[RealServer]:
     mariadbd = require_binary("mariadbd")
     install_db = require_binary("mariadb-install-db")
     user = service_user("mysql")
@@ -383,7 +430,8 @@ def mariadb_server(server_files: ServerFiles) -> Iterator[RealServer]:
     run_setup([install_db, "--no-defaults", f"--datadir={cwd / 'data'}", *user_option,
                "--auth-root-authentication-method=normal", "--skip-test-db"], cwd=cwd)
     version, cipher = "TLSv1.2", "ECDHE-ECDSA-AES128-GCM-SHA256"
-    server = RealServer("mariadb", package_version("mariadb-server"), {"mysql": free_port()},
+    server = RealServer("mariadb", package_version("mariadb-server"),
+                        {"mysql": pick(ports, "mysql")},
                         pinned_tls={"mysql": (version, cipher)})
     launch(server, [mariadbd, "--no-defaults", f"--datadir={cwd / 'data'}", *user_option,
                     "--bind-address=127.0.0.1", f"--port={server.port()}",
@@ -394,6 +442,12 @@ def mariadb_server(server_files: ServerFiles) -> Iterator[RealServer]:
                     f"--log-error={cwd / 'server.log'}"],
            cwd=cwd, ready_marker="ready for connections")
     with running(server):
+        yield server
+
+
+@pytest.fixture(scope="session")
+def mariadb_server(server_files: ServerFiles) -> Iterator[RealServer]:
+    with start_mariadb(server_files) as server:
         yield server
 
 
@@ -417,8 +471,9 @@ VirtualHost "localhost"
 """
 
 
-@pytest.fixture(scope="session")
-def prosody_server(server_files: ServerFiles) -> Iterator[RealServer]:
+@contextlib.contextmanager
+def start_prosody(server_files: ServerFiles,
+                  ports: Mapping[str, int] | None = None) -> Iterator[RealServer]:
     prosody = require_binary("prosody")
     user = service_user("prosody")
     cwd = server_files.workdir("prosody", user)
@@ -427,12 +482,18 @@ def prosody_server(server_files: ServerFiles) -> Iterator[RealServer]:
         account = pwd.getpwnam(user)
         os.chown(cwd / "data", account.pw_uid, account.pw_gid)
     server = RealServer("prosody", package_version("prosody"),
-                        {"xmpp": free_port(), "xmpp-server": free_port()})
+                        {"xmpp": pick(ports, "xmpp"), "xmpp-server": pick(ports, "xmpp-server")})
     (cwd / "prosody.cfg.lua").write_text(PROSODY_CONF.format(
         cwd=cwd, port=server.port("xmpp"), s2s_port=server.port("xmpp-server")))
     launch(server, [prosody, "--config", str(cwd / "prosody.cfg.lua"), "-F"],
            cwd=cwd, user=user)
     with running(server):
+        yield server
+
+
+@pytest.fixture(scope="session")
+def prosody_server(server_files: ServerFiles) -> Iterator[RealServer]:
+    with start_prosody(server_files) as server:
         yield server
 
 
@@ -461,17 +522,24 @@ INSPIRCD_CONF = """\
 """
 
 
-@pytest.fixture(scope="session")
-def inspircd_server(server_files: ServerFiles) -> Iterator[RealServer]:
+@contextlib.contextmanager
+def start_inspircd(server_files: ServerFiles,
+                   ports: Mapping[str, int] | None = None) -> Iterator[RealServer]:
     inspircd = require_binary("inspircd")
     user = service_user("irc")  # it refuses to run as root
     cwd = server_files.workdir("inspircd", user)
-    server = RealServer("inspircd", package_version("inspircd"), {"irc": free_port()})
+    server = RealServer("inspircd", package_version("inspircd"), {"irc": pick(ports, "irc")})
     (cwd / "inspircd.conf").write_text(INSPIRCD_CONF.format(cwd=cwd, port=server.port()))
     (cwd / "motd.txt").write_text("tcpcli tests\n")
     launch(server, [inspircd, "--config", str(cwd / "inspircd.conf"), "--nofork", "--nopid"],
            cwd=cwd, user=user)
     with running(server):
+        yield server
+
+
+@pytest.fixture(scope="session")
+def inspircd_server(server_files: ServerFiles) -> Iterator[RealServer]:
+    with start_inspircd(server_files) as server:
         yield server
 
 
@@ -502,8 +570,9 @@ cleanup unix n - n - 0 cleanup
 """
 
 
-@pytest.fixture(scope="session")
-def postfix_server(server_files: ServerFiles) -> Iterator[RealServer]:
+@contextlib.contextmanager
+def start_postfix(server_files: ServerFiles,
+                  ports: Mapping[str, int] | None = None) -> Iterator[RealServer]:
     postfix = require_binary("postfix")
     require_root("postfix")
     cwd = server_files.workdir("postfix")
@@ -512,13 +581,19 @@ def postfix_server(server_files: ServerFiles) -> Iterator[RealServer]:
     (cwd / "data").mkdir()
     account = pwd.getpwnam("postfix")
     os.chown(cwd / "data", account.pw_uid, account.pw_gid)
-    server = RealServer("postfix", package_version("postfix"), {"smtp": free_port()},
+    server = RealServer("postfix", package_version("postfix"), {"smtp": pick(ports, "smtp")},
                         stop_argv=[postfix, "-c", str(cwd / "conf"), "stop"])
     (cwd / "conf" / "main.cf").write_text(POSTFIX_MAIN_CF.format(cwd=cwd))
     (cwd / "conf" / "master.cf").write_text(POSTFIX_MASTER_CF.format(port=server.port()))
     # start-fg: the master stays in the foreground (in a session of its own).
     launch(server, [postfix, "-c", str(cwd / "conf"), "start-fg"], cwd=cwd)
     with running(server):
+        yield server
+
+
+@pytest.fixture(scope="session")
+def postfix_server(server_files: ServerFiles) -> Iterator[RealServer]:
+    with start_postfix(server_files) as server:
         yield server
 
 
@@ -564,13 +639,14 @@ access "all" {
 """
 
 
-@pytest.fixture(scope="session")
-def inn_server(server_files: ServerFiles) -> Iterator[RealServer]:
+@contextlib.contextmanager
+def start_inn(server_files: ServerFiles,
+              ports: Mapping[str, int] | None = None) -> Iterator[RealServer]:
     nnrpd = require_binary("nnrpd", pattern="/usr/lib/news/bin/nnrpd")
     user = service_user("news")  # as innd would start it
     cwd = server_files.workdir("inn", user)
     version, suite = "TLSv1.3", "TLS_AES_128_GCM_SHA256"  # not OpenSSL's first choice
-    server = RealServer("inn", package_version("inn2"), {"nntp": free_port()},
+    server = RealServer("inn", package_version("inn2"), {"nntp": pick(ports, "nntp")},
                         pinned_tls={"nntp": (version, suite)})
     (cwd / "inn.conf").write_text(INN_CONF.format(cwd=cwd, tls_version=version,
                                                   tls_suite=suite))
@@ -584,4 +660,153 @@ def inn_server(server_files: ServerFiles) -> Iterator[RealServer]:
     launch(server, ["env", inn_conf, nnrpd, "-D", "-f", "-n", "-b", "127.0.0.1",
                     "-p", str(server.port())], cwd=cwd, user=user)
     with running(server):
+        yield server
+
+
+@pytest.fixture(scope="session")
+def inn_server(server_files: ServerFiles) -> Iterator[RealServer]:
+    with start_inn(server_files) as server:
+        yield server
+
+
+# --------------------------------------------------------------------------- identification
+# Servers that speak no STARTTLS, for probe's service identification: each on a free port
+# with a throwaway configuration (never the system's daemon or its files).
+
+SSHD_CONFIG = """\
+Port {port}
+ListenAddress 127.0.0.1
+HostKey {cwd}/ssh_host_ed25519_key
+PidFile {cwd}/sshd.pid
+UsePAM no
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+AuthorizedKeysFile none
+AllowUsers nobody-tcpcli
+"""
+
+
+@contextlib.contextmanager
+def start_sshd(server_files: ServerFiles,
+               ports: Mapping[str, int] | None = None) -> Iterator[RealServer]:
+    sshd = require_binary("sshd")
+    keygen = require_binary("ssh-keygen")
+    require_root("sshd")
+    cwd = server_files.workdir("sshd")
+    run_setup([keygen, "-q", "-t", "ed25519", "-N", "", "-C", "tcpcli-test",
+               "-f", str(cwd / "ssh_host_ed25519_key")], cwd=cwd)
+    # sshd insists on its privilege-separation directory (Debian's unit creates it).
+    Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
+    server = RealServer("sshd", package_version("openssh-server"), {"ssh": pick(ports, "ssh")})
+    (cwd / "sshd_config").write_text(SSHD_CONFIG.format(port=server.port(), cwd=cwd))
+    # -D: no daemon; -e: log to stderr (our log file); an absolute path, as sshd requires.
+    launch(server, [sshd, "-D", "-e", "-f", str(cwd / "sshd_config")], cwd=cwd)
+    with running(server):
+        yield server
+
+
+@pytest.fixture(scope="session")
+def sshd_server(server_files: ServerFiles) -> Iterator[RealServer]:
+    with start_sshd(server_files) as server:
+        yield server
+
+
+@contextlib.contextmanager
+def start_redis(server_files: ServerFiles, ports: Mapping[str, int] | None = None, *,
+                password: str | None = None) -> Iterator[RealServer]:
+    """redis-server without persistence; with ``password`` every command but AUTH answers
+    NOAUTH (the password is the server's configuration: no probe ever sends one)."""
+    redis = require_binary("redis-server")
+    name = "redis-auth" if password else "redis"
+    cwd = server_files.workdir(name)
+    server = RealServer(name, package_version("redis-server"), {"redis": pick(ports, "redis")})
+    config = [f"port {server.port()}", "bind 127.0.0.1", "save \"\"", "appendonly no",
+              f"dir {cwd}", "daemonize no", f"pidfile {cwd}/redis.pid", "loglevel warning"]
+    if password:
+        config.append(f"requirepass {password}")
+    (cwd / "redis.conf").write_text("\n".join(config) + "\n")
+    launch(server, [redis, str(cwd / "redis.conf")], cwd=cwd)
+    with running(server):
+        yield server
+
+
+@pytest.fixture(scope="session")
+def redis_server(server_files: ServerFiles) -> Iterator[RealServer]:
+    with start_redis(server_files) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def redis_auth_server(server_files: ServerFiles) -> Iterator[RealServer]:
+    with start_redis(server_files, password=os.urandom(12).hex()) as server:
+        yield server
+
+
+MOSQUITTO_CONF = """\
+listener {port} 127.0.0.1
+allow_anonymous {anonymous}
+persistence false
+pid_file {cwd}/mosquitto.pid
+log_dest stdout
+"""
+
+
+@contextlib.contextmanager
+def start_mosquitto(server_files: ServerFiles, ports: Mapping[str, int] | None = None, *,
+                    anonymous: bool = True) -> Iterator[RealServer]:
+    mosquitto = require_binary("mosquitto")
+    user = service_user("mosquitto")  # as root it would switch to this user itself
+    cwd = server_files.workdir("mosquitto", user)
+    server = RealServer("mosquitto", package_version("mosquitto"), {"mqtt": pick(ports, "mqtt")})
+    (cwd / "mosquitto.conf").write_text(MOSQUITTO_CONF.format(
+        port=server.port(), cwd=cwd, anonymous="true" if anonymous else "false"))
+    launch(server, [mosquitto, "-c", str(cwd / "mosquitto.conf")], cwd=cwd)
+    with running(server):
+        yield server
+
+
+@pytest.fixture(scope="session")
+def mosquitto_server(server_files: ServerFiles) -> Iterator[RealServer]:
+    with start_mosquitto(server_files) as server:
+        yield server
+
+
+@contextlib.contextmanager
+def start_http(server_files: ServerFiles,
+               ports: Mapping[str, int] | None = None) -> Iterator[RealServer]:
+    """Python's own http.server, serving an empty directory: an HTTP server as it ships."""
+    cwd = server_files.workdir("http")
+    (cwd / "www").mkdir()
+    server = RealServer("http.server", platform.python_version(), {"http": pick(ports, "http")})
+    launch(server, [sys.executable, "-m", "http.server", "--bind", "127.0.0.1",
+                    "--directory", str(cwd / "www"), str(server.port())], cwd=cwd)
+    with running(server):
+        yield server
+
+
+@pytest.fixture(scope="session")
+def http_server(server_files: ServerFiles) -> Iterator[RealServer]:
+    with start_http(server_files) as server:
+        yield server
+
+
+@contextlib.contextmanager
+def start_tls_peer(server_files: ServerFiles,
+                   ports: Mapping[str, int] | None = None) -> Iterator[RealServer]:
+    """``openssl s_server -www``: implicit TLS with the session's certificate, and HTTP
+    inside it (its status page)."""
+    openssl = require_binary("openssl")
+    cwd = server_files.workdir("tls")
+    server = RealServer("openssl s_server", package_version("openssl"),
+                        {"tls": pick(ports, "tls")})
+    launch(server, [openssl, "s_server", "-accept", f"127.0.0.1:{server.port()}",
+                    "-cert", str(cwd / "cert.pem"), "-key", str(cwd / "key.pem"),
+                    "-alpn", "http/1.1", "-www", "-quiet"], cwd=cwd)
+    with running(server):
+        yield server
+
+
+@pytest.fixture(scope="session")
+def tls_peer(server_files: ServerFiles) -> Iterator[RealServer]:
+    with start_tls_peer(server_files) as server:
         yield server
