@@ -125,15 +125,21 @@ def _hex_serial(serial: int) -> str:
     return text if len(text) % 2 == 0 else "0" + text
 
 
-def is_self_signed(cert: x509.Certificate) -> bool:
-    """Issued by itself: same subject and issuer, and its own key checks its signature."""
-    if cert.issuer != cert.subject:
+def issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
+    """``issuer`` issued ``cert``: its subject is ``cert``'s issuer and its key checks
+    ``cert``'s signature (the name alone is not enough: a re-keyed CA keeps its name)."""
+    if cert.issuer != issuer.subject:
         return False
     try:
-        cert.verify_directly_issued_by(cert)
+        cert.verify_directly_issued_by(issuer)
     except Exception:  # InvalidSignature, or a key type that cannot sign
         return False
     return True
+
+
+def is_self_signed(cert: x509.Certificate) -> bool:
+    """Issued by itself: same subject and issuer, and its own key checks its signature."""
+    return issued_by(cert, cert)
 
 
 # --------------------------------------------------------------------------- names

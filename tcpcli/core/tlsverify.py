@@ -25,7 +25,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509 import verification as x509_verification
 
-from tcpcli.core.certs import ip_literal, is_self_signed, name_matches
+from tcpcli.core.certs import ip_literal, is_self_signed, issued_by, name_matches
 from tcpcli.core.tlscontext import trust_source
 from tcpcli.core.tlsreport import Verification
 
@@ -332,23 +332,11 @@ def _issuer_path(sent: Sequence[x509.Certificate]) -> list[int]:
     while not is_self_signed(sent[path[-1]]):
         current = sent[path[-1]]
         issuer = next((i for i, cert in enumerate(sent)
-                       if i not in path and _issued_by(current, cert)), None)
+                       if i not in path and issued_by(current, cert)), None)
         if issuer is None:
             break
         path.append(issuer)
     return path
-
-
-def _issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
-    # The signature too, not the name alone: a same-named certificate with another key
-    # (a re-keyed CA) does not complete the chain.
-    if cert.issuer != issuer.subject:
-        return False
-    try:
-        cert.verify_directly_issued_by(issuer)
-    except Exception:  # InvalidSignature, or a key type that cannot sign
-        return False
-    return True
 
 
 def _reaches_anchor(path: Sequence[x509.Certificate], lookup: _Lookup) -> bool:
@@ -356,7 +344,7 @@ def _reaches_anchor(path: Sequence[x509.Certificate], lookup: _Lookup) -> bool:
     # an intermediate the store's own root issued (Let's Encrypt's old chain) is complete.
     return any(
         is_self_signed(cert)
-        or any(is_self_signed(anchor) and _issued_by(cert, anchor)
+        or any(is_self_signed(anchor) and issued_by(cert, anchor)
                for anchor in lookup(cert.issuer) or ())
         for cert in path
     )
