@@ -92,7 +92,7 @@ STARTUP_TOOLS = {  # tool name in the start-up group -> case id, title, goal
 }
 #: The commands whose ``--help`` is timed ("" is ``tcpcli --help``); a new command needs a
 #: line here, and the start-up group checks that none is missing.
-HELP_COMMANDS = ("", "bench", "completion", "config", "connect", "demo", "listen", "probe",
+HELP_COMMANDS = ("", "bench", "completion", "config", "connect", "demo", "listen", "ping", "probe",
                  "starttls")
 CLICK = '`python -c "import click"`'
 
