@@ -72,11 +72,14 @@ PROGRESS_AFTER_S = 0.5  # no live line for scans shorter than this
 @option("--retries", type=Count(0, 10), default=0, show_default=True, metavar="N",
         section=TIMING, help="Try a filtered (silent) port again this many times.")
 @click.option("--banner", is_flag=True,
-              help="Read what open ports say first; send harmless probes to silent ones.")
+              help="Name what speaks on open ports (product, version): the greeting, or "
+                   "safe probes (no login, nothing changed) on silent ones.")
 @option("--banner-wait", type=DURATION, default=1.0, section=TIMING,
-        show_default=True, metavar="SECONDS", help="How long to wait for a banner.")
+        show_default=True, metavar="SECONDS",
+        help="How long --banner and --tls-detect wait for each reply.")
 @click.option("--tls-detect", is_flag=True,
-              help="Try a TLS handshake on open ports: version, certificate subject, expiry.")
+              help="TLS on open ports, implicit or STARTTLS: version, cipher, certificate "
+                   "subject, days left, verdict.")
 @option("--csv", "as_csv", is_flag=True, section=OUTPUT, help="CSV rows on stdout.")
 @option("--show", type=click.Choice(["auto", "all", "open"]), default="auto",
         show_default=True, section=OUTPUT,

@@ -15,13 +15,16 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, Final, assert_never
+from typing import TYPE_CHECKING, Any, Final, assert_never
 
 from tcpcli.core.errnos import ErrnoClass, classify_errno, errno_name
 from tcpcli.core.errors import TcpcliError
 from tcpcli.core.policy import Decision
 from tcpcli.data.services import port_name
 from tcpcli.engines.scan_targets import HostPlan, Target
+
+if TYPE_CHECKING:
+    from tcpcli.protocols.banner import ServiceGuess
 
 #: Default in-flight connects when the cap is lifted.
 DEFAULT_CONCURRENCY: Final = 1024
@@ -102,10 +105,39 @@ class ProbeResult:
     identified_detail: str | None = None
     confidence: str | None = None  # high | medium | low
     tls: dict[str, Any] | None = None
+    #: What the identification found (product, version, facts); None: nothing answered.
+    identity: ServiceGuess | None = None
+
+    def service_object(self) -> dict[str, Any] | None:
+        """The JSON ``service``: what speaks here, and how that is known (the README's
+        probe section documents it). None when neither an answer nor the port names one."""
+        guess = self.identity
+        if guess is None:
+            if not self.service:
+                return None
+            return {"name": self.service, "confidence": "port default only"}
+        facts = dict(guess.facts)
+        service: dict[str, Any] = {"name": guess.name}
+        for key, value in (("product", guess.product), ("version", guess.version),
+                           ("info", guess.info)):
+            if value:
+                service[key] = value
+        service["confidence"] = str(guess.how)
+        if facts.get("tls") == "implicit":
+            service["tunnel"] = "tls"
+        service["detail"] = guess.detail
+        if facts:
+            service["facts"] = facts
+        return service
 
     def to_dict(self) -> dict[str, Any]:
         data = {k: v for k, v in self.__dict__.items() if v is not None}
         data["state"] = str(self.state)
+        del data["service"]
+        data.pop("identity", None)
+        service = self.service_object()
+        if service is not None:
+            data["service"] = service
         return data
 
 

@@ -15,11 +15,17 @@ from __future__ import annotations
 
 import enum
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from tcpcli.protocols.base import check_token, printable
 from tcpcli.protocols.errors import ProtocolError
-from tcpcli.protocols.mysql import ServerError, parse_greeting, take_packet
+from tcpcli.protocols.mysql import (
+    CLIENT_SSL,
+    ServerError,
+    ServerGreeting,
+    parse_greeting,
+    take_packet,
+)
 from tcpcli.protocols.postgres import SSL_REQUEST
 from tcpcli.protocols.telnet import IAC, SB, VERBS
 from tcpcli.protocols.tlsrecord import client_hello, parse_tls_reply, record_header
@@ -34,12 +40,43 @@ class Confidence(enum.StrEnum):
     LOW = "low"  # a guess from the port
 
 
+class How(enum.StrEnum):
+    """How a service was named, in the words a report uses."""
+
+    VERSION = "version from banner"  # the server disclosed its version (greeting, INFO, ...)
+    ANSWER = "matched by answer"  # named from what it said or answered, no version disclosed
+    PORT = "port default only"  # nothing told: the service usually found on that port
+
+
 @dataclass(frozen=True)
 class ServiceGuess:
+    """What speaks on a port, as far as its bytes tell.
+
+    ``product`` and ``version`` are the server software's, where the server discloses
+    them ("OpenSSH" "9.2p1", "Redis" "7.0.15"); ``info`` is a further printable note (an
+    SSH comment, "authentication required"); ``facts`` are short named findings ("tls":
+    "offered", "protocol": "5.0", ...), in the order found.
+    """
+
     name: str  # ssh, smtp, ftp, pop3, imap, redis, postgres, mysql, mqtt, http, tls, ...
     detail: str  # printable: the banner line, the status line, "TLS 1.3 server hello, ..."
     confidence: Confidence
-    version: str | None = None  # server software and version where the bytes say
+    version: str | None = None
+    product: str | None = None
+    info: str | None = None
+    facts: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def how(self) -> How:
+        return How.VERSION if self.version else How.ANSWER
+
+    def with_facts(self, *pairs: tuple[str, str]) -> ServiceGuess:
+        """This guess with ``pairs`` added (a fact already known is replaced)."""
+        keys = {key for key, _ in pairs}
+        return replace(self, facts=tuple(f for f in self.facts if f[0] not in keys) + pairs)
+
+    def fact(self, key: str) -> str | None:
+        return next((value for name, value in self.facts if name == key), None)
 
 
 # -- Probes -----------------------------------------------------------------------------------
@@ -103,12 +140,29 @@ def probes_for_silent_service(port: int | None, *,
 
 # -- Identification ---------------------------------------------------------------------------
 
-_SOFTWARE = re.compile(
-    r"(Postfix|Exim [\d.]+|Sendmail [\w.+/-]+|OpenSMTPD|Microsoft ESMTP MAIL Service|"
-    r"Dovecot|Cyrus [\w.-]+(?: v[\d.]+)?|Courier-IMAP|vsFTPd [\d.]+|ProFTPD(?: [\d.]+\w*)?|"
-    r"Pure-FTPd|FileZilla Server(?: [\d.]+)?|INN [\d.]+|InterNetNews|Haraka|qmail)",
-    re.IGNORECASE,
-)
+#: Server software named in greetings: (pattern, product); a pattern's group, when it
+#: matched, is the version. The first pattern that matches wins, so the specific come first.
+PRODUCTS: tuple[tuple[re.Pattern[str], str], ...] = tuple(
+    (re.compile(pattern, re.IGNORECASE), product) for pattern, product in (
+        (r"\bPostfix\b", "Postfix"),
+        (r"\bExim (\d[\w.]*)", "Exim"),
+        (r"\bSendmail (\d[\w.+]*)", "Sendmail"),
+        (r"\bOpenSMTPD\b", "OpenSMTPD"),
+        (r"\bMicrosoft ESMTP MAIL Service(?:, Version: (\d[\d.]*))?", "Microsoft ESMTP"),
+        (r"\bHaraka(?:/(\d[\w.]*))?", "Haraka"),
+        (r"\bqmail\b", "qmail"),
+        (r"\bDovecot\b", "Dovecot"),
+        (r"\bCyrus(?: IMAP| POP3)?(?: v(\d[\w.-]*))?", "Cyrus"),
+        (r"\bCourier-IMAP\b", "Courier-IMAP"),
+        (r"\bvsFTPd (\d[\w.]*)", "vsftpd"),
+        (r"\bProFTPD(?: (\d[\w.]*))?", "ProFTPD"),
+        (r"\bPure-FTPd\b", "Pure-FTPd"),
+        (r"\bFileZilla Server(?: (?:version )?v?(\d[\w.]*))?", "FileZilla Server"),
+        (r"\bINN (\d[\w.]*)", "INN"),
+        (r"\bInterNetNews\b", "INN"),
+        (r"\bInspIRCd-?(\d[\w.]*)?", "InspIRCd"),
+        (r"\bUnrealIRCd-?(\d[\w.]*)?", "UnrealIRCd"),
+    ))
 MQTT_CODES = {
     0: "connection accepted", 1: "unacceptable protocol version", 2: "identifier rejected",
     3: "server unavailable", 4: "bad user name or password", 5: "not authorized",
@@ -116,6 +170,29 @@ MQTT_CODES = {
     0x85: "client identifier not valid", 0x86: "bad user name or password",
     0x87: "not authorized", 0x88: "server unavailable", 0x8A: "banned",
 }
+
+
+def product_in(text: str) -> tuple[str, str | None] | None:
+    """The server software a greeting names, and its version where it says:
+    ``"220 (vsFTPd 3.0.3)"`` -> ``("vsftpd", "3.0.3")``."""
+    for pattern, product in PRODUCTS:
+        match = pattern.search(text)
+        if match:
+            version = match.group(1) if match.groups() else None
+            return product, version or None
+    return None
+
+
+_SOFTWARE_VERSION = re.compile(r"^(?P<product>[A-Za-z][\w.+-]*?)[/_-]v?(?P<version>\d[\w.+~:-]*)$")
+
+
+def split_software(software: str) -> tuple[str, str | None]:
+    """``"OpenSSH_9.2p1"``, ``"nginx/1.22.1"``, ``"Cisco-1.25"`` -> product and version;
+    a name without a version (``"Go"``, ``"nginx"``) is all product."""
+    match = _SOFTWARE_VERSION.match(software)
+    if match:
+        return match.group("product"), match.group("version")
+    return software, None
 
 
 def identify(first_bytes: bytes, *, probe: str | None = None, sent: bytes | None = None,
@@ -145,12 +222,14 @@ def _answer_to_probe(data: bytes, probe: str) -> ServiceGuess | None:
     if probe == "postgres":
         if data == b"S":
             return ServiceGuess("postgres", "SSLRequest answered S: TLS available",
-                                Confidence.HIGH)
+                                Confidence.HIGH, product="PostgreSQL",
+                                facts=(("tls", "available"),))
         if data == b"N":
-            return ServiceGuess("postgres", "SSLRequest answered N: TLS off", Confidence.HIGH)
+            return ServiceGuess("postgres", "SSLRequest answered N: TLS off", Confidence.HIGH,
+                                product="PostgreSQL", facts=(("tls", "off"),))
         if data[:1] == b"E" and len(data) >= 5:
             return ServiceGuess("postgres", "SSLRequest answered with an error",
-                                Confidence.MEDIUM)
+                                Confidence.MEDIUM, product="PostgreSQL")
     if probe == "redis":
         line = _first_line(data)
         if line.startswith("+PONG"):
@@ -158,7 +237,7 @@ def _answer_to_probe(data: bytes, probe: str) -> ServiceGuess | None:
         for prefix, what in (("-NOAUTH", "authentication required"),
                              ("-DENIED", "protected mode"), ("-WRONGPASS", "wrong password")):
             if line.startswith(prefix):
-                return ServiceGuess("redis", f"{what}: {line}", Confidence.HIGH)
+                return ServiceGuess("redis", f"{what}: {line}", Confidence.HIGH, info=what)
         if line.startswith("-ERR"):
             return ServiceGuess("redis", line, Confidence.MEDIUM)
     if probe == "mqtt":
@@ -182,9 +261,44 @@ def _first_line(data: bytes) -> str:
     return printable(data.split(b"\n", 1)[0].rstrip(b"\r"), limit=200)
 
 
-def _software(text: str) -> str | None:
-    match = _SOFTWARE.search(text)
-    return match.group(1) if match else None
+def ssh_guess(ident: str) -> ServiceGuess:
+    """``SSH-2.0-OpenSSH_9.2p1 Debian-2+deb12u3``: protocol 2.0, OpenSSH 9.2p1, and the
+    comment after the space as info."""
+    _, _, rest = ident.partition("-")
+    protocol, _, software_and_comment = rest.partition("-")
+    software, _, comment = software_and_comment.partition(" ")
+    product, version = split_software(software) if software else (None, None)
+    return ServiceGuess("ssh", ident, Confidence.HIGH, version, product, comment or None,
+                        (("protocol", protocol),) if protocol else ())
+
+
+def http_guess(data: bytes) -> ServiceGuess:
+    """An HTTP response: its status line, and the server software from ``Server:``."""
+    line = _first_line(data)
+    server = re.search(rb"\r?\nServer:[ \t]*([^\r\n]*)", data, re.IGNORECASE)
+    product = version = info = None
+    if server:
+        first, _, rest = printable(server.group(1), limit=120).strip().partition(" ")
+        product, version = split_software(first)
+        info = rest.strip() or None
+    elif _S_SERVER_PAGE in data:
+        product = "OpenSSL s_server"
+    status = line.split(" ", 2)
+    facts = (("status", status[1]),) if len(status) > 1 and status[1].isdigit() else ()
+    return ServiceGuess("http", line, Confidence.HIGH, version, product, info, facts)
+
+
+#: The status page of ``openssl s_server -www`` (it sends no Server header).
+_S_SERVER_PAGE = b'<HTML><BODY BGCOLOR="#ffffff">\n<pre>\n\ns_server '
+#: An IRC server's numeric reply: ``:irc.example.net 451 * :You have not registered``.
+_IRC_NUMERIC = re.compile(r"^(?:@\S+ )?:\S+ \d{3} ")
+
+
+def _named(name: str, line: str, confidence: Confidence) -> ServiceGuess:
+    """A text greeting's guess, with the product and version it names."""
+    found = product_in(line)
+    product, version = found if found else (None, None)
+    return ServiceGuess(name, line, confidence, version, product)
 
 
 def _banner(data: bytes, port: int | None) -> ServiceGuess | None:
@@ -198,32 +312,27 @@ def _banner(data: bytes, port: int | None) -> ServiceGuess | None:
         return mysql
     for raw in data.split(b"\n")[:8]:  # SSH may send other lines before its identification
         if raw.startswith(b"SSH-"):
-            ident = printable(raw.rstrip(b"\r"), limit=255)
-            software = ident[4:].partition("-")[2].split(" ", 1)[0] or None
-            return ServiceGuess("ssh", ident, Confidence.HIGH, software)
+            return ssh_guess(printable(raw.rstrip(b"\r"), limit=255))
     line = _first_line(data)
     upper = line.upper()
-    software = _software(line)
     if upper.startswith("HTTP/"):
-        server = re.search(rb"\r?\nServer:[ \t]*([^\r\n]*)", data, re.IGNORECASE)
-        version = printable(server.group(1), limit=120) if server else None
-        return ServiceGuess("http", line, Confidence.HIGH, version)
+        return http_guess(data)
     if upper.startswith("+OK"):
-        return ServiceGuess("pop3", line, Confidence.HIGH, software)
+        return _named("pop3", line, Confidence.HIGH)
     if upper.startswith(("* OK", "* PREAUTH", "* BYE")):
-        return ServiceGuess("imap", line, Confidence.HIGH, software)
+        return _named("imap", line, Confidence.HIGH)
     if upper.startswith("RFB "):
         return ServiceGuess("vnc", line, Confidence.HIGH, line[4:].strip() or None)
     if line.startswith('"IMPLEMENTATION"') or line.startswith('"SIEVE"'):
-        return ServiceGuess("sieve", line, Confidence.HIGH, software)
+        return _named("sieve", line, Confidence.HIGH)
     if upper[:3] == "220" and upper[3:4] in ("", " ", "-"):
-        return _two_twenty(line, upper, port, software)
+        return _two_twenty(line, upper, port)
     if upper[:4] in ("200 ", "201 "):
         sure = any(word in upper for word in ("NNTP", "NEWS", "INN"))
-        return ServiceGuess("nntp", line, Confidence.HIGH if sure else Confidence.MEDIUM,
-                            software)
-    if " NOTICE " in upper or upper.startswith(("NOTICE ", "ERROR :")):
-        return ServiceGuess("irc", line, Confidence.HIGH)
+        return _named("nntp", line, Confidence.HIGH if sure else Confidence.MEDIUM)
+    if " NOTICE " in upper or upper.startswith(("NOTICE ", "ERROR :")) or _IRC_NUMERIC.match(
+            line):
+        return _named("irc", line, Confidence.HIGH)
     if upper.startswith(("+PONG", "-NOAUTH", "-DENIED", "-ERR")):
         return ServiceGuess("redis", line, Confidence.MEDIUM)
     if upper.startswith(("<?XML", "<STREAM:STREAM")):
@@ -231,20 +340,34 @@ def _banner(data: bytes, port: int | None) -> ServiceGuess | None:
     return None
 
 
-def _two_twenty(line: str, upper: str, port: int | None,
-                software: str | None) -> ServiceGuess:
+def _two_twenty(line: str, upper: str, port: int | None) -> ServiceGuess:
     if "LMTP" in upper:
-        return ServiceGuess("lmtp", line, Confidence.HIGH, software)
+        return _named("lmtp", line, Confidence.HIGH)
     if "FTP" in upper:
-        return ServiceGuess("ftp", line, Confidence.HIGH, software)
+        return _named("ftp", line, Confidence.HIGH)
     if "SMTP" in upper:
-        return ServiceGuess("smtp", line, Confidence.HIGH, software)
+        return _named("smtp", line, Confidence.HIGH)
     if port == 21:
-        return ServiceGuess("ftp", line, Confidence.LOW, software)
+        return _named("ftp", line, Confidence.LOW)
     if port == 24:
-        return ServiceGuess("lmtp", line, Confidence.LOW, software)
-    return ServiceGuess("smtp", line, Confidence.LOW if port not in (25, 587) else (
-        Confidence.MEDIUM), software)
+        return _named("lmtp", line, Confidence.LOW)
+    return _named("smtp", line, Confidence.MEDIUM if port in (25, 587) else Confidence.LOW)
+
+
+def mysql_guess(greeting: ServerGreeting) -> ServiceGuess:
+    """A MySQL or MariaDB handshake: the flavour, its version, and whether TLS is offered."""
+    version = greeting.server_version
+    flavor = "MariaDB" if "mariadb" in version.lower() else "MySQL"
+    if version.startswith("5.5.5-") and flavor == "MariaDB":
+        version = version[6:]  # MariaDB's replication-compatibility prefix
+    number = re.match(r"\d+(?:\.\d+)*", version)
+    facts = [("tls", "offered" if greeting.capabilities & CLIENT_SSL else "not offered")]
+    if greeting.auth_plugin:
+        facts.append(("auth_plugin", greeting.auth_plugin))
+    return ServiceGuess("mysql", f"{flavor} {version}", Confidence.HIGH,
+                        number.group(0) if number else None, flavor,
+                        version if number and number.group(0) != version else None,
+                        tuple(facts))
 
 
 def _mysql(data: bytes) -> ServiceGuess | None:
@@ -259,11 +382,7 @@ def _mysql(data: bytes) -> ServiceGuess | None:
     if isinstance(greeting, ServerError):
         return ServiceGuess("mysql", f"error {greeting.code}: {greeting.message}",
                             Confidence.MEDIUM)
-    version = greeting.server_version
-    flavor = "MariaDB" if "mariadb" in version.lower() else "MySQL"
-    if version.startswith("5.5.5-") and flavor == "MariaDB":
-        version = version[6:]  # MariaDB's replication-compatibility prefix
-    return ServiceGuess("mysql", f"{flavor} {version}", Confidence.HIGH, version)
+    return mysql_guess(greeting)
 
 
 def wants_more(first_bytes: bytes, *, probe: str | None = None) -> bool:

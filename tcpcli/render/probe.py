@@ -16,7 +16,8 @@ if TYPE_CHECKING:
 
 CSV_FIELDS = ("host", "address", "port", "state", "reason", "errno", "latency_ms", "attempts",
               "service", "identified", "identified_detail", "banner", "tls_version",
-              "tls_subject", "tls_not_after", "workers_allowed", "workers_rule", "rule")
+              "tls_subject", "tls_not_after", "workers_allowed", "workers_rule", "rule",
+              "product", "version", "service_confidence", "tls_mode", "tls_verdict")
 
 STATE_STYLES = {"open": "green", "closed": "red", "filtered": "yellow",
                 "unreachable": "magenta", "blocked": "cyan"}
@@ -82,25 +83,59 @@ def summary_line(summary: ScanSummary, counts: dict[str, int], *, cut_short: boo
 
 def results_table(rows: Iterable[ProbeResult]) -> Table:
     """Probe rows for people: one line per (host, port), sorted, states in colour."""
+    from rich.markup import escape
     from rich.table import Table
 
+    rows = sorted(rows, key=lambda r: (r.host, r.address, r.port))
+    identified = any(r.identity is not None or r.tls is not None for r in rows)
     table = Table(box=None, header_style="bold")
-    for column in ("host", "port", "state", "reason", "latency", "service", "worker"):
+    for column in ("host", "port", "state", "reason", "latency", "service",
+                   *(("identified by", "tls") if identified else ()), "worker"):
         table.add_column(column)
-    for r in sorted(rows, key=lambda r: (r.host, r.address, r.port)):
-        service = r.identified or r.service
-        if r.identified_detail:
-            service += f" ({r.identified_detail})"
-        if r.tls and r.tls.get("detected"):
-            service += f" [tls {r.tls.get('version')}]"
+    for r in rows:
         style = STATE_STYLES.get(str(r.state), "")
+        how = str(r.identity.how) if r.identity else ("port default only" if r.service
+                                                       else "")
+        extra = (escape(how), escape(tls_cell(r))) if identified else ()
         table.add_row(r.host if r.host == r.address or not r.address
                       else f"{r.host} ({r.address})", str(r.port),
                       f"[{style}]{r.state}[/]", r.reason,
                       f"{r.latency_ms:.2f} ms" if r.latency_ms is not None else "",
-                      service, "allowed" if r.workers_allowed else
+                      escape(service_text(r)), *extra, "allowed" if r.workers_allowed else
                       f"blocked ({r.workers_rule})")
     return table
+
+
+def service_text(result: ProbeResult) -> str:
+    """``ssh OpenSSH 9.2p1 (Debian-2+deb12u10)``, ``tls/http SimpleHTTP 0.6``, ``redis``:
+    the service, the product and version where disclosed."""
+    guess = result.identity
+    if guess is None:
+        return result.service
+    name = f"tls/{guess.name}" if guess.fact("tls") == "implicit" and guess.name != "tls" \
+        else guess.name
+    words = [name, *(part for part in (guess.product, guess.version) if part)]
+    if guess.info:
+        words.append(f"({guess.info})")
+    return " ".join(words)
+
+
+def tls_cell(result: ProbeResult) -> str:
+    """``TLSv1.3 (starttls smtp), 89 days left, verified`` or why there is no TLS."""
+    tls = result.tls
+    if not tls:
+        return ""
+    if not tls.get("detected"):
+        return "no"
+    how = tls.get("mode", "")
+    if tls.get("protocol"):
+        how += f" {tls['protocol']}"
+    parts = [f"{tls.get('version')} ({how})" if how else str(tls.get("version"))]
+    if tls.get("days_left") is not None:
+        parts.append(f"{tls['days_left']} days left")
+    if tls.get("verdict"):
+        parts.append(str(tls["verdict"]))
+    return ", ".join(parts)
 
 
 def progress_line(summary: ScanSummary, expected: int | None, elapsed_s: float) -> Text:
@@ -120,8 +155,12 @@ def csv_row(result: ProbeResult) -> dict[str, object]:
     """A row for ``--csv`` (the TLS facts flattened into columns)."""
     row: dict[str, object] = dict(result.to_dict())
     tls = result.tls or {}
+    service = result.service_object() or {}
     row.update(tls_version=tls.get("version"), tls_subject=tls.get("subject"),
-               tls_not_after=tls.get("not_after"))
+               tls_not_after=tls.get("not_after"), tls_mode=tls.get("mode"),
+               tls_verdict=tls.get("verdict"), service=service.get("name"),
+               product=service.get("product"), version=service.get("version"),
+               service_confidence=service.get("confidence"))
     return row
 
 
@@ -133,18 +172,23 @@ def plain_line(result: ProbeResult) -> str:
         extra["latency_ms"] = f"{result.latency_ms:.3f}"
     if result.errno is not None:
         extra["errno"] = result.errno
-    if result.service:
-        extra["service"] = result.service
+    service = result.service_object()
+    if service is not None:
+        extra["service"] = service["name"]
+        for key in ("product", "version"):
+            if service.get(key):
+                extra[key] = service[key]
+        extra["service_confidence"] = service["confidence"]
     if result.identified:
         extra["identified"] = result.identified
     if result.identified_detail:
         extra["identified_detail"] = result.identified_detail
     if result.tls is not None:
-        extra["tls"] = result.tls.get("version") if result.tls.get("detected") else "no"
-        if result.tls.get("subject"):
-            extra["tls_subject"] = result.tls["subject"]
-        if result.tls.get("not_after"):
-            extra["tls_not_after"] = result.tls["not_after"]
+        tls = result.tls
+        extra["tls"] = tls.get("version") if tls.get("detected") else "no"
+        for key in ("mode", "protocol", "subject", "not_after", "days_left", "verdict"):
+            if tls.get(key) is not None:
+                extra[f"tls_{key}"] = tls[key]
     if result.rule:
         extra["rule"] = result.rule
     extra["workers"] = "allowed" if result.workers_allowed else f"blocked:{result.workers_rule}"

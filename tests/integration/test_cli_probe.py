@@ -104,11 +104,14 @@ def test_states_services_and_tls(server_ssl_context: ssl.SSLContext, closed_port
     # A completed scan answers what was asked: closed and filtered ports are results.
     assert summary["filtered"] == 1 and summary["exit_code"] == 0
     assert proc.returncode == 0, proc.stderr
-    # Redis and PostgreSQL stay silent until asked; on unusual ports the first harmless
-    # probe is not theirs, so they are reported open (and named only on their usual ports).
+    # Redis and PostgreSQL stay silent until asked; on unusual ports they are named by
+    # what they answer, not by their number.
     assert redis_proc.returncode == 0, redis_proc.stderr
-    assert {e["state"] for e in map(json.loads, redis_proc.stdout.splitlines())
-            if e["event"] == "probe_result"} == {"open"}
+    found = {e["port"]: e for e in map(json.loads, redis_proc.stdout.splitlines())
+             if e["event"] == "probe_result"}
+    assert found[redis.port]["identified"] == "redis"
+    assert found[postgres.port]["identified"] == "postgres"
+    assert found[postgres.port]["service"]["facts"]["tls"] == "off"
 
 
 def test_plain_and_csv_parse_back_and_exit_codes(closed_port: int) -> None:
@@ -191,15 +194,20 @@ def test_long_scans_show_live_progress_only_at_a_terminal(filtered_port: int,
     assert "probed 2 port(s)" in piped.stderr
 
 
-def test_a_silent_service_is_tried_with_each_harmless_probe_on_a_fresh_connection() -> None:
+def test_a_silent_service_gets_the_safe_probes_at_once_each_on_its_own_connection() -> None:
     from tcpcli.protocols.banner import REDIS_PING
+    from tcpcli.protocols.service import CLIENT_FIRST_ORDER, make_probe
+
+    said: list[list[bytes]] = []  # per connection: what the probe sent, in order
 
     def redis_only(conn: socket.socket) -> None:
         # Says nothing first and hangs up on anything but PING, as a strict server would:
-        # the TLS and HTTP probes get nothing, the third (PING) names it.
-        if conn.recv(1024) == REDIS_PING:
+        # only the Redis probe gets an answer, whichever connection it comes on.
+        heard = [conn.recv(1024)]
+        said.append(heard)
+        if heard[0] == REDIS_PING:
             conn.sendall(b"+PONG\r\n")
-            conn.recv(1024)
+            heard.append(conn.recv(1024))
 
     with serve(redis_only) as server:
         proc = run_probe(f"127.0.0.1:{server.port}", "-p", "1", "--allow", "127.0.0.1",
@@ -208,7 +216,21 @@ def test_a_silent_service_is_tried_with_each_harmless_probe_on_a_fresh_connectio
     row = next(json.loads(line) for line in proc.stdout.splitlines()
                if '"probe_result"' in line)
     assert row["identified"] == "redis" and row["banner"].startswith("+PONG")
-    assert len(server.connections) == 3  # tls, http, then redis: one connection each
+    assert row["service"]["name"] == "redis" and row["service"]["product"] == "Redis"
+    # Each connection carried one probe's opening, none twice (or none at all: the search
+    # ended before that one spoke); the scan's own connection (the first) carried the first
+    # probe; PING was followed by INFO server only.
+    openings = [heard[0] for heard in said if heard[0]]
+    probes = {make_probe(name, address="127.0.0.1").next_event().data: name  # type: ignore[union-attr]
+              for name in CLIENT_FIRST_ORDER if name != "tls"}
+    named = [probes.get(opening, "tls" if opening.startswith(b"\x16\x03") else "?")
+             for opening in openings]
+    assert b"localhost" not in openings[0]  # no server name for an address
+    assert "?" not in named and len(set(named)) == len(named), named
+    assert named[0] == "tls" and "redis" in named
+    assert next(heard for heard in said if heard[0] == REDIS_PING)[1:] in (
+        [b"INFO server\r\n"], [b""])
+    assert len(said) <= len(CLIENT_FIRST_ORDER)
 
 
 def test_inspections_under_the_workers_cap_cannot_starve_each_other() -> None:

@@ -33,46 +33,69 @@ MYSQL_DENIED = bytes.fromhex(
 )
 
 
-def named(data: bytes, **kwargs: object) -> tuple[str, Confidence, str | None]:
+def named(data: bytes, **kwargs: object) -> tuple[str, Confidence, str | None, str | None]:
     guess = identify(data, **kwargs)  # type: ignore[arg-type]
     assert guess is not None, data
-    return guess.name, guess.confidence, guess.version
+    return guess.name, guess.confidence, guess.product, guess.version
 
 
 @pytest.mark.parametrize(("data", "expected"), [
-    (b"SSH-2.0-OpenSSH_9.2p1 Debian-2+deb12u3\r\n", ("ssh", Confidence.HIGH, "OpenSSH_9.2p1")),
-    (b"SSH-2.0-dropbear_2022.83\r\n", ("ssh", Confidence.HIGH, "dropbear_2022.83")),
-    (b"a pre-banner line\r\nSSH-2.0-Go\r\n", ("ssh", Confidence.HIGH, "Go")),
-    (b"220 mail.example.com ESMTP Postfix (Debian/GNU)\r\n", ("smtp", Confidence.HIGH, "Postfix")),
+    (b"SSH-2.0-OpenSSH_9.2p1 Debian-2+deb12u3\r\n",
+     ("ssh", Confidence.HIGH, "OpenSSH", "9.2p1")),
+    (b"SSH-2.0-dropbear_2022.83\r\n", ("ssh", Confidence.HIGH, "dropbear", "2022.83")),
+    (b"SSH-2.0-Cisco-1.25\r\n", ("ssh", Confidence.HIGH, "Cisco", "1.25")),
+    (b"a pre-banner line\r\nSSH-2.0-Go\r\n", ("ssh", Confidence.HIGH, "Go", None)),
+    (b"220 mail.example.com ESMTP Postfix (Debian/GNU)\r\n",
+     ("smtp", Confidence.HIGH, "Postfix", None)),
     (b"220 mx.example.net ESMTP Exim 4.96 Mon, 04 Mar 2024\r\n",
-     ("smtp", Confidence.HIGH, "Exim 4.96")),
-    (b"220 (vsFTPd 3.0.3)\r\n", ("ftp", Confidence.HIGH, "vsFTPd 3.0.3")),
-    (b"220 ProFTPD Server (Debian) [::ffff:192.0.2.20]\r\n", ("ftp", Confidence.HIGH, "ProFTPD")),
-    (b"+OK Dovecot (Debian) ready.\r\n", ("pop3", Confidence.HIGH, "Dovecot")),
+     ("smtp", Confidence.HIGH, "Exim", "4.96")),
+    (b"220 (vsFTPd 3.0.3)\r\n", ("ftp", Confidence.HIGH, "vsftpd", "3.0.3")),
+    (b"220 ProFTPD Server (Debian) [::ffff:192.0.2.20]\r\n",
+     ("ftp", Confidence.HIGH, "ProFTPD", None)),
+    (b"220 ProFTPD 1.3.8 Server (Debian)\r\n", ("ftp", Confidence.HIGH, "ProFTPD", "1.3.8")),
+    (b"+OK Dovecot (Debian) ready.\r\n", ("pop3", Confidence.HIGH, "Dovecot", None)),
     (b"* OK [CAPABILITY IMAP4rev1 STARTTLS] Dovecot (Debian) ready.\r\n",
-     ("imap", Confidence.HIGH, "Dovecot")),
+     ("imap", Confidence.HIGH, "Dovecot", None)),
     (b"200 news.example.com InterNetNews NNRP server INN 2.7.1 ready\r\n",
-     ("nntp", Confidence.HIGH, "InterNetNews")),
-    (b'"IMPLEMENTATION" "Dovecot Pigeonhole"\r\n', ("sieve", Confidence.HIGH, "Dovecot")),
-    (b"RFB 003.008\n", ("vnc", Confidence.HIGH, "003.008")),
-    (b"\xff\xfd\x18\xff\xfd\x20", ("telnet", Confidence.HIGH, None)),
-    (MARIADB, ("mysql", Confidence.HIGH, "10.11.6-MariaDB-0+deb12u1")),
+     ("nntp", Confidence.HIGH, "INN", "2.7.1")),
+    (b'"IMPLEMENTATION" "Dovecot Pigeonhole"\r\n', ("sieve", Confidence.HIGH, "Dovecot", None)),
+    (b"RFB 003.008\n", ("vnc", Confidence.HIGH, None, "003.008")),
+    (b"\xff\xfd\x18\xff\xfd\x20", ("telnet", Confidence.HIGH, None, None)),
+    (MARIADB, ("mysql", Confidence.HIGH, "MariaDB", "10.11.6")),
     (b"HTTP/1.1 400 Bad Request\r\nServer: nginx/1.22.1\r\n\r\n",
-     ("http", Confidence.HIGH, "nginx/1.22.1")),
+     ("http", Confidence.HIGH, "nginx", "1.22.1")),
+    (b"HTTP/1.0 200 OK\r\nServer: SimpleHTTP/0.6 Python/3.11.2\r\n\r\n",
+     ("http", Confidence.HIGH, "SimpleHTTP", "0.6")),
+    (b"HTTP/1.1 200 OK\r\nServer: Apache\r\n\r\n", ("http", Confidence.HIGH, "Apache", None)),
+    (b":irc.example.net 451 * :You have not registered\r\n",
+     ("irc", Confidence.HIGH, None, None)),
 ])
-def test_spontaneous_banners(data: bytes, expected: tuple[str, Confidence, str | None]) -> None:
+def test_spontaneous_banners(data: bytes,
+                             expected: tuple[str, Confidence, str | None, str | None]) -> None:
     assert named(data) == expected
+
+
+def test_ssh_comment_and_protocol_are_kept() -> None:
+    guess = identify(b"SSH-2.0-OpenSSH_9.2p1 Debian-2+deb12u3\r\n")
+    assert guess is not None and guess.info == "Debian-2+deb12u3"
+    assert guess.fact("protocol") == "2.0"
+
+
+def test_mariadb_says_whether_it_offers_tls() -> None:
+    guess = identify(MARIADB)
+    assert guess is not None and guess.fact("tls") == "offered"
+    assert guess.info == "10.11.6-MariaDB-0+deb12u1"
+
+
+def test_a_bare_220_leans_on_the_port() -> None:
+    assert named(b"220 ready\r\n", port=21) == ("ftp", Confidence.LOW, None, None)
+    assert named(b"220 ready\r\n", port=25) == ("smtp", Confidence.MEDIUM, None, None)
+    assert named(b"220 ready\r\n") == ("smtp", Confidence.LOW, None, None)
 
 
 def test_mysql_refusal_is_still_mysql() -> None:
     guess = identify(MYSQL_DENIED)
     assert guess is not None and guess.name == "mysql" and "1130" in guess.detail
-
-
-def test_a_bare_220_leans_on_the_port() -> None:
-    assert named(b"220 ready\r\n", port=21) == ("ftp", Confidence.LOW, None)
-    assert named(b"220 ready\r\n", port=25) == ("smtp", Confidence.MEDIUM, None)
-    assert named(b"220 ready\r\n") == ("smtp", Confidence.LOW, None)
 
 
 def test_unknown_bytes_name_nothing() -> None:
@@ -94,7 +117,8 @@ def test_redis_answers_ping(data: bytes, detail: str) -> None:
 
 def test_postgres_answers_sslrequest() -> None:
     assert identify(b"S", probe="postgres") == ServiceGuess(
-        "postgres", "SSLRequest answered S: TLS available", Confidence.HIGH)
+        "postgres", "SSLRequest answered S: TLS available", Confidence.HIGH,
+        product="PostgreSQL", facts=(("tls", "available"),))
     guess = identify(b"N", probe="postgres")
     assert guess is not None and "TLS off" in guess.detail
     # Without the probe a lone "S" means nothing.
