@@ -299,7 +299,8 @@ class ProbeSession:
             concurrency=options.concurrency, rate=options.rate, host_rate=options.host_rate,
             all_addresses=options.all_addresses, banner=options.banner,
             banner_wait=options.banner_wait, tls_detect=options.tls_detect,
-            family=common.family, local_address=common.source)
+            family=common.family, local_address=common.source,
+            tls=common.tls_options() if options.banner or options.tls_detect else None)
         async with invocation:
             scanner = Scanner(invocation, scan_options, self.on_result, on_error=self.on_error,
                               report=self.report_states())

@@ -35,6 +35,7 @@ from tcpcli.engines.scan_limits import SocketRoom
 if TYPE_CHECKING:
     from tcpcli.core.destination import IPAddress
     from tcpcli.core.slots import SocketSlot
+    from tcpcli.core.tlsoptions import TLSOptions
     from tcpcli.core.tlsreport import TLSReport
     from tcpcli.protocols.banner import ServiceGuess
     from tcpcli.protocols.service import Finished, ServiceProbe
@@ -69,9 +70,11 @@ class PortIdentifier:
     """Identifies one open port; :attr:`guess` and :attr:`tls_report` hold the outcome."""
 
     def __init__(self, *, connect: Connect, room: SocketRoom, address: IPAddress,
-                 port: int, name: str | None, wait: float, latency_s: float) -> None:
+                 port: int, name: str | None, wait: float, latency_s: float,
+                 tls: TLSOptions | None = None) -> None:
         self._connect = connect
         self._room = room
+        self._tls = tls
         self.address = address
         self.port = port
         #: The target's name (None for a literal address): the TLS server name.
@@ -235,7 +238,8 @@ class PortIdentifier:
     async def _tls_connection(self) -> Any:
         """A fresh connection with the TLS handshake done (None when either failed); the
         first handshake's report is kept."""
-        from tcpcli.core.tls import TLSOptions, TLSStream
+        from tcpcli.core.tls import TLSStream
+        from tcpcli.engines.scan_tls import unverified
 
         slot = await self._room.acquire()
         stream = None
@@ -247,7 +251,7 @@ class PortIdentifier:
                         anyio.fail_after(self.wait * CAP_REPLIES):
                     wrapped = await TLSStream.wrap(
                         stream, hostname=self.name,
-                        options=TLSOptions(insecure=True, alpn=ALPN),
+                        options=unverified(self._tls, alpn=(self._tls and self._tls.alpn) or ALPN),
                         target=f"{self.address}:{self.port}", port=self.port)
                     if self.tls_report is None:
                         self.tls_report = wrapped.report

@@ -69,14 +69,15 @@ class PortInspector:
                 identifier = PortIdentifier(
                     connect=self._connect, room=self._room, address=plan.address,
                     port=result.port, name=name, wait=wait,
-                    latency_s=(result.latency_ms or 0.0) / 1000)
+                    latency_s=(result.latency_ms or 0.0) / 1000, tls=self.options.tls)
                 owned, slot = slot, None  # the identifier releases it
                 await identifier.run(stream, owned)
                 self._note(result, identifier)
                 if self.options.tls_detect:
                     detector = TlsDetector(connect=self._connect, room=self._room,
                                            address=plan.address, port=result.port, name=name,
-                                           wait=wait, timeout=self.options.timeout)
+                                           wait=wait, timeout=self.options.timeout,
+                                           tls=self.options.tls)
                     result.tls = await detector.run(identifier.guess, identifier.tls_report)
         except BaseException:
             await close(stream)

@@ -24,6 +24,7 @@ from tcpcli.data.services import port_name
 from tcpcli.engines.scan_targets import HostPlan, Target
 
 if TYPE_CHECKING:
+    from tcpcli.core.tlsoptions import TLSOptions
     from tcpcli.protocols.banner import ServiceGuess
 
 #: Default in-flight connects when the cap is lifted.
@@ -154,6 +155,9 @@ class ScanOptions:
     tls_detect: bool = False
     family: int = socket.AF_UNSPEC
     local_address: str | None = None
+    #: The run's TLS options (--ca-file, --sni, versions, ALPN) for the handshakes of
+    #: --banner and --tls-detect, which run unverified but report the verdict.
+    tls: TLSOptions | None = None
 
 
 @dataclass

@@ -17,6 +17,7 @@ still reported; the verdict says what verification would have concluded.
 from __future__ import annotations
 
 import contextlib
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -28,6 +29,7 @@ from tcpcli.engines.scan_limits import SocketRoom
 
 if TYPE_CHECKING:
     from tcpcli.core.destination import IPAddress
+    from tcpcli.core.tlsoptions import TLSOptions
     from tcpcli.core.tlsreport import TLSReport
     from tcpcli.protocols.banner import ServiceGuess
     from tcpcli.protocols.base import Dialogue
@@ -40,7 +42,8 @@ class TlsDetector:
     """Finds TLS on one open port; :meth:`run` returns the row's ``tls`` facts."""
 
     def __init__(self, *, connect: Connect, room: SocketRoom, address: IPAddress, port: int,
-                 name: str | None, wait: float, timeout: float) -> None:
+                 name: str | None, wait: float, timeout: float,
+                 tls: TLSOptions | None = None) -> None:
         self._connect = connect
         self._room = room
         self.address = address
@@ -48,6 +51,7 @@ class TlsDetector:
         self.name = name  # the TLS server name (None for a literal address)
         self.wait = wait
         self.timeout = timeout
+        self.tls = unverified(tls)
 
     async def run(self, service: ServiceGuess | None,
                   implicit: TLSReport | None) -> dict[str, Any]:
@@ -69,7 +73,7 @@ class TlsDetector:
     async def _implicit(self) -> tuple[dict[str, Any], bytes]:
         """An unverified handshake on a fresh connection; the plaintext greeting, when the
         server answered with one."""
-        from tcpcli.core.tls import TLSOptions, TLSStream
+        from tcpcli.core.tls import TLSStream
 
         slot = await self._room.acquire()
         stream: anyio.abc.ByteStream | None = None
@@ -79,7 +83,7 @@ class TlsDetector:
                 raise TimeoutError
             with anyio.fail_after(self.timeout + self.wait):
                 tls = await TLSStream.wrap(stream, hostname=self.name,
-                                           options=TLSOptions(insecure=True),
+                                           options=self.tls,
                                            target=f"{self.address}:{self.port}",
                                            port=self.port)
             facts = tls_facts(tls.report, "implicit")
@@ -100,7 +104,7 @@ class TlsDetector:
 
     async def _starttls(self, protocol: str, service: ServiceGuess | None) -> dict[str, Any]:
         """The protocol's STARTTLS dialogue on a fresh connection, then the handshake."""
-        from tcpcli.core.tls import TLSOptions, TLSStream
+        from tcpcli.core.tls import TLSStream
         from tcpcli.protocols.errors import ProtocolError, StartTlsNotOfferedError
         from tcpcli.protocols.registry import get_dialogue
 
@@ -119,7 +123,7 @@ class TlsDetector:
             await upgrade(stream, dialogue, self.wait)
             with anyio.fail_after(self.timeout + self.wait):
                 tls = await TLSStream.wrap(stream, hostname=self.name,
-                                           options=TLSOptions(insecure=True),
+                                           options=self.tls,
                                            target=f"{self.address}:{self.port}",
                                            port=self.port)
             facts = {**tls_facts(tls.report, "starttls"), "protocol": protocol}
@@ -158,6 +162,14 @@ async def upgrade(stream: anyio.abc.ByteStream, dialogue: Dialogue, wait: float)
             return
         elif isinstance(event, Done):
             raise RemoteProtocolError(f"{dialogue.name}: the dialogue ended without TLS")
+
+
+def unverified(options: TLSOptions | None, **changes: Any) -> TLSOptions:
+    """The run's TLS options for a handshake that must not fail on the certificate: the
+    verdict is computed all the same (against --ca-file, for --sni), and reported."""
+    from tcpcli.core.tlsoptions import TLSOptions
+
+    return replace(options or TLSOptions(), insecure=True, pins=(), **changes)
 
 
 def tls_facts(report: TLSReport, mode: str) -> dict[str, Any]:
