@@ -19,8 +19,9 @@ The probes::
     postgres    SSLRequest (S or N); then a startup packet of protocol 4.0, which the server
                 refuses naming the protocol versions it speaks (PostgreSQL discloses no
                 version before authentication)
-    mqtt        CONNECT (MQTT 5, no credentials), then DISCONNECT; a 3.x broker's refusal
-                leads to mqtt-3, a CONNECT at protocol level 4 (3.1.1)
+    mqtt        CONNECT (MQTT 5, no credentials); if the broker lets anyone in, a read
+                of $SYS/broker/version (its retained version), then DISCONNECT; a 3.x
+                broker's refusal leads to mqtt-3, a CONNECT at protocol level 4 (3.1.1)
     ldap        an anonymous search of the root DSE (no bind), then an unbind
     xmpp        a stream header; the server's header and stream features
     irc         CAP LS 302; the capabilities (vendor-named ones name the server)
@@ -31,7 +32,8 @@ the bytes it sends):
 * no authentication attempt and no credential of any kind, ever: no USER, PASS, AUTH,
   LOGIN, BIND with a name, no MQTT user name or password, no PostgreSQL user;
 * nothing that changes the server's state: read-only questions, then the protocol's
-  goodbye (QUIT, LOGOUT, DISCONNECT, unbind, ``</stream:stream>``);
+  goodbye (QUIT, LOGOUT, DISCONNECT, unbind, ``</stream:stream>``) — MQTT's read is a
+  subscription to one topic that lives as long as the clean session, milliseconds;
 * bounded: at most ``max_bytes`` are read (:data:`MAX_PROBE_BYTES`) and at most
   :data:`MAX_SENDS` messages sent; the driver bounds the time (a wait per reply and a cap
   per probe) and feeds ``b""`` when it runs out, which finishes the probe with what it
@@ -707,28 +709,33 @@ def mqtt5_connect_probe(client_id: str = "tcpcli-probe") -> bytes:
 
 class MqttProbe(ServiceProbe):
     """CONNECT at protocol level 5 (no credentials); a CONNACK names MQTT. A broker that
-    refuses level 5 answers as 3.x does: the follow-up asks at level 4 (3.1.1)."""
+    refuses level 5 answers as 3.x does: the follow-up asks at level 4 (3.1.1). A broker
+    that accepts an anonymous client is asked for ``$SYS/broker/version`` (a subscription
+    for the few milliseconds before DISCONNECT, which ends the clean session and it): the
+    retained message names the broker (mosquitto publishes it)."""
 
     name = "mqtt"
     LEVEL: ClassVar[str] = "5.0"
 
+    def __init__(self, **kwargs: object) -> None:
+        super().__init__(**kwargs)  # type: ignore[arg-type]
+        self._subscribed = False
+
     def _opening(self) -> bytes:
         return mqtt5_connect_probe()
 
-    def _advance(self) -> Finished | None:
-        data = bytes(self._buffer)
-        if data[:1] != b"\x20":
-            return self._not_ours()
-        if len(data) < 2:
+    def _advance(self) -> Send | Finished | None:
+        if self._subscribed:
+            return self._version()
+        if self._buffer[:1] != b"\x20":
+            return self._not_ours()  # not a CONNACK
+        packet = _mqtt_packet(self._buffer)
+        if packet is None:
             return None
-        length, used = _varint(data[1:5])
-        if length is None:
-            return None if len(data) < 5 else self._not_ours()
-        if length < 2 or length > 1024:
-            return self._not_ours()
-        if len(data) < 1 + used + length:
-            return None
-        code = data[1 + used + 1]
+        kind, body = packet
+        if kind != 0x20 or len(body) < 2:
+            raise _NotOurs
+        code = body[1]
         accepted = code == 0
         refused_level = code in (1, 0x84)
         what = MQTT_CODES.get(code, f"code {code}")
@@ -739,8 +746,67 @@ class MqttProbe(ServiceProbe):
                                   facts=tuple(facts),
                                   info=f"refused protocol {self.LEVEL}" if refused_level
                                   else None)
+        if accepted:
+            self._subscribed = True
+            return self._send(self._subscribe(), "SUBSCRIBE $SYS/broker/version")
         follow_up = "mqtt-3" if refused_level and self.name == "mqtt" else None
-        return self._finish(mqtt_disconnect() if accepted else b"", follow_up)
+        return self._finish(follow_up=follow_up)
+
+    def _subscribe(self) -> bytes:
+        topic = MQTT_VERSION_TOPIC.encode()
+        properties = b"\x00" if self.LEVEL == "5.0" else b""
+        body = (b"\x00\x01" + properties + len(topic).to_bytes(2, "big") + topic + b"\x00")
+        return b"\x82" + bytes([len(body)]) + body
+
+    def _version(self) -> Finished | None:
+        while (packet := _mqtt_packet(self._buffer)) is not None:
+            kind, body = packet
+            if kind == 0x90 and body[-1:] >= b"\x80":  # SUBACK: the subscription refused
+                return self._finish(mqtt_disconnect())
+            if kind & 0xF0 == 0x30 and len(body) >= 2:  # PUBLISH
+                size = int.from_bytes(body[:2], "big")
+                topic = body[2 : 2 + size]
+                rest = body[2 + size + (2 if kind & 0x06 else 0):]
+                if self.LEVEL == "5.0":
+                    length, used = _varint(rest)
+                    rest = rest[used + (length or 0):]
+                if topic == MQTT_VERSION_TOPIC.encode() and self.guess is not None:
+                    text = printable(rest, limit=120)
+                    found = re.match(r"(.+?) version (\d[\w.-]*)", text)
+                    product, version = (found.groups() if found
+                                        else _product_words(text) or (None, None))
+                    if product:
+                        self.guess = _with_product(self.guess, product, version)
+                    return self._finish(mqtt_disconnect())
+        return None
+
+    def _at_end(self) -> Finished:
+        if self._subscribed:
+            return self._finish(mqtt_disconnect())
+        return super()._at_end()
+
+
+#: The retained topic a broker's version is published on (mosquitto's $SYS tree).
+MQTT_VERSION_TOPIC: Final = "$SYS/broker/version"
+
+
+def _mqtt_packet(buffer: bytearray) -> tuple[int, bytes] | None:
+    """One MQTT control packet out of ``buffer``: its first byte and its body."""
+    if len(buffer) < 2:
+        return None
+    length, used = _varint(bytes(buffer[1:5]))
+    if length is None:
+        if len(buffer) >= 5:
+            raise _NotOurs
+        return None
+    if length > MAX_PROBE_BYTES:
+        raise _NotOurs
+    if len(buffer) < 1 + used + length:
+        return None
+    kind = buffer[0]
+    body = bytes(buffer[1 + used : 1 + used + length])
+    del buffer[: 1 + used + length]
+    return kind, body
 
 
 class Mqtt3Probe(MqttProbe):
