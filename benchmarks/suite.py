@@ -31,6 +31,7 @@ from pathlib import Path
 import bench_accuracy
 import connect_throughput
 import probe_scan
+import service_scan
 import throughput
 from measure import (
     Child,
@@ -108,6 +109,10 @@ CASES: tuple[Case, ...] = (
          Goal(0.4), "s", ("nmap",)),
     Case("probe-top1000", "probe: the top 1,000 ports (`--top 1000`)",
          "`nmap -sT -T5 --top-ports 1000`", Goal(0.4), "s", ("nmap",)),
+    Case("probe-sv-standard", "probe: `--banner --tls-detect`, 19 real servers on their "
+         "standard ports", "`nmap -sV`", Goal(0.2), "s", ("nmap",)),
+    Case("probe-sv-free", "probe: `--banner --tls-detect`, the same servers on free ports",
+         "`nmap -sV`", Goal(0.2), "s", ("nmap",)),
     Case("connect-push", "connect: file on stdin → sink", "`nc -N`", Goal(0.8), "s",
          ("nc",)),
     Case("connect-pull", "connect: source → stdout", "`nc -d`", Goal(1.0), "s", ("nc",)),
@@ -419,6 +424,46 @@ def probe_group(settings: Settings, wanted: list[Case]) -> list[Row]:
     return rows
 
 
+#: Tables printed after the main one (the service comparison's, per listener).
+DETAILS: list[str] = []
+
+
+def service_group(settings: Settings, wanted: list[Case]) -> list[Row]:
+    """service_scan.py in a namespace of its own (the standard ports are free there):
+    tcpcli's identification against nmap -sV on the same real servers."""
+    layouts = [case.id.removeprefix("probe-sv-") for case in wanted]
+    rounds = max(1, min(settings.scan_rounds, 3))
+    argv, note = in_namespace([sys.executable, str(Path(service_scan.__file__)), "--json",
+                               "--rounds", str(rounds), "--layouts", ",".join(layouts)])
+    if note and "standard" in layouts:
+        layouts = [layout for layout in layouts if layout != "standard"]
+        argv = [*argv[:-1], ",".join(layouts)] if layouts else []
+    say(f"probe: service identification against nmap -sV, {rounds} round(s) of {layouts}")
+    results = {}
+    if argv:
+        child = run_child(argv, env=connect_throughput.CHILD_ENV, timeout=7200).check(
+            "service_scan.py")
+        results = {item["layout"]: item for item in json.loads(child.stdout)["layouts"]}
+    rows = []
+    for case in wanted:
+        layout = case.id.removeprefix("probe-sv-")
+        if layout not in results:
+            rows.append(Row.skipped(case, note or "not measured"))
+            continue
+        item = results[layout]
+        counts = item["counts"]
+        seconds = item["seconds"]
+        summary = (f"products named: tcpcli {counts['tcpcli_products']}/{counts['listeners']}, "
+                   f"nmap {counts['nmap_products']}, the same {counts['same_product']}; "
+                   f"STARTTLS found on {counts['tcpcli_starttls']}, nmap -sV: none")
+        rows.append(Row.of(case, statistics.median(seconds["tcpcli"]),
+                           statistics.median(seconds["nmap"]) if seconds["nmap"] else None,
+                           len(seconds["tcpcli"]),
+                           "; ".join(filter(None, [summary, item["note"], note]))))
+        DETAILS.append(item["table"])
+    return rows
+
+
 def connect_group(settings: Settings, wanted: list[Case]) -> list[Row]:
     """connect_throughput.py's sinks and timing: push, pull and TLS push of one file."""
     data = write_random_file(settings.tmp / "data.bin", settings.push_mib)
@@ -581,13 +626,14 @@ Group = Callable[[Settings, list[Case]], list[Row]]
 GROUPS: tuple[tuple[Group, tuple[str, ...]], ...] = (
     (startup_group, tuple(case.id for case in CASES if case.id.startswith("startup-"))),
     (probe_group, ("probe-full-nc", "probe-full-nmap", "probe-top1000", "memory-scan")),
+    (service_group, ("probe-sv-standard", "probe-sv-free")),
     (connect_group, ("connect-push", "connect-pull", "connect-tls", "memory-push")),
     (bench_connect_group, ("bench-rate", "memory-bench")),
     (bench_throughput_group, ("bench-throughput",)),
     (bench_rr_group, ("bench-rr",)),
 )
 #: Left out of ``--quick`` (unless named with ``--only``): the slowest rows.
-SLOW = ("probe-full-nmap", "memory-scan", "probe-full-nc")
+SLOW = ("probe-full-nmap", "memory-scan", "probe-full-nc", "probe-sv-standard", "probe-sv-free")
 
 
 # --------------------------------------------------------------------------- peers
@@ -758,6 +804,9 @@ def main(argv: list[str] | None = None) -> int:
           f"(rates: higher is better, times: lower)")
     for row in skipped:
         print(f"skipped {row.case}: {row.note}")
+    for details in DETAILS:
+        print()
+        print(details)
     if args.json:
         args.json.write_text(json.dumps({"quick": settings.quick,
                                          "rows": [asdict(row) for row in ordered]}, indent=1))
