@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 
 #: A dialogue reads replies, never more than this at once (nothing past the go-ahead).
 DIALOGUE_READ = 4096
+NO_ANSWER = "no TLS answer in time"
 
 
 class TlsDetector:
@@ -61,7 +62,14 @@ class TlsDetector:
             return tls_facts(implicit, "implicit")
         if service is not None and service.name in DIALOGUES:
             return await self._starttls(service.name, service)
-        facts, greeting = await self._implicit()
+        plaintext = service is not None and service.fact("tls") != "implicit"
+        # A service that answered in plaintext gets one reply's wait: a silent one (Redis
+        # reads a ClientHello as half a command) would otherwise hold the row for long.
+        facts, greeting = await self._implicit(self.wait if plaintext else None)
+        if plaintext and facts.get("error") == NO_ANSWER:
+            assert service is not None
+            return {"detected": False, "error": f"not TLS: {service.name} answered in "
+                                                "plaintext, and its protocol has no STARTTLS"}
         if facts.get("detected") or service is not None:
             return facts
         protocol = (auto_detect(self.port, greeting).protocol if greeting
@@ -70,9 +78,10 @@ class TlsDetector:
             return facts
         return await self._starttls(protocol, None)
 
-    async def _implicit(self) -> tuple[dict[str, Any], bytes]:
-        """An unverified handshake on a fresh connection; the plaintext greeting, when the
-        server answered with one."""
+    async def _implicit(self, within: float | None = None) -> tuple[dict[str, Any], bytes]:
+        """An unverified handshake on a fresh connection (within ``within`` seconds, else
+        the timeout and a reply's wait); the plaintext greeting, when the server answered
+        with one."""
         from tcpcli.core.tls import TLSStream
 
         slot = await self._room.acquire()
@@ -81,7 +90,7 @@ class TlsDetector:
             stream, _ = await self._connect(self.address, self.port)
             if stream is None:
                 raise TimeoutError
-            with anyio.fail_after(self.timeout + self.wait):
+            with anyio.fail_after(within or self.timeout + self.wait):
                 tls = await TLSStream.wrap(stream, hostname=self.name,
                                            options=self.tls,
                                            target=f"{self.address}:{self.port}",
@@ -90,7 +99,7 @@ class TlsDetector:
             await close(tls)
             return facts, b""
         except TimeoutError:
-            return {"detected": False, "error": "no TLS answer in time"}, b""
+            return {"detected": False, "error": NO_ANSWER}, b""
         except PlaintextPeerError as exc:
             return ({"detected": False,
                      "error": f"not TLS: the server answered in plaintext: '{exc.banner}'"},
