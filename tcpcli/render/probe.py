@@ -121,7 +121,8 @@ def service_text(result: ProbeResult) -> str:
 
 
 def tls_cell(result: ProbeResult) -> str:
-    """``TLSv1.3 (starttls smtp), 89 days left, verified`` or why there is no TLS."""
+    """``TLSv1.3 (starttls smtp), 89 days, verified``, or "no" (the reason is in the
+    plain and JSON rows)."""
     tls = result.tls
     if not tls:
         return ""
@@ -132,9 +133,9 @@ def tls_cell(result: ProbeResult) -> str:
         how += f" {tls['protocol']}"
     parts = [f"{tls.get('version')} ({how})" if how else str(tls.get("version"))]
     if tls.get("days_left") is not None:
-        parts.append(f"{tls['days_left']} days left")
+        parts.append(f"{tls['days_left']} days")
     if tls.get("verdict"):
-        parts.append(str(tls["verdict"]))
+        parts.append(str(tls["verdict"]).partition(":")[0])
     return ", ".join(parts)
 
 
