@@ -23,7 +23,7 @@ from __future__ import annotations
 import contextlib
 from collections import deque
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Final
 
 import anyio
@@ -239,7 +239,6 @@ class PortIdentifier:
         """A fresh connection with the TLS handshake done (None when either failed); the
         first handshake's report is kept."""
         from tcpcli.core.tls import TLSStream
-        from tcpcli.engines.scan_tls import unverified
 
         slot = await self._room.acquire()
         stream = None
@@ -345,6 +344,14 @@ async def receive(stream: anyio.abc.ByteStream, wait: float, *, settle: bool = T
 async def close(stream: anyio.abc.ByteStream) -> None:
     with anyio.CancelScope(shield=True):
         await anyio.aclose_forcefully(stream)
+
+
+def unverified(options: TLSOptions | None, **changes: Any) -> TLSOptions:
+    """The run's TLS options for a handshake that must not fail on the certificate: the
+    verdict is computed all the same (against --ca-file, for --sni), and reported."""
+    from tcpcli.core.tlsoptions import TLSOptions
+
+    return replace(options or TLSOptions(), insecure=True, pins=(), **changes)
 
 
 def _rank(found: Found) -> tuple[int, int, int]:

@@ -17,14 +17,13 @@ still reported; the verdict says what verification would have concluded.
 from __future__ import annotations
 
 import contextlib
-from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.abc
 
 from tcpcli.core.errors import PlaintextPeerError
-from tcpcli.engines.scan_identify import STREAM_ERRORS, Connect, close
+from tcpcli.engines.scan_identify import STREAM_ERRORS, Connect, close, unverified
 from tcpcli.engines.scan_limits import SocketRoom
 
 if TYPE_CHECKING:
@@ -171,14 +170,6 @@ async def upgrade(stream: anyio.abc.ByteStream, dialogue: Dialogue, wait: float)
             return
         elif isinstance(event, Done):
             raise RemoteProtocolError(f"{dialogue.name}: the dialogue ended without TLS")
-
-
-def unverified(options: TLSOptions | None, **changes: Any) -> TLSOptions:
-    """The run's TLS options for a handshake that must not fail on the certificate: the
-    verdict is computed all the same (against --ca-file, for --sni), and reported."""
-    from tcpcli.core.tlsoptions import TLSOptions
-
-    return replace(options or TLSOptions(), insecure=True, pins=(), **changes)
 
 
 def tls_facts(report: TLSReport, mode: str) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""Sans-IO protocol logic: STARTTLS dialogues, auto-detection and banner identification.
+"""Sans-IO protocol logic: STARTTLS dialogues, auto-detection, service identification.
 
 This package contains no networking code at all (a test walks its imports: no anyio,
 socket, ssl, dns, asyncio, trio). Bytes go in, events and bytes-to-send come out; the
@@ -18,6 +18,9 @@ core owns the socket, the TLS layer and the clock. A driver loop::
             break
         # Greeting / Capabilities: report and time them; errors are raised
 
+Service identification probes (``make_probe("redis")``) are driven the same way, and
+end with :class:`~tcpcli.protocols.service.Finished` instead of raising.
+
 Errors (:mod:`tcpcli.protocols.errors`): :class:`StartTlsUnavailableError` (not offered,
 refused, session refused) and :class:`RemoteProtocolError` (malformed, oversized,
 injected) — both :class:`ProtocolError`, never a plaintext fallback. The core turns them
@@ -35,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 # Public name -> module that defines it. One place: __all__ is built from it.
 _EXPORTS: dict[str, str] = {
     "Confidence": "tcpcli.protocols.banner",
+    "How": "tcpcli.protocols.banner",
     "ServiceGuess": "tcpcli.protocols.banner",
     "http_head_probe": "tcpcli.protocols.banner",
     "identify": "tcpcli.protocols.banner",
@@ -62,6 +66,10 @@ _EXPORTS: dict[str, str] = {
     "StartTlsNotOfferedError": "tcpcli.protocols.errors",
     "StartTlsRefusedError": "tcpcli.protocols.errors",
     "StartTlsUnavailableError": "tcpcli.protocols.errors",
+    "Finished": "tcpcli.protocols.service",
+    "ServiceProbe": "tcpcli.protocols.service",
+    "client_first_probes": "tcpcli.protocols.service",
+    "make_probe": "tcpcli.protocols.service",
     "DIALOGUES": "tcpcli.protocols.registry",
     "Detection": "tcpcli.protocols.registry",
     "auto_detect": "tcpcli.protocols.registry",
@@ -92,6 +100,7 @@ def __dir__() -> list[str]:
 if TYPE_CHECKING:
     from tcpcli.protocols.banner import (
         Confidence as Confidence,
+        How as How,
         ServiceGuess as ServiceGuess,
         http_head_probe as http_head_probe,
         identify as identify,
@@ -131,6 +140,12 @@ if TYPE_CHECKING:
         detect_by_greeting as detect_by_greeting,
         detect_by_port as detect_by_port,
         get_dialogue as get_dialogue,
+    )
+    from tcpcli.protocols.service import (
+        Finished as Finished,
+        ServiceProbe as ServiceProbe,
+        client_first_probes as client_first_probes,
+        make_probe as make_probe,
     )
     from tcpcli.protocols.tlsrecord import (
         TlsReply as TlsReply,

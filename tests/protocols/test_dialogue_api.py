@@ -131,13 +131,15 @@ def test_public_names_are_pinned() -> None:
 
     assert sorted(tcpcli.protocols.__all__) == [
         "Capabilities", "Confidence", "DIALOGUES", "Detection", "Dialogue", "DialogueReport",
-        "Done", "Event", "Greeting", "LimitExceededError", "LocalProtocolError", "NEED_DATA",
-        "NeedData", "ProtocolError", "ReadyForTls", "RemoteProtocolError",
-        "ResponseInjectionError", "Send", "ServiceGuess", "SessionRefusedError",
-        "StartTlsNotOfferedError", "StartTlsRefusedError", "StartTlsUnavailableError", "State",
-        "TlsReply", "auto_detect", "client_hello", "detect_by_greeting", "detect_by_port",
-        "get_dialogue", "http_head_probe", "identify", "mqtt_connect_probe", "mqtt_disconnect",
-        "parse_tls_reply", "probes_for_silent_service", "wants_more",
+        "Done", "Event", "Finished", "Greeting", "How", "LimitExceededError",
+        "LocalProtocolError", "NEED_DATA", "NeedData", "ProtocolError", "ReadyForTls",
+        "RemoteProtocolError", "ResponseInjectionError", "Send", "ServiceGuess",
+        "ServiceProbe", "SessionRefusedError", "StartTlsNotOfferedError",
+        "StartTlsRefusedError", "StartTlsUnavailableError", "State", "TlsReply",
+        "auto_detect", "client_first_probes", "client_hello", "detect_by_greeting",
+        "detect_by_port", "get_dialogue", "http_head_probe", "identify", "make_probe",
+        "mqtt_connect_probe", "mqtt_disconnect", "parse_tls_reply", "probes_for_silent_service",
+        "wants_more",
     ]
     for name in tcpcli.protocols.__all__:
         assert getattr(tcpcli.protocols, name) is not None
