@@ -18,6 +18,7 @@ import click
 
 from tcpcli.cli.environment import Environment
 from tcpcli.cli.exit_codes import ExitCode, exit_code_for
+from tcpcli.cli.expectations import expect_option
 from tcpcli.cli.helpformat import OUTPUT, TIMING, SectionedCommand, option
 from tcpcli.cli.options import common_options, target_argument
 from tcpcli.cli.paramtypes import DURATION, PORT_LIST, Count, Number
@@ -26,6 +27,7 @@ from tcpcli.cli.runner import interrupted, run
 if TYPE_CHECKING:
     from tcpcli.cli.commonoptions import CommonOptions
     from tcpcli.core.errors import TcpcliError
+    from tcpcli.core.expect import Expectation
     from tcpcli.core.invocation import Invocation
     from tcpcli.engines.scan import Scanner
     from tcpcli.engines.scan_results import PortState, ProbeResult, ScanSummary
@@ -84,8 +86,8 @@ PROGRESS_AFTER_S = 0.5  # no live line for scans shorter than this
 @option("--show", type=click.Choice(["auto", "all", "open"]), default="auto",
         show_default=True, section=OUTPUT,
         help="Rows to print: all states, only open, or auto (all for up to 100 ports).")
-@click.option("--expect", type=click.Choice(["open", "closed"]),
-              help="Exit 0 only if every port is open / none is open (else 9).")
+@expect_option("probe", what="A check on the scan: open (every port open), closed (none "
+               "open), ports.open>=N, banner~REGEX (any open port's), connect.ms<T (median)")
 @click.option("--yes", "-y", "confirmed", is_flag=True,
               help="Confirm a very large scan (over 1,000,000 probes or a CIDR over /16).")
 @common_options
@@ -152,7 +154,7 @@ class ProbeOptions(NamedTuple):
     tls_detect: bool
     as_csv: bool
     show: str
-    expect: str | None
+    expectations: tuple[Expectation, ...]
     confirmed: bool
 
     @classmethod
@@ -183,6 +185,9 @@ class ProbeSession:
         self.rows: list[ProbeResult] = []
         self.skipped: PolicySkips = PolicySkips()
         self.worst_error: ExitCode | None = None
+        # What --expect checks beyond the counts (kept only when there are checks).
+        self.open_latencies: list[float] = []
+        self.open_banners: list[str] = []
 
     # ------------------------------------------------------------------ targets
 
@@ -246,6 +251,11 @@ class ProbeSession:
             self.skipped.add(result)
             if result.state not in self.shown_states():
                 return
+        if result.state is PortState.OPEN and self.options.expectations:
+            if result.latency_ms is not None:
+                self.open_latencies.append(result.latency_ms)
+            if result.banner:
+                self.open_banners.append(result.banner)
         if self.env.events is not None:
             self.env.emit("probe_result", target=f"{result.host}:{result.port}",
                           **result.to_dict())
@@ -300,7 +310,8 @@ class ProbeSession:
             all_addresses=options.all_addresses, banner=options.banner,
             banner_wait=options.banner_wait, tls_detect=options.tls_detect,
             family=common.family, local_address=common.source,
-            tls=common.tls_options() if options.banner or options.tls_detect else None)
+            tls=common.tls_options() if options.banner or options.tls_detect else None,
+            kernel_facts=bool(common.verbose or common.json))
         async with invocation:
             scanner = Scanner(invocation, scan_options, self.on_result, on_error=self.on_error,
                               report=self.report_states())
@@ -328,7 +339,7 @@ class ProbeSession:
         if self.table:
             self.env.write_rich([results_table(self.rows)])
         counts = {str(state): summary.counts.get(state, 0) for state in PortState}
-        code = probe_exit_code(counts, self.options.expect, self.worst_error)
+        code = probe_exit_code(counts, self.worst_error)
         self.env.emit("summary", probes=summary.probes, hosts=summary.hosts,
                       elapsed_ms=round(summary.elapsed_ms, 3),
                       peak_sockets=summary.peak_sockets, exit_code=int(code), **counts,
@@ -345,26 +356,50 @@ class ProbeSession:
         self.env.say(summary_line(summary, counts, cut_short=cut_short))
         for line in self.skipped.lines():
             self.env.say(line)
+        if code == ExitCode.OK and self.options.expectations and not cut_short \
+                and not self._checks_hold(counts):
+            return ExitCode.CHECK_FAILED
         return code
 
+    def _checks_hold(self, counts: dict[str, int]) -> bool:
+        """Every --expect against the scan's facts. A text check (banner) holds when any
+        open port's banner satisfies it; the report names that banner, or the first."""
+        import statistics
 
-def probe_exit_code(counts: dict[str, int], expect: str | None,
-                    worst_error: ExitCode | None) -> ExitCode:
+        from tcpcli.cli.expectations import all_passed, banner_text, report_checks
+
+        probed = sum(n for state, n in counts.items() if state != "blocked")
+        facts: dict[str, object] = {
+            "open": counts.get("open", 0) == probed, "closed": counts.get("open", 0) == 0,
+            "ports.open": counts.get("open", 0), "ports.closed": counts.get("closed", 0),
+            "ports.filtered": counts.get("filtered", 0)}
+        if self.open_latencies:
+            facts["connect.ms"] = statistics.median(self.open_latencies)
+        verdicts = []
+        for expectation in self.options.expectations:
+            found = dict(facts)
+            banners = [banner_text(b.encode("utf-8", "surrogateescape"))
+                       for b in self.open_banners]
+            if banners:
+                found["banner"] = next((b for b in banners
+                                        if expectation.check({"banner": b}).passed),
+                                       banners[0])
+            verdicts += report_checks(self.env, [expectation], found)
+        return all_passed(verdicts)
+
+
+def probe_exit_code(counts: dict[str, int], worst_error: ExitCode | None) -> ExitCode:
     """What the user asked, answered (the README's probe exit-code table).
 
     A target that failed (a name that did not resolve...) decides first. Ports the policy
     refused are not failures unless they were everything asked for (3). Otherwise a
-    completed scan is 0, unless ``--expect`` says what it must find (9 when it did not).
+    completed scan is 0, and then ``--expect`` has its say (9 when a check fails).
     """
     if worst_error is not None:
         return worst_error
     probed = sum(n for state, n in counts.items() if state != "blocked")
     if probed == 0:
         return ExitCode.BLOCKED if counts.get("blocked") else ExitCode.CHECK_FAILED
-    if expect == "open":
-        return ExitCode.OK if counts.get("open", 0) == probed else ExitCode.CHECK_FAILED
-    if expect == "closed":
-        return ExitCode.OK if counts.get("open", 0) == 0 else ExitCode.CHECK_FAILED
     return ExitCode.OK
 
 

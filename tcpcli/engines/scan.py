@@ -229,6 +229,11 @@ class Scanner:
                                 attempts=attempt)
                 return True
             result = self.tally.open_result(plan, port, latency, attempt)
+            if result is not None and self.options.kernel_facts:
+                from tcpcli.core.tcpinfo import tcp_info
+
+                raw = stream.extra(anyio.abc.SocketAttribute.raw_socket, None)
+                result.tcp = tcp_info(raw) if raw is not None else None
             if result is None or not self.inspector.wanted:
                 await anyio.aclose_forcefully(stream)
                 if result is not None:

@@ -384,6 +384,10 @@ class BatchScan:
                             attempts=item.attempt)
             return
         result = self.tally.open_result(item.plan, item.port, latency, item.attempt)
+        if result is not None and self.options.kernel_facts:
+            from tcpcli.core.tcpinfo import tcp_info
+
+            result.tcp = tcp_info(sock)
         if result is None or not self._inspector.wanted:
             sock.close()
             self._room.release(item.slot)

@@ -108,6 +108,8 @@ class ProbeResult:
     tls: dict[str, Any] | None = None
     #: What the identification found (product, version, facts); None: nothing answered.
     identity: ServiceGuess | None = None
+    #: What the kernel knew once the port answered (Linux TCP_INFO; ``kernel_facts``).
+    tcp: dict[str, Any] | None = None
 
     def service_object(self) -> dict[str, Any] | None:
         """The JSON ``service``: what speaks here, and how that is known (the README's
@@ -158,6 +160,8 @@ class ScanOptions:
     #: The run's TLS options (--ca-file, --sni, versions, ALPN) for the handshakes of
     #: --banner and --tls-detect, which run unverified but report the verdict.
     tls: TLSOptions | None = None
+    #: Read the kernel's facts (TCP_INFO) of each open port's connection (probe -v, --json).
+    kernel_facts: bool = False
 
 
 @dataclass

@@ -190,6 +190,9 @@ def plain_line(result: ProbeResult) -> str:
         for key in ("mode", "protocol", "subject", "not_after", "days_left", "verdict"):
             if tls.get(key) is not None:
                 extra[f"tls_{key}"] = tls[key]
+    if result.tcp is not None:  # -v: the kernel's view of the open port's connection
+        extra["kernel_rtt_ms"] = f"{result.tcp['rtt_ms']:.3f}"
+        extra["kernel_mss"] = result.tcp["mss"]
     if result.rule:
         extra["rule"] = result.rule
     extra["workers"] = "allowed" if result.workers_allowed else f"blocked:{result.workers_rule}"
