@@ -23,7 +23,7 @@ TARGET_ALIASES = {
     "starttls": {"connect": "starttls", "starttls": "protocol"},
     # How the target is reached (a tunnel's entry point, a PROXY header to start with):
     # a command that cannot honour them refuses the target rather than dial it directly.
-    "via": {"connect": "via", "starttls": "via", "bench": "via"},
+    "via": {"connect": "via", "starttls": "via", "bench": "via", "ping": "via", "probe": "via"},
     "send_proxy": {"connect": "send_proxy", "starttls": "send_proxy"},
     "proxy_source": {"connect": "proxy_source", "starttls": "proxy_source"},
 }

@@ -484,6 +484,34 @@ class EntryPointText(TcpcliType):
         return "HOST:PORT"
 
 
+class ViaMap(TcpcliType):
+    """probe's ``--via-map``: ``PORT=HOST:PORT[,PORT=HOST:PORT...]``, each port of the
+    target behind its own entry point; parsed to {port: "host:port"}."""
+
+    name = "via map"
+    toml_form = 'a "PORT=HOST:PORT,..." string ("5432=127.0.0.1:15432")'
+
+    def parse(self, value: object) -> dict[int, str]:
+        from tcpcli.core.address import parse_port
+        from tcpcli.core.entrypoint import parse_entry_point
+
+        text = _text(value)
+        form = "give PORT=HOST:PORT pairs, e.g. 5432=127.0.0.1:15432,6379=127.0.0.1:16379"
+        entries: dict[int, str] = {}
+        for pair in text.split(","):
+            port_text, equals, entry = pair.strip().partition("=")
+            if not equals:
+                raise ValueError(f"{pair.strip()!r} is not PORT=HOST:PORT: {form}")
+            port = parse_port(port_text.strip())
+            if port in entries:
+                raise ValueError(f"port {port} has two entry points: {form}")
+            entries[port] = str(parse_entry_point(entry))
+        return entries
+
+    def get_metavar(self, param: click.Parameter, ctx: click.Context) -> str:
+        return "PORT=HOST:PORT,..."
+
+
 class KeepaliveType(TcpcliType):
     """``--keepalive IDLE[,INTERVAL[,COUNT]]``: whole seconds, seconds, probes."""
 

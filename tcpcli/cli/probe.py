@@ -20,8 +20,8 @@ from tcpcli.cli.environment import Environment
 from tcpcli.cli.exit_codes import ExitCode, exit_code_for
 from tcpcli.cli.expectations import expect_option
 from tcpcli.cli.helpformat import OUTPUT, TIMING, SectionedCommand, option
-from tcpcli.cli.options import common_options, target_argument
-from tcpcli.cli.paramtypes import DURATION, PORT_LIST, Count, Number
+from tcpcli.cli.options import common_options, target_argument, via_option
+from tcpcli.cli.paramtypes import DURATION, PORT_LIST, Count, Number, ViaMap
 from tcpcli.cli.runner import interrupted, run
 
 if TYPE_CHECKING:
@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from tcpcli.core.expect import Expectation
     from tcpcli.core.invocation import Invocation
     from tcpcli.engines.scan import Scanner
-    from tcpcli.engines.scan_results import PortState, ProbeResult, ScanSummary
+    from tcpcli.engines.scan_results import PortState, ProbeResult, ScanOptions, ScanSummary
     from tcpcli.engines.scan_targets import Target
     from tcpcli.render.probe import PolicySkips
 
@@ -88,6 +88,11 @@ PROGRESS_AFTER_S = 0.5  # no live line for scans shorter than this
         help="Rows to print: all states, only open, or auto (all for up to 100 ports).")
 @expect_option("probe", what="A check on the scan: open (every port open), closed (none "
                "open), ports.open>=N, banner~REGEX (any open port's), connect.ms<T (median)")
+@click.option("--via-map", "via_maps", multiple=True, type=ViaMap(),
+              help="Each port of the target through its own tunnel entry point: "
+                   "PORT=HOST:PORT,... (ssh -L, cloudflared access tcp, kubectl "
+                   "port-forward); --via for a single port.")
+@via_option
 @click.option("--yes", "-y", "confirmed", is_flag=True,
               help="Confirm a very large scan (over 1,000,000 probes or a CIDR over /16).")
 @common_options
@@ -113,10 +118,31 @@ def probe_command(env: Environment | None, /, targets: tuple[str, ...],
 
     common = CommonOptions.from_kwargs(kwargs)
     options = ProbeOptions.from_kwargs(kwargs)
+    entries = _entry_points(options, targets, common)
     try:
-        ports = choose_ports(options.port_specs, options.top)
+        ports = sorted(entries) if entries and not options.port_specs else \
+            choose_ports(options.port_specs, options.top)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--ports") from exc
+    if options.via is not None:
+        from tcpcli.core.errors import AddressError as BadTarget
+        from tcpcli.engines.scan_targets import parse_target
+
+        try:  # host:port (a named target's address) names the port behind the entry point
+            given = parse_target(targets[0]).port
+        except BadTarget:
+            given = None  # reported with the other targets' errors below
+        if given is not None and not options.port_specs:
+            ports = [given]
+        elif not options.port_specs or len(ports) != 1:
+            raise click.UsageError("--via reaches one port through one entry point: give "
+                                   "that port with --ports (--via-map PORT=HOST:PORT,... "
+                                   "gives several ports each their own)")
+        entries = {ports[0]: options.via}
+    elif entries:
+        missing = [port for port in ports if port not in entries]
+        if missing:
+            raise click.UsageError(f"port {missing[0]} has no entry point in --via-map")
     if not targets and not options.targets_file:
         raise click.UsageError("give at least one target (or --targets FILE)")
     parsed = []
@@ -133,8 +159,35 @@ def probe_command(env: Environment | None, /, targets: tuple[str, ...],
         raise click.UsageError("--csv and --json exclude each other")
     invocation = common.invocation()
     env.start_session("probe", json=common.json, quiet=common.quiet)
-    session = ProbeSession(env, common, options, ports, parsed)
+    session = ProbeSession(env, common, options, ports, parsed, entries)
     run(lambda: session.main(invocation), env, traceback=common.traceback)
+
+
+def _entry_points(options: ProbeOptions, targets: tuple[str, ...],
+                  common: CommonOptions) -> dict[int, str]:
+    """--via / --via-map as {port: entry point}; {} without them. A tunnel's entry point
+    forwards to one port of one host: one named target, no scan-wide options."""
+    if options.via is None and not options.via_maps:
+        return {}
+    if options.via is not None and options.via_maps:
+        raise click.UsageError("--via and --via-map exclude each other (--via-map covers "
+                               "one port too)")
+    if len(targets) != 1 or options.targets_file or "/" in targets[0]:
+        raise click.UsageError("--via and --via-map reach one target (its ports through "
+                               "their entry points): give one host, no --targets or CIDR")
+    clash = next((flag for flag, used in (("--tls-detect", options.tls_detect),
+                                          ("--all-addresses", options.all_addresses),
+                                          ("--proxy", bool(common.proxy)),
+                                          ("--top", options.top is not None)) if used), None)
+    if clash is not None:
+        raise click.UsageError(f"{clash} does not go with --via/--via-map: the entry points "
+                               "are the way in")
+    entries: dict[int, str] = {}
+    for mapping in options.via_maps:
+        for port, entry in mapping.items():
+            if entries.setdefault(port, entry) != entry:
+                raise click.UsageError(f"port {port} has two entry points in --via-map")
+    return entries
 
 
 class ProbeOptions(NamedTuple):
@@ -155,6 +208,8 @@ class ProbeOptions(NamedTuple):
     as_csv: bool
     show: str
     expectations: tuple[Expectation, ...]
+    via_maps: tuple[dict[int, str], ...]
+    via: str | None
     confirmed: bool
 
     @classmethod
@@ -168,12 +223,14 @@ class ProbeSession:
     """One probe run: results streamed to stdout as they come, the summary at the end."""
 
     def __init__(self, env: Environment, common: CommonOptions, options: ProbeOptions,
-                 ports: list[int], targets: list[Target]) -> None:
+                 ports: list[int], targets: list[Target],
+                 entries: dict[int, str] | None = None) -> None:
         from tcpcli.render.events import Utf8Lines
         from tcpcli.render.probe import CSV_FIELDS, PolicySkips
 
         self.env, self.common, self.options = env, common, options
         self.ports, self.targets = ports, targets
+        self.entries = entries or {}  # port -> its tunnel entry point (--via, --via-map)
         self.csv: csv.DictWriter[str] | None = None
         if options.as_csv:
             import csv
@@ -312,6 +369,8 @@ class ProbeSession:
             family=common.family, local_address=common.source,
             tls=common.tls_options() if options.banner or options.tls_detect else None,
             kernel_facts=bool(common.verbose or common.json))
+        if self.entries:
+            return await self._through_entry_points(invocation, scan_options)
         async with invocation:
             scanner = Scanner(invocation, scan_options, self.on_result, on_error=self.on_error,
                               report=self.report_states())
@@ -329,6 +388,36 @@ class ProbeSession:
                 if interrupted(exc):  # what was probed so far, then 130/143
                     self._finish(scanner.summary, cut_short=True)
                 raise
+        return self._finish(summary)
+
+    async def _through_entry_points(self, invocation: Invocation,
+                                    scan_options: ScanOptions) -> int:
+        """--via / --via-map: each port through its entry point (engines/scan_via)."""
+        from collections import Counter
+
+        from tcpcli.engines.scan_results import ScanSummary
+        from tcpcli.engines.scan_via import probe_via
+
+        summary = ScanSummary(hosts=1)
+        started = time.monotonic()
+
+        def counted(result: ProbeResult) -> None:
+            summary.counts[str(result.state)] += 1
+            summary.probes += 1
+            if result.state in self.report_states():
+                self.on_result(result)
+
+        summary.counts = Counter()
+        async with invocation:
+            try:
+                await probe_via(invocation, self.targets[0].host or self.targets[0].text,
+                                self.entries, scan_options, counted)
+            except BaseException as exc:
+                if interrupted(exc):
+                    self._finish(summary, cut_short=True)
+                raise
+            summary.peak_sockets = invocation.slots.peak
+        summary.elapsed_ms = (time.monotonic() - started) * 1000
         return self._finish(summary)
 
     def _finish(self, summary: ScanSummary, *, cut_short: bool = False) -> ExitCode:

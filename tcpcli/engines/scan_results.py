@@ -110,6 +110,8 @@ class ProbeResult:
     identity: ServiceGuess | None = None
     #: What the kernel knew once the port answered (Linux TCP_INFO; ``kernel_facts``).
     tcp: dict[str, Any] | None = None
+    #: The tunnel entry point dialed for this port (``--via``/``--via-map``).
+    via: str | None = None
 
     def service_object(self) -> dict[str, Any] | None:
         """The JSON ``service``: what speaks here, and how that is known (the README's

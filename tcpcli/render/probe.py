@@ -169,6 +169,8 @@ def plain_line(result: ProbeResult) -> str:
     """``host port state key=value ...``: stable, greppable, one row per line."""
     fields = [result.host, str(result.port), str(result.state)]
     extra: dict[str, object] = {"address": result.address, "reason": result.reason}
+    if result.via is not None:
+        extra["via"] = result.via
     if result.latency_ms is not None:
         extra["latency_ms"] = f"{result.latency_ms:.3f}"
     if result.errno is not None:

@@ -19,7 +19,7 @@ import pytest
 
 from tests.integration.test_cli_starttls import smtp_server
 from tests.support.cli import run_cli, tcpcli_command
-from tests.support.dns_server import Series, serve_dns
+from tests.support.dns_server import NXDOMAIN, Series, serve_dns
 from tests.support.peers import echo, filtered_port, serve
 
 ALLOW = ("--allow", "127.0.0.1")
@@ -225,8 +225,11 @@ def test_resolve_every_reuses_the_answer() -> None:
 
 
 def test_via_entry_point() -> None:
-    with serve(echo) as server:
-        proc = run_cli("ping", "db.internal:5432", "--via", server.address, "-c", "1")
+    # db.internal exists only behind the tunnel: our own DNS server says so (the system's
+    # resolver is never asked about a test name).
+    with serve(echo) as server, serve_dns({"db.internal": NXDOMAIN}) as dns:
+        proc = run_cli("ping", "db.internal:5432", "--via", server.address, "-c", "1",
+                       "--resolver", dns.address)
     assert proc.returncode == 0, proc.stderr
     out = proc.stdout.decode()
     assert f"PING db.internal:5432 via {server.address}" in out

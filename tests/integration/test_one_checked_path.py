@@ -169,3 +169,14 @@ def test_a_proxy_is_dialed_through_the_connector_and_never_for_a_refused_target(
                                            *ALLOW)
     assert exit_code == 3, printed
     assert dials == []
+
+
+def test_probe_via_dials_each_entry_point_alone(tmp_path: Path) -> None:
+    with serve(echo) as first, serve(echo) as second:
+        exit_code, dials, printed = record(
+            tmp_path, "probe", "192.0.2.80", "--via-map",
+            f"5432={first.address},6379={second.address}")
+    assert exit_code == 0, printed
+    assert sorted((d["via"], d["address"], d["port"]) for d in dials if d["via"] != "socket") \
+        == sorted([("connector", "127.0.0.1", first.port),
+                   ("connector", "127.0.0.1", second.port)])
