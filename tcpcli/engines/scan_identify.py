@@ -101,6 +101,7 @@ class PortIdentifier:
         searched = False
         try:
             first = await receive(stream, self.quiet)
+            self.banner = first  # named or not, what the server said first is the banner
             if first:
                 found = await self._drive("greeting", GreetingProbe(
                     **self._probe_args), stream, first)
@@ -154,6 +155,7 @@ class PortIdentifier:
     def _consider(self, found: Found) -> None:
         """Keep the best answer; a sure one ends the search."""
         finished = found.finished
+        self.banner = self.banner or found.first_reply  # some answer, even if unnamed
         if finished.suggests and finished.suggests in self._pending:
             self._pending.remove(finished.suggests)
             self._pending.appendleft(finished.suggests)
@@ -174,7 +176,7 @@ class PortIdentifier:
         best = self._best
         if best is None:
             return
-        self.banner = best.first_reply
+        self.banner = best.first_reply or self.banner
         guess = best.finished.guess
         assert guess is not None
         follow_up = best.finished.follow_up
@@ -322,10 +324,7 @@ async def drive(name: str, probe: ServiceProbe, stream: anyio.abc.ByteStream, fi
                     with contextlib.suppress(*STREAM_ERRORS), anyio.move_on_after(wait):
                         await stream.send(event.farewell)
                 return Found(name, event, first_reply)
-    probe.receive_data(b"")  # out of time: what the probe learned so far
-    event = probe.next_event()
-    assert isinstance(event, Finished)
-    return Found(name, event, first_reply)
+    return Found(name, probe.give_up(), first_reply)  # out of time: what it learned
 
 
 async def receive(stream: anyio.abc.ByteStream, wait: float, *, settle: bool = True) -> bytes:

@@ -182,6 +182,14 @@ class ServiceProbe(ABC):
             raise LocalProtocolError(f"{self.name}: more than {MAX_SENDS} messages")
         return event
 
+    def give_up(self) -> Finished:
+        """The driver's time is up: finish now with what the bytes so far say (its
+        goodbye included, where the probe has one), whatever step it was at."""
+        if self._finished is None:
+            self._eof = True
+            self._finished = self._at_end()
+        return self._finished
+
     # For subclasses ------------------------------------------------------------------------
 
     def _opening(self) -> bytes | None:

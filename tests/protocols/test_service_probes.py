@@ -387,3 +387,23 @@ def test_merge_adds_a_follow_ups_findings() -> None:
     assert merged.how is How.ANSWER
     assert merge(first, ServiceGuess("postgres", "", Confidence.HIGH, "16.2")).how is (
         How.VERSION)
+
+
+def test_giving_up_finishes_with_what_was_said_and_sends_nothing_more() -> None:
+    # Time ran out with a greeting read but not yet acted on: it still names the service.
+    probe = make_probe("greeting")
+    probe.receive_data(b"220 mail.example.net ESMTP Postfix\r\n")
+    finished = probe.give_up()
+    assert finished.guess is not None and finished.guess.product == "Postfix"
+    assert probe.next_event() is finished and probe.give_up() is finished
+    # A greeting trickled in part: what there is, read as far as it goes.
+    probe = make_probe("greeting")
+    probe.receive_data(b"220 s")
+    assert isinstance(probe.give_up(), Finished)
+    # An accepted MQTT session is still closed politely.
+    probe = make_probe("mqtt")
+    probe.next_event()
+    probe.receive_data(b"\x20\x03\x00\x00\x00")
+    subscribe = probe.next_event()
+    assert isinstance(subscribe, Send) and subscribe.data.startswith(b"\x82")
+    assert probe.give_up().farewell == b"\xe0\x00"
