@@ -426,7 +426,7 @@ class ProbeSession:
         from tcpcli.render.probe import results_table, summary_line
 
         if self.table:
-            self.env.write_rich([results_table(self.rows)])
+            self.env.write_rich([results_table(self.rows, width=self.env.console.width)])
         counts = {str(state): summary.counts.get(state, 0) for state in PortState}
         code = probe_exit_code(counts, self.worst_error)
         self.env.emit("summary", probes=summary.probes, hosts=summary.hosts,

@@ -81,27 +81,45 @@ def summary_line(summary: ScanSummary, counts: dict[str, int], *, cut_short: boo
             f"{' (interrupted)' if cut_short else ''}: {shown or 'nothing'}")
 
 
-def results_table(rows: Iterable[ProbeResult]) -> Table:
-    """Probe rows for people: one line per (host, port), sorted, states in colour."""
+#: A terminal at least this wide gets the table's "identified by" and "tls" columns.
+WIDE_TABLE = 140
+
+
+def results_table(rows: Iterable[ProbeResult], *, width: int | None = None) -> Table:
+    """Probe rows for people: one line per (host, port), sorted, states in colour.
+
+    On a terminal ``width`` columns wide (at least :data:`WIDE_TABLE`), an identified
+    scan gets an "identified by" column (version from banner, matched by answer, port
+    default only) and a "tls" one; narrower (the demo's 80 columns), the TLS version
+    follows the service, as ``[tls TLSv1.3]`` or ``[starttls TLSv1.3]``.
+    """
     from rich.markup import escape
     from rich.table import Table
 
     rows = sorted(rows, key=lambda r: (r.host, r.address, r.port))
     identified = any(r.identity is not None or r.tls is not None for r in rows)
+    wide = identified and width is not None and width >= WIDE_TABLE
     table = Table(box=None, header_style="bold")
     for column in ("host", "port", "state", "reason", "latency", "service",
-                   *(("identified by", "tls") if identified else ()), "worker"):
+                   *(("identified by", "tls") if wide else ()), "worker"):
         table.add_column(column)
     for r in rows:
         style = STATE_STYLES.get(str(r.state), "")
-        how = str(r.identity.how) if r.identity else ("port default only" if r.service
-                                                       else "")
-        extra = (escape(how), escape(tls_cell(r))) if identified else ()
+        service = service_text(r)
+        if wide:
+            how = str(r.identity.how) if r.identity else ("port default only" if r.service
+                                                           else "")
+            extra: tuple[str, ...] = (escape(how), escape(tls_cell(r)))
+        else:
+            extra = ()
+            if r.tls and r.tls.get("detected"):
+                mode = "tls" if r.tls.get("mode") == "implicit" else r.tls.get("mode", "tls")
+                service += f" [{mode} {r.tls.get('version')}]"
         table.add_row(r.host if r.host == r.address or not r.address
                       else f"{r.host} ({r.address})", str(r.port),
                       f"[{style}]{r.state}[/]", r.reason,
                       f"{r.latency_ms:.2f} ms" if r.latency_ms is not None else "",
-                      escape(service_text(r)), *extra, "allowed" if r.workers_allowed else
+                      escape(service), *extra, "allowed" if r.workers_allowed else
                       f"blocked ({r.workers_rule})")
     return table
 

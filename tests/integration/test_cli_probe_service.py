@@ -40,7 +40,8 @@ def test_the_service_in_every_output_form() -> None:
         as_csv = run_probe(*common, "--csv")
         as_json = run_probe(*common, "--json")
         table = run_probe(*common, environ={"FORCE_COLOR": "1", "COLUMNS": "200"})
-    for proc in (plain, as_csv, as_json, table):
+        narrow = run_probe(*common, environ={"FORCE_COLOR": "1", "COLUMNS": "100"})
+    for proc in (plain, as_csv, as_json, table, narrow):
         assert proc.returncode == 0, proc.stderr
     lines = {line.split()[1]: line for line in plain.stdout.splitlines()}
     assert ("service=ssh product=OpenSSH version=9.6p1 "
@@ -62,3 +63,5 @@ def test_the_service_in_every_output_form() -> None:
         "confidence"] == "port default only"
     assert "ssh OpenSSH 9.6p1 (Ubuntu-3ubuntu13)" in table.stdout
     assert "http nginx 1.24.0" in table.stdout and "version from banner" in table.stdout
+    # A narrower terminal keeps the service and drops the "identified by" column.
+    assert "http nginx 1.24.0" in narrow.stdout and "identified by" not in narrow.stdout
