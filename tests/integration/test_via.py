@@ -214,13 +214,18 @@ def test_a_named_target_carries_its_entry_point(entry: int, dns: DnsServer, ca_f
                    stdin=b"named\n")
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == b"named\n"
-    # A command that cannot go through an entry point refuses the target rather than
-    # dialing db.internal directly.
+    # probe goes through the entry point too (its port is the target's).
     proc = run_cli("probe", "@db", "--config", str(config), "--resolver", dns.address)
-    assert proc.returncode == 2
-    assert b"target db is reached with via, which probe cannot do yet" in proc.stderr
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.decode().startswith(f"db.internal 5432 open address=127.0.0.1:{entry} ")
     check = run_cli("config", "check", "--config", str(config))
     assert check.returncode == 0, check.stderr
+    # A command that cannot honour how a target is reached refuses it rather than dialing
+    # db.internal directly: probe writes no PROXY header.
+    config.write_text(config.read_text() + 'send_proxy = "v2"\n')
+    proc = run_cli("probe", "@db", "--config", str(config), "--resolver", dns.address)
+    assert proc.returncode == 2
+    assert b"target db is reached with send_proxy, which probe cannot do yet" in proc.stderr
 
 
 def test_bench_measures_through_the_entry_point(entry: int, dns: DnsServer, ca_file: str,
