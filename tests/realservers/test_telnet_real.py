@@ -175,3 +175,23 @@ def test_upgrades_verifies_and_agrees_with_openssl(iksd_ports: dict[str, int],
     ours = check_upgrade(port, ca_file, server_files, ["DO START_TLS"])
     said = openssl_says("telnet", port, ca_file)
     assert (ours["version"], ours["cipher"]) == (said["Protocol version"], said["Ciphersuite"])
+
+
+def test_probe_finds_telnets_start_tls(iksd_ports: dict[str, int], ca_file: str) -> None:
+    """probe --tls-detect on IKSD's free port: telnet named by its option negotiation, and
+    START_TLS found and completed (verified against the session's CA)."""
+    import json
+
+    from tests.support.cli import run_cli
+
+    port = iksd_ports["iksd"]
+    proc = run_cli("probe", "127.0.0.1", "-p", str(port), "--allow", "127.0.0.1",
+                   "--banner", "--tls-detect", "--ca-file", ca_file, "--sni", "localhost",
+                   "--json", timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    row = next(event for event in map(json.loads, proc.stdout.splitlines())
+               if event["event"] == "probe_result")
+    assert row["service"]["name"] == "telnet", row
+    tls = row["tls"]
+    assert (tls["detected"], tls["mode"], tls["protocol"]) == (True, "starttls", "telnet"), tls
+    assert tls["verdict"] == "verified", tls
