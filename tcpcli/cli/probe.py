@@ -160,7 +160,8 @@ def probe_command(env: Environment | None, /, targets: tuple[str, ...],
     invocation = common.invocation()
     env.start_session("probe", json=common.json, quiet=common.quiet)
     session = ProbeSession(env, common, options, ports, parsed, entries)
-    run(lambda: session.main(invocation), env, traceback=common.traceback)
+    run(lambda: session.main(invocation), env, traceback=common.traceback,
+        without_loop=lambda: session.main_now(invocation))
 
 
 def _entry_points(options: ProbeOptions, targets: tuple[str, ...],
@@ -356,12 +357,11 @@ class ProbeSession:
 
     # ------------------------------------------------------------------ run
 
-    async def main(self, invocation: Invocation) -> int:
-        from tcpcli.engines.scan import Scanner
+    def scan_options(self) -> ScanOptions:
         from tcpcli.engines.scan_results import ScanOptions
 
         common, options = self.common, self.options
-        scan_options = ScanOptions(
+        return ScanOptions(
             timeout=common.timeout or 1.0, retries=options.retries,
             concurrency=options.concurrency, rate=options.rate, host_rate=options.host_rate,
             all_addresses=options.all_addresses, banner=options.banner,
@@ -369,6 +369,33 @@ class ProbeSession:
             family=common.family, local_address=common.source,
             tls=common.tls_options() if options.banner or options.tls_detect else None,
             kernel_facts=bool(common.verbose or common.json))
+
+    def main_now(self, invocation: Invocation) -> int | None:
+        """The scan without an event loop (``Scanner.run_now``): addresses given as
+        literals, no inspection of open ports, no live line. None, with nothing done,
+        when the scan needs the loop."""
+        if self.entries or self.options.targets_file or self.show_progress():
+            return None
+        import signal
+
+        from tcpcli.engines.scan import Scanner
+
+        scanner = Scanner(invocation, self.scan_options(), self.on_result,
+                          on_error=self.on_error, report=self.report_states())
+        try:
+            summary = scanner.run_now(self.targets, self.ports)
+        except KeyboardInterrupt:
+            # As with the loop: once Ctrl-C was pressed no later press may turn the
+            # report of what was probed, and exit 130, into a traceback.
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            self._finish(scanner.summary, cut_short=True)
+            raise
+        return None if summary is None else self._finish(summary)
+
+    async def main(self, invocation: Invocation) -> int:
+        from tcpcli.engines.scan import Scanner
+
+        scan_options = self.scan_options()
         if self.entries:
             return await self._through_entry_points(invocation, scan_options)
         async with invocation:

@@ -38,11 +38,13 @@ def _quiet_broken_pipe() -> None:
 def interrupted(exc: BaseException) -> bool:
     """Ctrl-C, SIGTERM, or the cancellation asyncio delivers for Ctrl-C: the cases where a
     command still reports what it has measured before exiting 130/143."""
-    import anyio
-
     if isinstance(exc, BaseExceptionGroup):
         return any(interrupted(inner) for inner in exc.exceptions)
-    return isinstance(exc, KeyboardInterrupt | Terminated | anyio.get_cancelled_exc_class())
+    if isinstance(exc, KeyboardInterrupt | Terminated):
+        return True
+    # Only a run on the event loop can be cancelled (a run without one never loads anyio).
+    anyio = sys.modules.get("anyio")
+    return anyio is not None and isinstance(exc, anyio.get_cancelled_exc_class())
 
 
 def report_error(env: Environment, events: EventWriter | None, target: str | None,

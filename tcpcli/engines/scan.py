@@ -19,6 +19,9 @@ and counts every outcome. Its parts, each in its own module:
 Through any other connector (the in-memory seam, a proxy) the scanner runs one task per
 port through ``connect_tcp``, bounded by the same concurrency limit (below).
 
+A scan on the fast path that inspects no port and resolves no name is all its run does:
+:meth:`Scanner.run_now` runs it without an event loop (``scan_batch.BlockingWaits``).
+
 The six-socket cap is honoured: each in-flight socket holds one of the invocation's
 :class:`~tcpcli.core.slots.SocketSlots` (a lifted cap, ``None``, is not counted).
 
@@ -33,11 +36,9 @@ from __future__ import annotations
 import errno
 import math
 import time
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Sequence
 from ipaddress import ip_address
-
-import anyio
-import anyio.abc
+from typing import TYPE_CHECKING
 
 from tcpcli.core.connect import BatchConnector
 from tcpcli.core.destination import IPAddress, literal_destination, locate
@@ -45,7 +46,7 @@ from tcpcli.core.errnos import OUT_OF_SOCKETS_ERRNOS
 from tcpcli.core.errors import ResolveError, TcpcliError
 from tcpcli.core.invocation import Invocation
 from tcpcli.core.policy import Policy
-from tcpcli.engines.scan_batch import BatchScan
+from tcpcli.engines.scan_batch import BatchScan, BlockingWaits, run_without_loop
 from tcpcli.engines.scan_inspect import PortInspector
 from tcpcli.engines.scan_limits import OUT_OF_SOCKETS_PATIENCE, Pacer, SocketRoom, fd_budget
 from tcpcli.engines.scan_results import (
@@ -61,6 +62,10 @@ from tcpcli.engines.scan_results import (
     no_answer_reason,
 )
 from tcpcli.engines.scan_targets import HostPlan, Target
+
+if TYPE_CHECKING:
+    import anyio
+    import anyio.abc
 
 
 class Scanner:
@@ -143,6 +148,8 @@ class Scanner:
     # ------------------------------------------------------------------ running
 
     async def run(self, targets: Iterable[Target], ports: list[int]) -> ScanSummary:
+        import anyio
+
         start = time.perf_counter()
         try:
             async with anyio.create_task_group() as tg:
@@ -152,16 +159,36 @@ class Scanner:
                 else:
                     await self._run_via_connector(plans, tg)
         finally:
-            if self._batch is not None:
-                self._batch.close()
-            self.summary.elapsed_ms = (time.perf_counter() - start) * 1000
-            self.summary.peak_sockets = self.room.slots.peak
+            self._finished(start)
         return self.summary
+
+    def run_now(self, targets: Sequence[Target], ports: list[int]) -> ScanSummary | None:
+        """:meth:`run` without an event loop, on this thread; None, with nothing done,
+        when the scan needs one: a name to resolve, a port to inspect, a proxy."""
+        batch = self._batch
+        if batch is None or self.inspector.wanted or any(
+                target.literal is None and target.network is None for target in targets):
+            return None
+        start = time.perf_counter()
+        batch.waits = BlockingWaits()
+        try:
+            run_without_loop(batch.run(self.plans(targets, ports), None))
+        finally:
+            self._finished(start)
+        return self.summary
+
+    def _finished(self, start: float) -> None:
+        if self._batch is not None:
+            self._batch.close()
+        self.summary.elapsed_ms = (time.perf_counter() - start) * 1000
+        self.summary.peak_sockets = self.room.slots.peak
 
     # ------------------------------------------------------------------ one task per port
 
     async def _run_via_connector(self, plans: AsyncIterator[HostPlan],
                                  tg: anyio.abc.TaskGroup) -> None:
+        import anyio
+
         limiter = anyio.Semaphore(int(self.limit))
         async for plan in plans:
             if plan.address is None:
@@ -192,6 +219,9 @@ class Scanner:
 
     async def _attempt(self, plan: HostPlan, port: int, attempt: int) -> bool:
         """One connect through the connector; False means "filtered, retry"."""
+        import anyio
+        import anyio.abc
+
         assert plan.address is not None
         slot = await self.room.acquire()
         handed_over = False
@@ -255,6 +285,8 @@ class Scanner:
         Running out of descriptors (EMFILE...) says nothing about the port: wait for one
         of ours to close and try again, so the timeout only counts the real attempt.
         """
+        import anyio
+
         starved_since = time.monotonic()
         while True:
             out_of_sockets: OSError | None = None

@@ -10,6 +10,11 @@ ports simply stay registered until their deadline. On Linux a refused socket is 
 second ``connect()`` and kept for the next port (``RECYCLE_SOCKETS``).
 
 The sockets come from the connector (``start_connect``); none is made here.
+
+How the scan waits is :class:`LoopWaits` (the poller's fd on the event loop) or
+:class:`BlockingWaits` (the thread blocks in ``select``): a plain scan with nothing else to
+run needs no event loop, and starting one costs more than scanning a few ports
+(:func:`run_without_loop`).
 """
 
 from __future__ import annotations
@@ -22,12 +27,8 @@ import socket
 import sys
 import time
 from collections import deque
-from collections.abc import AsyncIterator
-from typing import Any, Final
-
-import anyio
-import anyio.abc
-import anyio.lowlevel
+from collections.abc import AsyncIterator, Coroutine
+from typing import TYPE_CHECKING, Any, Final, Protocol, TypeVar
 
 from tcpcli.core.connect import BatchConnector
 from tcpcli.core.errnos import NONBLOCKING_CONNECT_ANSWERS, OUT_OF_SOCKETS_ERRNOS
@@ -47,8 +48,80 @@ from tcpcli.engines.scan_results import (
 )
 from tcpcli.engines.scan_targets import HostPlan
 
+if TYPE_CHECKING:
+    import anyio.abc
+
 #: Non-blocking connects issued before the poller is harvested again.
 BATCH: Final = 64
+
+T = TypeVar("T")
+
+
+class Waits(Protocol):
+    """How the scan waits: for the poller's fd, for time, for one of its sockets to close."""
+
+    async def readable(self, fd: int, timeout: float) -> None:
+        """Until ``fd`` is readable or ``timeout`` seconds have passed."""
+
+    async def sleep(self, delay: float) -> None: ...
+
+    async def checkpoint(self) -> None:
+        """Let others run (and cancellation in) between batches."""
+
+    async def room(self, room: SocketRoom) -> None:
+        """Until a socket of the scan's, held by someone else, may have closed."""
+
+
+class LoopWaits:
+    """Waits on the event loop, beside the scan's other tasks (inspections, progress)."""
+
+    async def readable(self, fd: int, timeout: float) -> None:
+        import anyio
+
+        with anyio.move_on_after(timeout):
+            await anyio.wait_readable(fd)
+
+    async def sleep(self, delay: float) -> None:
+        import anyio
+
+        await anyio.sleep(delay)
+
+    async def checkpoint(self) -> None:
+        import anyio.lowlevel
+
+        await anyio.lowlevel.checkpoint()
+
+    async def room(self, room: SocketRoom) -> None:
+        await room.wait()
+
+
+class BlockingWaits:
+    """Waits by blocking the thread, for a scan that is all the run does: no task shares
+    it, so every wait returns without suspending (see :func:`run_without_loop`). Nobody
+    else holds its sockets, so waiting for room is the out-of-descriptors back-off only."""
+
+    async def readable(self, fd: int, timeout: float) -> None:
+        select.select([fd], [], [], max(0.0, timeout))
+
+    async def sleep(self, delay: float) -> None:
+        time.sleep(max(0.0, delay))  # noqa: ASYNC251 (no loop to block: see above)
+
+    async def checkpoint(self) -> None:
+        return None
+
+    async def room(self, room: SocketRoom) -> None:
+        time.sleep(0.05)  # noqa: ASYNC251 (no loop to block)
+
+
+def run_without_loop(coroutine: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine that never suspends (it waits only through :class:`BlockingWaits`)
+    to its end, on this thread, with no event loop: one ``send`` finishes it."""
+    try:
+        coroutine.send(None)
+    except StopIteration as finished:
+        return finished.value  # type: ignore[no-any-return]
+    coroutine.close()
+    raise RuntimeError("a scan without an event loop tried to suspend")
 
 
 class _Poller:
@@ -126,6 +199,7 @@ class BatchScan:
                  room: SocketRoom, pacer: Pacer, inspector: PortInspector,
                  limit: float) -> None:
         self.options = options
+        self.waits: Waits = LoopWaits()
         self.tally = tally
         self.summary = tally.summary
         self.slots = room.slots
@@ -144,8 +218,10 @@ class BatchScan:
         self._spares: dict[int, list[socket.socket]] = {socket.AF_INET: [], socket.AF_INET6: []}
         self._recycling = RECYCLE_SOCKETS and not options.local_address
 
-    async def run(self, plans: AsyncIterator[HostPlan], tg: anyio.abc.TaskGroup) -> None:
-        """Probe every allowed port of ``plans``; inspections of open ports start in ``tg``."""
+    async def run(self, plans: AsyncIterator[HostPlan],
+                  tg: anyio.abc.TaskGroup | None) -> None:
+        """Probe every allowed port of ``plans``; inspections of open ports start in ``tg``
+        (None: no port is inspected, as with :class:`BlockingWaits`)."""
         self._tg = tg
         self._poller = _Poller()
         started = 0
@@ -164,7 +240,7 @@ class BatchScan:
                 started += 1
                 if started % BATCH == 0:
                     self._harvest()
-                    await anyio.lowlevel.checkpoint()
+                    await self.waits.checkpoint()
         self._harvest()
         while self._pending or self._retry or self._fresh:
             while self._retry:
@@ -183,7 +259,7 @@ class BatchScan:
         if self._pending or self._fresh:
             await self._wait()
             return
-        await self._room.wait()  # also the back-off when nothing of ours is open
+        await self.waits.room(self._room)  # also the back-off when nothing of ours is open
 
     async def _start_when_allowed(self, plan: HostPlan, port: int, attempt: int) -> None:
         pacer = self._pacer
@@ -337,19 +413,18 @@ class BatchScan:
         self._harvest()
         self._expire()
         if not self._pending:
-            await anyio.lowlevel.checkpoint()
+            await self.waits.checkpoint()
             if until is not None:
-                await anyio.sleep(max(0.0, until - time.monotonic()))
+                await self.waits.sleep(max(0.0, until - time.monotonic()))
             return
         first = next(iter(self._pending.values()))
         deadline = first.deadline if until is None else min(first.deadline, until)
         delay = deadline - time.monotonic()
         if delay > 0:
             assert self._poller is not None
-            with anyio.move_on_after(delay):
-                await anyio.wait_readable(self._poller.fileno())
+            await self.waits.readable(self._poller.fileno(), delay)
         else:
-            await anyio.lowlevel.checkpoint()
+            await self.waits.checkpoint()
         self._harvest()
         self._expire()
 

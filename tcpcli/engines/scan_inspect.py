@@ -14,17 +14,21 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Final
 
-import anyio
-import anyio.abc
-
-from tcpcli.core.destination import IPAddress
-from tcpcli.core.slots import SocketSlot
-from tcpcli.engines.scan_limits import SocketRoom
-from tcpcli.engines.scan_results import ProbeResult, ResultSink, ScanOptions
-from tcpcli.engines.scan_targets import HostPlan
-
 if TYPE_CHECKING:
+    import anyio
+    import anyio.abc
+
+    from tcpcli.core.destination import IPAddress
+    from tcpcli.core.slots import SocketSlot
     from tcpcli.engines.scan_identify import PortIdentifier
+    from tcpcli.engines.scan_limits import SocketRoom
+    from tcpcli.engines.scan_results import ProbeResult, ResultSink, ScanOptions
+    from tcpcli.engines.scan_targets import HostPlan
+
+    #: Connect within the per-port timeout: the stream (None: no answer in time) and when
+    #: the attempt started.
+    Connect = Callable[[IPAddress, int],
+                       Awaitable[tuple[anyio.abc.ByteStream | None, float]]]
 
 #: How many bytes of a banner are kept.
 BANNER_LIMIT: Final = 4096
@@ -33,10 +37,6 @@ MAX_INSPECTIONS: Final = 64
 
 #: What a row identified as TLS says when the user did not ask for the handshake's facts.
 TLS_DETECT_HINT: Final = "this port speaks TLS: add --tls-detect for its certificate verdict"
-
-#: Connect within the per-port timeout: the stream (None: no answer in time) and when the
-#: attempt started.
-Connect = Callable[[IPAddress, int], Awaitable[tuple[anyio.abc.ByteStream | None, float]]]
 
 
 class PortInspector:
@@ -48,7 +48,8 @@ class PortInspector:
         self._connect = connect
         self._room = room
         self._on_done = on_done
-        self._limiter = anyio.CapacityLimiter(max(1, min(concurrency, MAX_INSPECTIONS)))
+        self._concurrency = concurrency
+        self._limiter: anyio.CapacityLimiter | None = None  # made once a loop runs
 
     @property
     def wanted(self) -> bool:
@@ -65,6 +66,11 @@ class PortInspector:
             assert plan.address is not None
             name = None if plan.host == str(plan.address) else plan.host
             wait = self.options.banner_wait
+            if self._limiter is None:
+                import anyio
+
+                self._limiter = anyio.CapacityLimiter(
+                    max(1, min(self._concurrency, MAX_INSPECTIONS)))
             async with self._limiter:
                 identifier = PortIdentifier(
                     connect=self._connect, room=self._room, address=plan.address,

@@ -8,9 +8,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
-from typing import Final
-
-import anyio
+from typing import TYPE_CHECKING, Final
 
 from tcpcli.core.slots import SocketSlot, SocketSlots
 
@@ -18,6 +16,9 @@ from tcpcli.core.slots import SocketSlot, SocketSlots
 OUT_OF_SOCKETS_PATIENCE: Final = 10.0
 #: File descriptors a scan leaves free for everything else the run opens.
 FD_RESERVE: Final = 16
+
+if TYPE_CHECKING:
+    import anyio
 
 
 class Pacer:
@@ -55,7 +56,7 @@ class SocketRoom:
 
     def __init__(self, slots: SocketSlots) -> None:
         self.slots = slots
-        self._freed = anyio.Event()
+        self._freed: anyio.Event | None = None  # made by the first wait: a loop is running
 
     async def acquire(self) -> SocketSlot | None:
         """A slot, waiting for one under the cap; None when the cap is lifted (not counted)."""
@@ -67,13 +68,16 @@ class SocketRoom:
 
     def freed(self) -> None:
         """One of the scan's sockets closed: wake whoever waits for room."""
-        self._freed.set()
+        if self._freed is not None:
+            self._freed.set()
 
     async def wait(self, timeout: float = 0.05) -> None:
         """Until a socket of ours closes, or ``timeout`` (the back-off when none will)."""
-        self._freed = anyio.Event()
+        import anyio
+
+        freed = self._freed = anyio.Event()
         with anyio.move_on_after(timeout):
-            await self._freed.wait()
+            await freed.wait()
 
 
 def fd_budget() -> float:

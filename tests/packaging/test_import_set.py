@@ -132,6 +132,14 @@ def test_probe_of_one_port_imports_no_tls_dns_rich_or_dialogues(peer: int) -> No
                                 "--allow", "127.0.0.1"))
 
 
+@pytest.mark.parametrize("target", ["127.0.0.1", "127.0.0.0/30"])
+def test_a_plain_probe_of_addresses_starts_no_event_loop(peer: int, target: str) -> None:
+    imports = imports_of("probe", target, "--ports", str(peer), "--allow", "127.0.0.0/8")
+    for name in LOOP_FREE_NEVER:
+        if name != "tcpcli.render":  # (probe renders its rows and events)
+            assert not imports.loaded(name), f"imported {imports.loaded(name)}"
+
+
 def test_listing_the_commands_imports_none_of_them() -> None:
     imports = imports_of("--help")
     assert imports.loaded("tcpcli") == ["tcpcli", "tcpcli.cli", "tcpcli.cli.environment",
