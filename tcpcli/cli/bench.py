@@ -280,7 +280,8 @@ def bench_command(env: Environment | None, /, target: str, port: int | None,
                            save_file=kwargs["save_file"], baseline=baseline,
                            threshold=threshold, percentile=kwargs["percentile"],
                            processes=processes, expectations=expectations)
-    run(lambda: session.main(invocation), env, traceback=common.traceback)
+    run(lambda: session.main(invocation), env, traceback=common.traceback,
+        without_loop=lambda: session.main_now(invocation))
 
 
 async def pooling_main(env: Environment, config: BenchConfig, invocation: Invocation) -> int:
@@ -470,6 +471,50 @@ class BenchSession:
     def _on_sample(self, name: str, value_ns: int) -> None:
         self.env.emit("bench_sample", distribution=name, latency_ms=round(value_ns / 1e6, 6))
 
+    def _live_line(self) -> bool:
+        """A live progress line on stderr: for people at a terminal, never beside events."""
+        return self.env.rich and not self.common.quiet and not self.env.events_on_stderr
+
+    def _started(self, bench: Bench | ProcessBench, invocation: Invocation,
+                 processes: int) -> None:
+        c = self.config
+        self.env.emit("bench_start", peer=bench.result.peer, mode=c.mode, tls=c.tls,
+                      concurrency=c.concurrency, count=c.bounded_count,
+                      duration_s=c.duration, rate=c.rate, warmup=c.warmup,
+                      max_sockets=invocation.slots.limit, processes=processes)
+
+    def _interrupted(self, result: BenchResult) -> None:
+        """Ctrl-C or SIGTERM: what was measured so far is still reported."""
+        if not self.reported:
+            result.interrupted = True
+            if not result.finished_ns:
+                result.finished_ns = time.perf_counter_ns()
+            self._report(result)
+
+    def main_now(self, invocation: Invocation) -> int | None:
+        """The run without an event loop (``Bench.run_now``): plain connect mode to an
+        address known without DNS, in one process, with no live line. None, with nothing
+        dialed, when the run needs the loop."""
+        if self._live_line():
+            return None
+        import signal
+
+        from tcpcli.engines.bench import Bench
+
+        on_sample = self._on_sample if self.emit_samples else None
+        bench = Bench(self.config, invocation, on_sample=on_sample)
+        if not bench.storms_without_loop() or self._processes(bench) != 1:
+            return None
+        self._started(bench, invocation, 1)
+        try:
+            result = bench.run_now()
+        except KeyboardInterrupt:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)  # no traceback from a second press
+            self._interrupted(bench.result)
+            raise
+        assert result is not None
+        return self._report(result)
+
     async def main(self, invocation: Invocation) -> int:
         import anyio
 
@@ -486,24 +531,16 @@ class BenchSession:
 
                 bench = ProcessBench(self.config, invocation, processes, on_sample=on_sample,
                                      checked=checked)
-            c = self.config
-            self.env.emit("bench_start", peer=bench.result.peer, mode=c.mode, tls=c.tls,
-                          concurrency=c.concurrency, count=c.bounded_count,
-                          duration_s=c.duration, rate=c.rate, warmup=c.warmup,
-                          max_sockets=invocation.slots.limit, processes=processes)
+            self._started(bench, invocation, processes)
             try:
                 async with anyio.create_task_group() as tg:
-                    if self.env.rich and not self.common.quiet \
-                            and not self.env.events_on_stderr:
+                    if self._live_line():
                         tg.start_soon(self._live, bench)
                     await bench.run()
                     tg.cancel_scope.cancel()
             except BaseException as exc:
-                if interrupted(exc) and not self.reported:
-                    bench.result.interrupted = True
-                    if not bench.result.finished_ns:
-                        bench.result.finished_ns = time.perf_counter_ns()
-                    self._report(bench.result)
+                if interrupted(exc):
+                    self._interrupted(bench.result)
                 raise
             return self._report(bench.result)
 

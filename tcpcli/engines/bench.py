@@ -48,10 +48,6 @@ from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv6Address
 from typing import TYPE_CHECKING, Any, Literal, cast
 
-import anyio
-import anyio.abc
-import anyio.lowlevel
-
 from tcpcli.core.address import join_host_port, parse_address
 from tcpcli.core.connect import BatchConnector
 from tcpcli.core.errnos import LOST_ERRNOS
@@ -65,14 +61,17 @@ from tcpcli.core.errors import (
 )
 from tcpcli.core.invocation import Invocation
 from tcpcli.core.rawsocket import CONNECT_UNDER_WAY, connect_status
-from tcpcli.core.rawstream import RawSocketStream
 from tcpcli.core.slots import SocketSlot
 from tcpcli.core.tcpinfo import rtt_and_retransmits
 from tcpcli.core.tlsoptions import TLSOptions
+from tcpcli.core.waits import BlockingWaits, LoopWaits, Waits, run_without_loop
 from tcpcli.engines.histogram import Histogram
 
 if TYPE_CHECKING:
     import ssl
+
+    import anyio
+    import anyio.abc
 
     from tcpcli.core.tls import TLSStream
 
@@ -226,6 +225,8 @@ class _Watch:
     __slots__ = ("scope", "since")
 
     def __init__(self) -> None:
+        import anyio
+
         self.scope = anyio.CancelScope()
         self.since = 0
 
@@ -250,6 +251,21 @@ async def checked_literal(invocation: Invocation, target: str) -> tuple[IPAddres
     return destination.ordered(family)[0], parsed.port, destination.name
 
 
+def checked_literal_now(invocation: Invocation,
+                        target: str) -> tuple[IPAddress, int, str] | None:
+    """:func:`checked_literal` without an event loop, when no DNS query and no entry point
+    is involved; None when one is. A refusal raises as there."""
+    if invocation.options.via is not None:
+        return None
+    parsed = parse_address(target)
+    family = invocation.options.family
+    destination = invocation.check_destination_now(parsed.hostname, parsed.port,
+                                                   family=family, target=target)
+    if destination is None:
+        return None
+    return destination.ordered(family)[0], parsed.port, destination.name
+
+
 class Bench:
     """One benchmark run inside an :class:`Invocation` (the policy, the cap, the resolver)."""
 
@@ -262,6 +278,8 @@ class Bench:
         self.result = BenchResult(config, histograms={n: Histogram()
                                                       for n in config.distributions})
         self._now = clock
+        #: How the connect storm waits: on the loop, or blocking (:meth:`run_now`).
+        self.waits: Waits = LoopWaits()
         self._connector = invocation.connector
         self._address: IPAddress | None = None
         self._port = 0
@@ -306,6 +324,34 @@ class Bench:
 
     # ------------------------------------------------------------------ running
 
+    def storms_without_loop(self) -> bool:
+        """Whether :meth:`run_now` can run: every phase is the plain connect storm and the
+        target is checked (here, once) without DNS. A refusal raises as :meth:`run` would.
+        TLS, rr, a rate, a name to resolve, an entry point or a proxy need the loop."""
+        if not self._storms(rate=self.config.rate):
+            return False
+        if self._address is None:
+            checked = checked_literal_now(self.invocation, self.config.address)
+            if checked is None:
+                return False
+            self.use_target(*checked)
+        return True
+
+    def run_now(self) -> BenchResult | None:
+        """:meth:`run` without an event loop, on this thread; None, with nothing dialed,
+        when the run needs the loop (see :meth:`storms_without_loop`)."""
+        if not self.storms_without_loop():
+            return None
+        self.waits = BlockingWaits()
+        return run_without_loop(self.run())
+
+    def _storms(self, *, rate: float | None) -> bool:
+        """Whether a phase takes the fast path (see :meth:`_connect_storm`)."""
+        config = self.config
+        return (config.mode == "connect" and not config.tls and rate is None
+                and _EPOLL is not None and isinstance(self._connector, BatchConnector)
+                and not self.invocation.options.proxy)
+
     async def run(self) -> BenchResult:
         """Warm up, then measure; the result is also readable live as ``self.result``."""
         if self._address is None:
@@ -340,10 +386,12 @@ class Bench:
         self._interval_ns = None if rate is None else 1e9 / rate
         self._recording = recording
         connector = self._connector
-        if (self.config.mode == "connect" and not self.config.tls and rate is None
-                and _EPOLL is not None and isinstance(connector, BatchConnector)):
+        if self._storms(rate=rate):
+            assert isinstance(connector, BatchConnector)
             await self._connect_storm(connector)
             return
+        import anyio
+
         async with anyio.create_task_group() as outer:
             outer.start_soon(self._watchdog)
             async with anyio.create_task_group() as tg:
@@ -367,6 +415,8 @@ class Bench:
         return due
 
     async def _wait_until(self, due: int) -> None:
+        import anyio
+
         delay = (due - self._now()) / 1e9
         if delay > 0:
             await anyio.sleep(delay)
@@ -428,7 +478,7 @@ class Bench:
                     except OSError as exc:  # no socket to be had (EMFILE...)
                         slots.release(slot)
                         self._connect_failed(exc)
-                        await anyio.lowlevel.checkpoint()
+                        await self.waits.checkpoint()
                         continue
                     if code in _IN_PROGRESS:
                         # Asked again, connect() tells how it went without waiting (EISCONN:
@@ -446,8 +496,7 @@ class Bench:
                         oldest = next(iter(waiting.values()))[1]
                         delay = (oldest + timeout_ns - now()) / 1e9
                         if delay > 0:
-                            with anyio.move_on_after(delay):
-                                await anyio.wait_readable(epoll.fileno())
+                            await self.waits.readable(epoll.fileno(), delay)
                             ready = epoll.poll(0)
                     seen = now()
                     for fd, _ in ready:
@@ -466,7 +515,7 @@ class Bench:
                 elif issued_all:
                     return
                 # Loopback connects may never block: let the rest of the program run.
-                await anyio.lowlevel.checkpoint()
+                await self.waits.checkpoint()
         finally:
             for sock, _, slot in waiting.values():
                 sock.close()
@@ -517,6 +566,8 @@ class Bench:
         """Dial (and handshake, offering ``session``): the stream, the connect time from
         ``start_ns`` and the TLS handshake time. Failures raise :class:`_Failed` with a
         tcpcli error."""
+        import anyio
+
         assert self._address is not None
         try:
             stream: anyio.abc.ByteStream = await self._connector.connect_tcp(
@@ -543,6 +594,8 @@ class Bench:
         """Per-sample timeouts without a cancel scope per sample (they cost more than a
         loopback connect): each worker's long-lived scope is cancelled when its current
         sample has run past the timeout."""
+        import anyio
+
         timeout_ns = int(self.config.timeout * 1e9)
         interval = min(self.config.timeout / 10, 0.1)
         while True:
@@ -560,6 +613,8 @@ class Bench:
 
     async def _worker(self) -> None:
         """One task per worker; re-entered after a sample timed out."""
+        import anyio
+
         loop = self._rr_loop if self.config.mode == "rr" and not self.config.fresh \
             else self._fresh_loop
         watch = _Watch()
@@ -576,6 +631,11 @@ class Bench:
             self._watches.remove(watch)
 
     async def _close(self, stream: anyio.abc.ByteStream) -> None:
+        import anyio
+        import anyio.abc
+
+        from tcpcli.core.rawstream import RawSocketStream
+
         if isinstance(stream, RawSocketStream):
             # Nobody else waits on this socket: close it now. RawSocketStream.aclose() would
             # add a checkpoint, one more event-loop turn per sample (-20 % conn/s at -c 64).
@@ -585,6 +645,8 @@ class Bench:
 
     async def _fresh_loop(self, watch: _Watch) -> None:
         """A new connection per sample (``connect`` mode, and ``rr --fresh``)."""
+        import anyio.lowlevel
+
         slots = self.invocation.slots
         rr = self.config.mode == "rr"
         resume = self.config.resume
@@ -667,6 +729,9 @@ class Bench:
 
     async def _rr_loop(self, watch: _Watch) -> None:
         """One persistent connection per worker; reconnect after a failure or timeout."""
+        import anyio
+        import anyio.lowlevel
+
         slots = self.invocation.slots
         stream: anyio.abc.ByteStream | None = None
         slot: SocketSlot | None = None
@@ -714,6 +779,8 @@ class Bench:
     async def _exchange(self, stream: anyio.abc.ByteStream, buffer: bytearray) -> None:
         """Send the request; read until the reply is complete. Bytes past the end of the
         reply stay in ``buffer`` for the next exchange on the same connection."""
+        import anyio
+
         config = self.config
         try:
             await stream.send(config.payload)
@@ -747,6 +814,8 @@ class Bench:
 
 
 def _raw_socket(stream: anyio.abc.ByteStream) -> socket.socket | None:
+    import anyio.abc
+
     raw: socket.socket | None = stream.extra(anyio.abc.SocketAttribute.raw_socket, None)
     return raw
 

@@ -46,7 +46,8 @@ from tcpcli.core.errnos import OUT_OF_SOCKETS_ERRNOS
 from tcpcli.core.errors import ResolveError, TcpcliError
 from tcpcli.core.invocation import Invocation
 from tcpcli.core.policy import Policy
-from tcpcli.engines.scan_batch import BatchScan, BlockingWaits, run_without_loop
+from tcpcli.core.waits import BlockingWaits, run_without_loop
+from tcpcli.engines.scan_batch import BatchScan
 from tcpcli.engines.scan_inspect import PortInspector
 from tcpcli.engines.scan_limits import OUT_OF_SOCKETS_PATIENCE, Pacer, SocketRoom, fd_budget
 from tcpcli.engines.scan_results import (

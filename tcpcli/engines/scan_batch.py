@@ -11,10 +11,8 @@ second ``connect()`` and kept for the next port (``RECYCLE_SOCKETS``).
 
 The sockets come from the connector (``start_connect``); none is made here.
 
-How the scan waits is :class:`LoopWaits` (the poller's fd on the event loop) or
-:class:`BlockingWaits` (the thread blocks in ``select``): a plain scan with nothing else to
-run needs no event loop, and starting one costs more than scanning a few ports
-(:func:`run_without_loop`).
+How the scan waits is ``core.waits``': on the event loop, or blocking in ``select`` when
+the scan is all the run does (``Scanner.run_now``).
 """
 
 from __future__ import annotations
@@ -27,13 +25,14 @@ import socket
 import sys
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Coroutine
-from typing import TYPE_CHECKING, Any, Final, Protocol, TypeVar
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any, Final
 
 from tcpcli.core.connect import BatchConnector
 from tcpcli.core.errnos import NONBLOCKING_CONNECT_ANSWERS, OUT_OF_SOCKETS_ERRNOS
 from tcpcli.core.rawsocket import connect_status
 from tcpcli.core.slots import SocketSlot
+from tcpcli.core.waits import LoopWaits, Waits
 from tcpcli.engines.scan_inspect import PortInspector
 from tcpcli.engines.scan_limits import OUT_OF_SOCKETS_PATIENCE, Pacer, SocketRoom
 from tcpcli.engines.scan_results import (
@@ -53,76 +52,6 @@ if TYPE_CHECKING:
 
 #: Non-blocking connects issued before the poller is harvested again.
 BATCH: Final = 64
-
-T = TypeVar("T")
-
-
-class Waits(Protocol):
-    """How the scan waits: for the poller's fd, for time, for one of its sockets to close."""
-
-    async def readable(self, fd: int, timeout: float) -> None:
-        """Until ``fd`` is readable or ``timeout`` seconds have passed."""
-
-    async def sleep(self, delay: float) -> None: ...
-
-    async def checkpoint(self) -> None:
-        """Let others run (and cancellation in) between batches."""
-
-    async def room(self, room: SocketRoom) -> None:
-        """Until a socket of the scan's, held by someone else, may have closed."""
-
-
-class LoopWaits:
-    """Waits on the event loop, beside the scan's other tasks (inspections, progress)."""
-
-    async def readable(self, fd: int, timeout: float) -> None:
-        import anyio
-
-        with anyio.move_on_after(timeout):
-            await anyio.wait_readable(fd)
-
-    async def sleep(self, delay: float) -> None:
-        import anyio
-
-        await anyio.sleep(delay)
-
-    async def checkpoint(self) -> None:
-        import anyio.lowlevel
-
-        await anyio.lowlevel.checkpoint()
-
-    async def room(self, room: SocketRoom) -> None:
-        await room.wait()
-
-
-class BlockingWaits:
-    """Waits by blocking the thread, for a scan that is all the run does: no task shares
-    it, so every wait returns without suspending (see :func:`run_without_loop`). Nobody
-    else holds its sockets, so waiting for room is the out-of-descriptors back-off only."""
-
-    async def readable(self, fd: int, timeout: float) -> None:
-        select.select([fd], [], [], max(0.0, timeout))
-
-    async def sleep(self, delay: float) -> None:
-        time.sleep(max(0.0, delay))  # noqa: ASYNC251 (no loop to block: see above)
-
-    async def checkpoint(self) -> None:
-        return None
-
-    async def room(self, room: SocketRoom) -> None:
-        time.sleep(0.05)  # noqa: ASYNC251 (no loop to block)
-
-
-def run_without_loop(coroutine: Coroutine[Any, Any, T]) -> T:
-    """Run a coroutine that never suspends (it waits only through :class:`BlockingWaits`)
-    to its end, on this thread, with no event loop: one ``send`` finishes it."""
-    try:
-        coroutine.send(None)
-    except StopIteration as finished:
-        return finished.value  # type: ignore[no-any-return]
-    coroutine.close()
-    raise RuntimeError("a scan without an event loop tried to suspend")
-
 
 class _Poller:
     """Ready-for-write notifications for many sockets through one waitable fd."""

@@ -60,7 +60,7 @@ def test_open_closed_and_filtered_ports_are_the_same_both_ways(
 
 
 def test_a_network_and_a_retry_are_the_same_both_ways(ports: tuple[int, int, int]) -> None:
-    open_port, closed, filtered = ports
+    open_port, _, filtered = ports
     runs = both("probe", "127.0.0.0/30", "-p", f"{open_port},{filtered}", "--allow",
                 "127.0.0.0/8", "--timeout", "0.2", "--retries", "1", "--json")
     assert runs[0].returncode == 0, runs[0].stderr

@@ -140,6 +140,14 @@ def test_a_plain_probe_of_addresses_starts_no_event_loop(peer: int, target: str)
             assert not imports.loaded(name), f"imported {imports.loaded(name)}"
 
 
+def test_a_plain_connect_bench_starts_no_event_loop(peer: int) -> None:
+    imports = imports_of("bench", f"127.0.0.1:{peer}", "-n", "1", "--allow", "127.0.0.1")
+    assert_plaintext(imports)
+    for name in LOOP_FREE_NEVER:
+        if name != "tcpcli.render":  # (bench renders its report)
+            assert not imports.loaded(name), f"imported {imports.loaded(name)}"
+
+
 def test_listing_the_commands_imports_none_of_them() -> None:
     imports = imports_of("--help")
     assert imports.loaded("tcpcli") == ["tcpcli", "tcpcli.cli", "tcpcli.cli.environment",
