@@ -9,13 +9,23 @@ import json
 import os
 import re
 import socket
+import subprocess
 import time
 from pathlib import Path
 
 import pytest
 
 from tests.support.peers import echo, recv_all, reset, serve
-from tests.support.two_paths import PATHS, assert_same, both, run_path
+from tests.support.two_paths import (
+    PATHS,
+    REPO,
+    Run,
+    assert_same,
+    both,
+    command_on,
+    environment,
+    run_path,
+)
 
 
 def events(text: bytes) -> list[tuple[str, list[str]]]:
@@ -63,11 +73,34 @@ def half_open_peer(conn: socket.socket) -> None:
     assert data == b"after the peer's FIN\n"
 
 
+def after_the_peers_fin(path: str, address: str, data: bytes, *options: str) -> Run:
+    """``connect --half-open OPTIONS`` whose stdin sends ``data`` and ends only once the
+    run has said the peer closed: which side closed first is then the same on every run."""
+    proc = subprocess.Popen(command_on(path, "connect", address, "--allow", "127.0.0.1",
+                                       "--half-open", *options),
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, env=environment(), cwd=REPO)
+    assert proc.stdin is not None and proc.stderr is not None
+    said = b""
+    while b"peer closed the connection" not in said:
+        line = proc.stderr.readline()
+        assert line, said
+        said += line
+    proc.stdin.write(data)
+    proc.stdin.close()
+    proc.stdin = None  # (communicate() must not write to, or close, it again)
+    out, rest = proc.communicate(timeout=30)
+    return Run(proc.args, proc.returncode, out, said + rest)
+
+
 def test_half_open_keeps_sending_after_the_peers_fin_both_ways() -> None:
-    with serve(half_open_peer) as server:
-        runs = both("connect", server.address, "--allow", "127.0.0.1", "--half-open",
-                    "-v", stdin=b"after the peer's FIN\n")
+    runs = []
+    for path in PATHS:
+        with serve(half_open_peer) as server:
+            runs.append(after_the_peers_fin(path, server.address, b"after the peer's FIN\n",
+                                            "-v"))
     assert runs[0].returncode == 0 and runs[0].stdout == b"first\n"
+    assert b"the peer closed first" in runs[0].stderr
     assert_same(*runs)
 
 
@@ -192,9 +225,8 @@ def test_half_open_with_an_idle_timeout_ends_when_both_directions_have(tmp_path:
     for path in PATHS:
         with serve(half_open_peer) as server:
             started = time.monotonic()
-            runs.append(run_path(path, "connect", server.address, "--allow", "127.0.0.1",
-                                 "--half-open", "--idle-timeout", "5",
-                                 stdin=b"after the peer's FIN\n"))
+            runs.append(after_the_peers_fin(path, server.address, b"after the peer's FIN\n",
+                                            "--idle-timeout", "5"))
             assert time.monotonic() - started < 4, path
     assert runs[0].returncode == 0 and runs[0].stdout == b"first\n", runs[0].stderr
     assert_same(*runs)

@@ -17,11 +17,20 @@ PATHS = ["no-loop", "event-loop"]
 Run = subprocess.CompletedProcess[bytes]
 
 
+def command_on(path: str, *args: str) -> list[str]:
+    """The command line of ``tcpcli ARGS`` on one path (run it with :func:`environment`)."""
+    return [*tcpcli_command(), *args] if path == "no-loop" else \
+        [sys.executable, "-m", "tests.support.event_loop_cli", *args]
+
+
+def environment() -> dict[str, str]:
+    return {**os.environ, "NO_COLOR": "1", "PYTHONPATH": str(REPO)}
+
+
 def run_path(path: str, *args: str, stdin: bytes | int = b"", timeout: float = 30) -> Run:
     """``tcpcli ARGS`` on one path; ``stdin`` bytes through a pipe, or a descriptor."""
-    env = {**os.environ, "NO_COLOR": "1", "PYTHONPATH": str(REPO)}
-    command = [*tcpcli_command(), *args] if path == "no-loop" else \
-        [sys.executable, "-m", "tests.support.event_loop_cli", *args]
+    env = environment()
+    command = command_on(path, *args)
     if isinstance(stdin, int):
         return subprocess.run(command, stdin=stdin, capture_output=True, timeout=timeout,
                               env=env, cwd=REPO, check=False)
