@@ -20,6 +20,7 @@ from tcpcli.core.errors import (
     TcpcliError,
     translate,
 )
+from tcpcli.core.rawsocket import start_connect
 from tcpcli.core.slots import SocketSlot, SocketSlots
 from tcpcli.core.timing import PhaseClock
 from tcpcli.core.tlsoptions import TLSOptions
@@ -104,8 +105,6 @@ class SystemConnector:
 
     def start_connect(self, host: IPAddress, port: int, *, local_address: str | None = None,
                       reuse: socket.socket | None = None) -> tuple[socket.socket, int]:
-        from tcpcli.core.rawsocket import start_connect
-
         return start_connect(host, port, local_address, reuse)
 
 

@@ -31,8 +31,19 @@ LOST_AFTER_ESTABLISHED = frozenset({errno.ECONNRESET, errno.EPIPE, errno.ECONNAB
 CONNECT_UNDER_WAY = frozenset({errno.EINPROGRESS, errno.EWOULDBLOCK, errno.EALREADY})
 
 _NONBLOCK = getattr(socket, "SOCK_NONBLOCK", 0)
-#: An address's text, cached: a full scan dials one address 65,535 times.
-_address_text = functools.lru_cache(maxsize=4096)(str)
+_text_of = functools.lru_cache(maxsize=4096)(str)
+_last_address: list[object] = [None, ""]  # the address dialed last, and its text
+
+
+def _address_text(host: IPv4Address | IPv6Address) -> str:
+    """An address's text, cached: a full scan dials one address object 65,535 times (and
+    hashing an ip_address object costs more than the identity test)."""
+    last = _last_address
+    if host is last[0]:
+        return last[1]  # type: ignore[return-value]
+    text = _text_of(host)
+    last[0], last[1] = host, text
+    return text
 
 
 def start_connect(host: IPv4Address | IPv6Address, port: int, local_address: str | None = None,

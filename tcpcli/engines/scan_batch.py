@@ -144,7 +144,8 @@ class BatchScan:
         self._tg: anyio.abc.TaskGroup | None = None
         self._inspecting = 0  # open ports whose socket is kept for a banner or TLS check
         # Refused sockets, reset and ready for their next connect (see RECYCLE_SOCKETS).
-        self._spares: dict[int, list[socket.socket]] = {socket.AF_INET: [], socket.AF_INET6: []}
+        # By IP version (socket.family would build an enum member per port).
+        self._spares: dict[int, list[socket.socket]] = {4: [], 6: []}
         self._recycling = RECYCLE_SOCKETS and not options.local_address
 
     async def run(self, plans: AsyncIterator[HostPlan],
@@ -230,8 +231,7 @@ class BatchScan:
         """Issue one connect; an OSError back means no socket could be made (EMFILE...)."""
         address = plan.address
         assert address is not None
-        family = socket.AF_INET6 if address.version == 6 else socket.AF_INET
-        spares = self._spares[family]
+        spares = self._spares[address.version]
         local_address = self.options.local_address
         started = time.monotonic()
         if spares:
@@ -297,7 +297,7 @@ class BatchScan:
                     code = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
                 if code == refused and not report_closed:  # the common case, kept cheap
                     if recycling:
-                        self._spares[sock.family].append(sock)
+                        self._spares[item.plan.version].append(sock)
                     else:
                         sock.close()
                     if item.slot is not None:

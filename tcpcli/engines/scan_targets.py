@@ -153,9 +153,11 @@ class HostPlan:
     ports: list[int]
     destination: Destination
     address_text: str = ""
+    version: int = 0  # 4 or 6; 0 when there is no address
 
     def __post_init__(self) -> None:
-        self.address_text = str(self.address) if self.address is not None else ""
+        if self.address is not None:
+            self.address_text, self.version = str(self.address), self.address.version
 
     def judge(self, port: int) -> Decision:
         return self.destination.verdict(port)
