@@ -20,7 +20,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import select
-import selectors
 import socket
 import sys
 import time
@@ -48,6 +47,8 @@ from tcpcli.engines.scan_results import (
 from tcpcli.engines.scan_targets import HostPlan
 
 if TYPE_CHECKING:
+    import selectors
+
     import anyio.abc
 
 #: Non-blocking connects issued before the poller is harvested again.
@@ -60,6 +61,8 @@ class _Poller:
         self._epoll = select_epoll()
         self._selector: selectors.BaseSelector | None = None
         if self._epoll is None:
+            import selectors
+
             self._selector = selectors.DefaultSelector()
 
     def fileno(self) -> int:
@@ -72,6 +75,8 @@ class _Poller:
         if self._epoll is not None:
             self._epoll.register(fd, 4)  # EPOLLOUT (EPOLLERR/EPOLLHUP are implicit)
         else:
+            import selectors
+
             assert self._selector is not None
             self._selector.register(fd, selectors.EVENT_WRITE)
 

@@ -12,7 +12,6 @@ for the commands whose product is a report, stderr or ``--events FILE`` for ``co
 
 from __future__ import annotations
 
-import json
 import time
 from typing import IO, Protocol
 
@@ -86,6 +85,8 @@ class EventWriter:
         return record
 
     def emit(self, event: str, target: str | None = None, **fields: FieldValue) -> None:
+        import json  # (here: a run without --json writes no event)
+
         line = json.dumps(self.record(event, target, **fields), separators=(",", ":"),
                           default=str)
         self.stream.write(line + "\n")
