@@ -107,6 +107,8 @@ CASES: tuple[Case, ...] = (
          ("nc",)),
     Case("probe-full-nmap", "probe: all 65,535 ports of 127.0.0.1", "`nmap -sT -T5`",
          Goal(0.4), "s", ("nmap",)),
+    Case("probe-full-nmap-1", "probe: the same scan in one process (`--processes 1`)",
+         "`nmap -sT -T5`", Goal(0.4), "s", ("nmap",)),
     Case("probe-top1000", "probe: the top 1,000 ports (`--top 1000`)",
          "`nmap -sT -T5 --top-ports 1000`", Goal(0.4), "s", ("nmap",)),
     Case("probe-sv-standard", "probe: `--banner --tls-detect`, 19 real servers on their "
@@ -391,7 +393,8 @@ def probe_group(settings: Settings, wanted: list[Case]) -> list[Row]:
     scans: dict[str, dict[str, object]] = {}
     ids = {case.id for case in wanted}
     for label, top in (("full", None), ("top", 1000)):
-        if label == "full" and not ids & {"probe-full-nc", "probe-full-nmap", "memory-scan"}:
+        if label == "full" and not ids & {"probe-full-nc", "probe-full-nmap",
+                                          "probe-full-nmap-1", "memory-scan"}:
             continue
         if label == "top" and "probe-top1000" not in ids:
             continue
@@ -414,12 +417,13 @@ def probe_group(settings: Settings, wanted: list[Case]) -> list[Row]:
             [f"open ports differed from nmap's in {len(mismatches)} round(s)"]
             if mismatches else [])]))
         peer = {"probe-full-nc": "nc", "memory-scan": "nc"}.get(case.id, "nmap")
+        ours = "tcpcli-1" if case.id == "probe-full-nmap-1" else "tcpcli"
         rounds = len(seconds["tcpcli"])
         if case.id == "memory-scan":
             rows.append(Row.of(case, max(peak["tcpcli"]), max(peak.get(peer, [0])) or None,
                                rounds, note))
         else:
-            rows.append(Row.of(case, statistics.median(seconds["tcpcli"]),
+            rows.append(Row.of(case, statistics.median(seconds[ours]),
                                statistics.median(seconds[peer]), rounds, note))
     return rows
 
@@ -625,7 +629,8 @@ def bench_rr_group(settings: Settings, wanted: list[Case]) -> list[Row]:
 Group = Callable[[Settings, list[Case]], list[Row]]
 GROUPS: tuple[tuple[Group, tuple[str, ...]], ...] = (
     (startup_group, tuple(case.id for case in CASES if case.id.startswith("startup-"))),
-    (probe_group, ("probe-full-nc", "probe-full-nmap", "probe-top1000", "memory-scan")),
+    (probe_group, ("probe-full-nc", "probe-full-nmap", "probe-full-nmap-1", "probe-top1000",
+                   "memory-scan")),
     (service_group, ("probe-sv-standard", "probe-sv-free")),
     (connect_group, ("connect-push", "connect-pull", "connect-tls", "memory-push")),
     (bench_connect_group, ("bench-rate", "memory-bench")),
@@ -633,7 +638,8 @@ GROUPS: tuple[tuple[Group, tuple[str, ...]], ...] = (
     (bench_rr_group, ("bench-rr",)),
 )
 #: Left out of ``--quick`` (unless named with ``--only``): the slowest rows.
-SLOW = ("probe-full-nmap", "memory-scan", "probe-full-nc", "probe-sv-standard", "probe-sv-free")
+SLOW = ("probe-full-nmap", "probe-full-nmap-1", "memory-scan", "probe-full-nc",
+        "probe-sv-standard", "probe-sv-free")
 
 
 # --------------------------------------------------------------------------- peers

@@ -27,11 +27,11 @@ from tcpcli.cli.options import common_options, target_argument, via_option, with
 from tcpcli.cli.paramtypes import (
     DURATION,
     PORT,
+    PROCESSES,
     ByteSize,
     Count,
     Number,
     OutputFile,
-    TcpcliType,
 )
 from tcpcli.cli.runner import interrupted, run
 from tcpcli.cli.throughput import THROUGHPUT_ONLY, bench_throughput
@@ -63,24 +63,6 @@ Examples:
 BASELINE_KIND = "tcpcli-bench-baseline"
 
 
-class Processes(TcpcliType):
-    """``--processes``: a number of processes, or ``auto`` (None: decided per run)."""
-
-    name = "N|auto"
-    toml_types = (int, str)
-    toml_form = 'an integer or "auto"'
-
-    def parse(self, value: object) -> int | None:
-        if isinstance(value, str) and value.strip().lower() == "auto":
-            return None
-        try:
-            return Count(1).parse(value)
-        except ValueError:
-            raise ValueError(f"{value!r} is not a number of processes: give 1 or more, or "
-                             "'auto'") from None
-
-
-PROCESSES = Processes()
 
 
 class _LegacyReply(NamedTuple):

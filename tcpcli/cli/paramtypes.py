@@ -592,3 +592,24 @@ ENDPOINT = Endpoint()
 ENTRY_POINT = EntryPointText()
 KEEPALIVE = KeepaliveType()
 ALPN = Text("an ALPN protocol name")
+
+
+class Processes(TcpcliType):
+    """``--processes`` (bench, probe): a number of processes, or ``auto`` (None: decided
+    per run)."""
+
+    name = "N|auto"
+    toml_types = (int, str)
+    toml_form = 'an integer or "auto"'
+
+    def parse(self, value: object) -> int | None:
+        if isinstance(value, str) and value.strip().lower() == "auto":
+            return None
+        try:
+            return Count(1).parse(value)
+        except ValueError:
+            raise ValueError(f"{value!r} is not a number of processes: give 1 or more, or "
+                             "'auto'") from None
+
+
+PROCESSES = Processes()

@@ -21,7 +21,7 @@ from tcpcli.cli.exit_codes import ExitCode, exit_code_for
 from tcpcli.cli.expectations import expect_option
 from tcpcli.cli.helpformat import OUTPUT, TIMING, SectionedCommand, option
 from tcpcli.cli.options import common_options, target_argument, via_option
-from tcpcli.cli.paramtypes import DURATION, PORT_LIST, Count, Number, ViaMap
+from tcpcli.cli.paramtypes import DURATION, PORT_LIST, PROCESSES, Count, Number, ViaMap
 from tcpcli.cli.runner import interrupted, run
 
 if TYPE_CHECKING:
@@ -67,6 +67,11 @@ PROGRESS_AFTER_S = 0.5  # no live line for scans shorter than this
               help="Probe every address a name resolves to, not just the preferred one.")
 @option("--concurrency", type=Count(1), default=1024, show_default=True, metavar="N",
         section=TIMING, help="Connects in flight at once (never more than --max-sockets).")
+@option("--processes", type=PROCESSES, default="auto", show_default=True, metavar="N|auto",
+        section=TIMING,
+        help="Spread a plain scan of addresses over N processes, each with its share of the "
+             "ports, --concurrency and rates (needs --max-sockets unlimited); auto: one "
+             "per 8,192 probes, up to the cores.")
 @option("--rate", type=Number(unit="per second"), metavar="PER_SECOND", section=TIMING,
         help="At most this many new connects per second, overall.")
 @option("--host-rate", type=Number(unit="per second"), metavar="PER_SECOND",
@@ -158,6 +163,15 @@ def probe_command(env: Environment | None, /, targets: tuple[str, ...],
     if options.as_csv and common.json:
         raise click.UsageError("--csv and --json exclude each other")
     invocation = common.invocation()
+    if options.processes not in (None, 1):
+        from tcpcli.engines.scan_shards import can_fork
+
+        if invocation.slots.limit is not None:
+            raise click.UsageError("--processes needs --max-sockets unlimited: the socket "
+                                   "cap is one process's to keep")
+        if not can_fork():
+            raise click.UsageError("--processes runs a scan in forked processes, which "
+                                   "only Linux offers safely")
     env.start_session("probe", json=common.json, quiet=common.quiet)
     session = ProbeSession(env, common, options, ports, parsed, entries)
     run(lambda: session.main(invocation), env, traceback=common.traceback,
@@ -200,6 +214,7 @@ class ProbeOptions(NamedTuple):
     targets_file: str | None
     all_addresses: bool
     concurrency: int
+    processes: int | None  # None: auto
     rate: float | None
     host_rate: float | None
     retries: int
@@ -374,7 +389,7 @@ class ProbeSession:
         """The scan without an event loop (``Scanner.run_now``): addresses given as
         literals, no inspection of open ports, no live line. None, with nothing done,
         when the scan needs the loop."""
-        if self.entries or self.options.targets_file or self.show_progress():
+        if self.entries or self.options.targets_file:
             return None
         import signal
 
@@ -382,8 +397,13 @@ class ProbeSession:
 
         scanner = Scanner(invocation, self.scan_options(), self.on_result,
                           on_error=self.on_error, report=self.report_states())
+        if not scanner.runs_without_loop(self.targets):
+            return None
+        processes = self.processes(invocation)
+        if processes == 1 and self.show_progress():
+            return None  # (a scan spread over processes is over before a live line helps)
         try:
-            summary = scanner.run_now(self.targets, self.ports)
+            summary = scanner.run_now(self.targets, self.ports, processes=processes)
         except KeyboardInterrupt:
             # As with the loop: once Ctrl-C was pressed no later press may turn the
             # report of what was probed, and exit 130, into a traceback.
@@ -392,9 +412,25 @@ class ProbeSession:
             raise
         return None if summary is None else self._finish(summary)
 
+    def processes(self, invocation: Invocation) -> int:
+        """How many processes a scan without the event loop runs in (``scan_shards``)."""
+        from tcpcli.engines.scan_shards import auto_processes
+        from tcpcli.engines.scan_targets import estimate_probes
+
+        capped = invocation.slots.limit is not None
+        asked = self.options.processes
+        if asked is None:
+            return auto_processes(estimate_probes(self.targets, len(self.ports)),
+                                  capped=capped)
+        return asked
+
     async def main(self, invocation: Invocation) -> int:
         from tcpcli.engines.scan import Scanner
 
+        if self.options.processes not in (None, 1):
+            self.env.warn(f"--processes {self.options.processes}: only a plain scan of "
+                          "addresses is spread over processes (not --banner, --tls-detect, "
+                          "names, --targets or --via); this one runs in one")
         scan_options = self.scan_options()
         if self.entries:
             return await self._through_entry_points(invocation, scan_options)
@@ -465,6 +501,8 @@ class ProbeSession:
                       **({"unprobed": summary.unprobed} if summary.unprobed else {}),
                       **({"skipped_by_policy": self.skipped.to_json()}
                          if self.skipped.count else {}),
+                      # Spread over processes (--processes): how many.
+                      **({"processes": summary.processes} if summary.processes > 1 else {}),
                       **({"interrupted": True} if cut_short else {}))
         for name, addresses in summary.unprobed.items():
             self.env.say(f"{name} also has {', '.join(addresses)}: not probed "

@@ -32,7 +32,6 @@ child's end. ``peak_sockets`` is the sum of each child's own peak.
 from __future__ import annotations
 
 import contextlib
-import os
 import signal
 import sys
 import time
@@ -44,6 +43,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from tcpcli.engines.bench import Bench, BenchConfig, BenchResult, SampleObserver
+from tcpcli.engines.cores import available_cores
 from tcpcli.engines.histogram import Histogram
 
 if TYPE_CHECKING:
@@ -63,13 +63,6 @@ SAMPLES_PER_PROCESS = 5000
 SNAPSHOT_INTERVAL = 0.25
 #: How long stopped children get to send their last measurements.
 STOP_GRACE = 5.0
-
-
-def available_cores() -> int:
-    """The cores this process may run on (its affinity mask where the OS has one)."""
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
 
 
 def auto_processes(config: BenchConfig, *, loopback: bool, cores: int | None = None) -> int:

@@ -62,7 +62,7 @@ from tcpcli.engines.scan_results import (
     is_self_connect,
     no_answer_reason,
 )
-from tcpcli.engines.scan_targets import HostPlan, Target
+from tcpcli.engines.scan_targets import HostPlan, Target, deal
 
 if TYPE_CHECKING:
     import anyio
@@ -90,13 +90,38 @@ class Scanner:
         self._pacer = Pacer(options.rate, options.host_rate)
         self.inspector = PortInspector(options, self._connect, self.room,
                                        self.tally.finish_open, self.limit)
-        connector = invocation.connector
-        self._batch: BatchScan | None = None
-        if isinstance(connector, BatchConnector) and not invocation.options.proxy:
-            self._batch = BatchScan(connector, options, self.tally, self.room, self._pacer,
-                                    self.inspector, self.limit)
+        self._batch = self._batch_scan()
         #: True when the fast path (``scan_batch``) runs, not one task per port.
         self.fast = self._batch is not None
+        #: This process's share of the (address, port) pairs, as (index, of how many):
+        #: every ``of``-th pair, dealt across all targets (``scan_shards``).
+        self._share = (0, 1)
+        self._dealt = 0
+
+    def _batch_scan(self) -> BatchScan | None:
+        connector = self.invocation.connector
+        if not isinstance(connector, BatchConnector) or self.invocation.options.proxy:
+            return None
+        return BatchScan(connector, self.options, self.tally, self.room, self._pacer,
+                         self.inspector, self.limit)
+
+    def take_share(self, index: int, of: int, on_result: ResultSink) -> None:
+        """Probe only share ``index`` of ``of`` of the pairs, with that share of the
+        concurrency and of --rate and --host-rate; rows go to ``on_result``."""
+        self._share, self._dealt = (index, of), 0
+        self.tally.on_result = on_result
+        rate, host_rate = self.options.rate, self.options.host_rate
+        self._pacer = Pacer(rate / of if rate else None, host_rate / of if host_rate else None)
+        self.limit = max(1, self.limit // of)
+        self._batch = self._batch_scan()
+
+    def _dealt_share(self, ports: list[int]) -> list[int]:
+        index, of = self._share
+        if of == 1:
+            return ports
+        share = deal(ports, index, of, self._dealt)
+        self._dealt += len(ports)
+        return share
 
     # ------------------------------------------------------------------ plans
 
@@ -119,7 +144,7 @@ class Scanner:
 
     def _literal_plan(self, host: str, ip: IPAddress, ports: list[int],
                       policy: Policy) -> HostPlan:
-        return HostPlan(host, ip, ports, literal_destination(ip, policy, host))
+        return HostPlan(host, ip, self._dealt_share(ports), literal_destination(ip, policy, host))
 
     async def _name_plans(self, target: Target, ports: list[int],
                           policy: Policy) -> AsyncIterator[HostPlan]:
@@ -160,25 +185,41 @@ class Scanner:
                 else:
                     await self._run_via_connector(plans, tg)
         finally:
-            self._finished(start)
+            self.finished(start)
         return self.summary
 
-    def run_now(self, targets: Sequence[Target], ports: list[int]) -> ScanSummary | None:
+    def runs_without_loop(self, targets: Sequence[Target]) -> bool:
+        """Whether :meth:`run_now` can run: the fast path, no port to inspect, no name."""
+        return self._batch is not None and not self.inspector.wanted and all(
+            target.literal is not None or target.network is not None for target in targets)
+
+    def run_now(self, targets: Sequence[Target], ports: list[int], *,
+                processes: int = 1) -> ScanSummary | None:
         """:meth:`run` without an event loop, on this thread; None, with nothing done,
-        when the scan needs one: a name to resolve, a port to inspect, a proxy."""
-        batch = self._batch
-        if batch is None or self.inspector.wanted or any(
-                target.literal is None and target.network is None for target in targets):
+        when the scan needs one (see :meth:`runs_without_loop`). ``processes`` > 1
+        spreads it over that many processes (``scan_shards``; the cap must be lifted)."""
+        if not self.runs_without_loop(targets):
             return None
+        if processes > 1:
+            from tcpcli.engines.scan_shards import run_in_processes
+
+            return run_in_processes(self, targets, ports, processes)
         start = time.perf_counter()
-        batch.waits = BlockingWaits()
         try:
-            run_without_loop(batch.run(self.plans(targets, ports), None))
+            self.run_blocking(targets, ports)
         finally:
-            self._finished(start)
+            self.finished(start)
         return self.summary
 
-    def _finished(self, start: float) -> None:
+    def run_blocking(self, targets: Sequence[Target], ports: list[int]) -> None:
+        """This process's share of the scan, blocking (the sockets stay open on error)."""
+        batch = self._batch
+        assert batch is not None
+        batch.waits = BlockingWaits()
+        run_without_loop(batch.run(self.plans(targets, ports), None))
+
+    def finished(self, start: float) -> None:
+        """Close what the scan still holds; the summary's time and peak."""
         if self._batch is not None:
             self._batch.close()
         self.summary.elapsed_ms = (time.perf_counter() - start) * 1000

@@ -174,6 +174,8 @@ class ScanSummary:
     errors: list[TcpcliError] = field(default_factory=list)
     elapsed_ms: float = 0.0
     peak_sockets: int = 0
+    #: The processes the scan ran in (``scan_shards``).
+    processes: int = 1
     #: socket() failed for want of descriptors (EMFILE...) and the probe waited and retried.
     socket_backoffs: int = 0
     #: A name's further addresses, left unprobed (only the first is, unless all_addresses),

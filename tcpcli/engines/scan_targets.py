@@ -123,6 +123,13 @@ def read_target_lines(lines: Iterable[str]) -> Iterator[str]:
         yield from content.split()
 
 
+def deal(ports: list[int], index: int, of: int, dealt: int) -> list[int]:
+    """Share ``index`` of ``of`` of ``ports``, when ``dealt`` pairs went before them: the
+    pairs of a scan dealt round-robin, so that every pair falls in exactly one share and
+    the shares differ by at most one pair however the targets' port lists fall."""
+    return ports[(index - dealt) % of::of]
+
+
 def estimate_probes(targets: Iterable[Target], ports: int) -> int:
     return sum(t.address_count * (1 if t.port else ports) for t in targets)
 
