@@ -24,6 +24,7 @@ Examples:
   tcpcli config show connect @db -v      # what 'tcpcli connect @db -v' would use
   tcpcli config show --json probe | jq '.settings[] | select(.source == "config")'
   tcpcli config check && tcpcli connect @db
+  tcpcli config check --reach            # are the tunnels' entry points up?
   {CONFIG_ENV}=./ci.toml tcpcli config path
 """
 
@@ -34,10 +35,13 @@ Examples:
 @click.argument("command_line", nargs=-1, type=click.UNPROCESSED,
                 metavar="[COMMAND [ARGS]...]")
 @click.option("--json", "as_json", is_flag=True, help="show: one JSON object on stdout.")
+@click.option("--reach", is_flag=True,
+              help="check: also dial each target's via entry point (a TCP connect, nothing "
+                   "sent) and say which are down.")
 @config_options(install=False)
 @click.pass_obj
 def config_command(env: Environment | None, /, action: str, command_line: tuple[str, ...],
-                   as_json: bool) -> None:
+                   as_json: bool, reach: bool) -> None:
     """Show, locate or check the configuration file (ACTION: show, path or check).
 
     \b
@@ -46,7 +50,9 @@ def config_command(env: Environment | None, /, action: str, command_line: tuple[
            ARGS are the command's own: 'show connect @db --timeout 3' resolves
            exactly as 'connect @db --timeout 3' would
     path   print the file tcpcli reads (it need not exist)
-    check  read the whole file; exit 2 with FILE:LINE and the key if it is wrong
+    check  read the whole file; exit 2 with FILE:LINE and the key if it is wrong;
+           with --reach, also connect to each target's via entry point (the
+           forwarder must be up: exit 5 refused, 6 no answer, 4 unresolved)
 
     The file is --config FILE, else $TCPCLI_CONFIG, else
     $XDG_CONFIG_HOME/tcpcli/config.toml, else ~/.config/tcpcli/config.toml; none with
@@ -78,4 +84,5 @@ def config_command(env: Environment | None, /, action: str, command_line: tuple[
     """
     from tcpcli.cli.configreport import report
 
-    report(env, click.get_current_context(), action, command_line, as_json=as_json)
+    report(env, click.get_current_context(), action, command_line, as_json=as_json,
+           reach=reach)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from click.core import ParameterSource
@@ -17,20 +17,25 @@ from tcpcli.cli.configcontext import current_config, invocation_state, policy_li
 from tcpcli.cli.configmodel import ADDITIVE, Config, Setting, suggest
 from tcpcli.cli.environment import Environment
 
+if TYPE_CHECKING:
+    from tcpcli.cli.configreach import Reach
+
 
 def report(env: Environment | None, ctx: click.Context, action: str,
-           command_line: tuple[str, ...], *, as_json: bool) -> None:
+           command_line: tuple[str, ...], *, as_json: bool, reach: bool = False) -> None:
     """Run ``tcpcli config ACTION [COMMAND [ARGS]...]``."""
     env = env or Environment()
     if action != "show" and command_line:
         raise click.UsageError(f"{action} takes no COMMAND (only show does)", ctx)
+    if reach and action != "check":
+        raise click.UsageError("--reach goes with check", ctx)
     env.start_session("config", json=as_json)
     config = current_config(ctx)
     if action == "path":
         _path(env, config)
         return
     if action == "check":
-        _check(env, config)
+        _check(env, config, reach=reach)
         return
     name, args = (command_line[0], list(command_line[1:])) if command_line else ("", [])
     settings = resolve_settings(ctx, name, args)
@@ -54,12 +59,19 @@ def _path(env: Environment, config: Config) -> None:
     env.say(f"chosen by {config.location.chosen_by}{exists}")
 
 
-def _check(env: Environment, config: Config) -> None:
+def _check(env: Environment, config: Config, *, reach: bool = False) -> None:
     path = config.location.path
     count = len(config.shared) + sum(len(t) for t in config.commands.values())
+    reaches = []
+    if reach:
+        from tcpcli.cli.configreach import reach_all
+
+        reaches = reach_all(config.targets,
+                            backend=env.environ.get("TCPCLI_BACKEND", "asyncio"))
     env.emit("config_check", file=None if path is None else str(path),
              chosen_by=config.location.chosen_by, exists=config.exists, ok=True,
-             settings=count, targets=len(config.targets))
+             settings=count, targets=len(config.targets),
+             **({"entry_points": [_reach_fields(each) for each in reaches]} if reach else {}))
     if path is None:
         env.say("no configuration file (--no-config)")
     elif not config.exists:
@@ -68,6 +80,25 @@ def _check(env: Environment, config: Config) -> None:
     elif env.events is None:
         env.write(f"{path}: ok ({count} setting{'s' * (count != 1)}, {len(config.targets)} "
                   f"target{'s' * (len(config.targets) != 1)})\n")
+        for each in reaches:
+            env.write(each.line() + "\n")
+    if reach and not reaches and config.exists:
+        env.say("no target has a via entry point to reach")
+    down = [each for each in reaches if each.error is not None]
+    if down:
+        from tcpcli.cli.exit_codes import exit_code_for
+
+        assert down[0].error is not None
+        raise SystemExit(int(exit_code_for(down[0].error.kind)))
+
+
+def _reach_fields(reach: Reach) -> dict[str, object]:
+    fields: dict[str, object] = {"via": reach.via, "targets": reach.targets, "up": reach.up}
+    if reach.connect_ms is not None:
+        fields["connect_ms"] = round(reach.connect_ms, 3)
+    if reach.error is not None:
+        fields.update(error=str(reach.error), kind=reach.error.kind)
+    return fields
 
 
 @dataclass(frozen=True)

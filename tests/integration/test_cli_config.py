@@ -8,11 +8,15 @@ the ones that must really connect run the installed CLI as a subprocess.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
 import shutil
+import socket
 import ssl
+import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -314,3 +318,98 @@ def test_config_and_no_config_exclude_each_other(tmp_path: Path) -> None:
     assert tcpcli("connect", "--no-config", "--config", str(path), "127.0.0.1:9") == Result(
         2, "", "tcpcli connect: error: --config and --no-config exclude each other "
                "(see 'tcpcli connect --help')\n")
+
+
+# -- config check --reach: are the tunnels' entry points up? ----------------------------------
+
+
+def counting_listener() -> tuple[socket.socket, list[int]]:
+    """A loopback listener whose accepted connections are counted (in a thread)."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    accepted: list[int] = []
+
+    def accept() -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                conn, _ = listener.accept()
+                accepted.append(len(conn.recv(1)))  # 0: nothing was sent, then EOF
+                conn.close()
+
+    threading.Thread(target=accept, daemon=True).start()
+    return listener, accepted
+
+
+def test_reach_dials_each_entry_point_once_and_never_the_target(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    entry, entered = counting_listener()
+    target, reached = counting_listener()
+    with entry, target, socket.socket() as unused:
+        unused.bind(("127.0.0.1", 0))  # bound, never listening: refused
+        entry_port, down_port = entry.getsockname()[1], unused.getsockname()[1]
+        path = write_config(tmp_path, f"""
+[targets.db]
+address = "127.0.0.1:{target.getsockname()[1]}"
+via = "127.0.0.1:{entry_port}"
+[targets.db-tls]
+address = "127.0.0.1:{target.getsockname()[1]}"
+via = "127.0.0.1:{entry_port}"
+starttls = "postgres"
+[targets.cache]
+address = "cache.internal:6379"
+via = "127.0.0.1:{down_port}"
+[targets.direct]
+address = "127.0.0.1:9"
+""")
+        monkeypatch.setenv("TCPCLI_CONFIG", str(path))
+        text = run_cli("config", "check", "--reach")
+        data = run_cli("config", "check", "--reach", "--json")
+        time.sleep(0.2)
+    lines = text.stdout.decode().splitlines()
+    assert text.returncode == 5 and data.returncode == 5, text.stderr
+    assert lines[0].endswith("ok (0 settings, 4 targets)")
+    assert lines[1].startswith(f"127.0.0.1:{entry_port} (via of @db, @db-tls): up, "
+                               "accepted in ")
+    assert lines[2] == (f"127.0.0.1:{down_port} (via of @cache): down, connection to "
+                        f"127.0.0.1:{down_port} refused; start its forwarder (cloudflared "
+                        "access tcp, ssh -L, kubectl port-forward) first")
+    event = json.loads(data.stdout)
+    points = {point["via"]: point for point in event["entry_points"]}
+    assert points[f"127.0.0.1:{entry_port}"]["up"] is True
+    assert points[f"127.0.0.1:{down_port}"] | {"error": ""} == {
+        "via": f"127.0.0.1:{down_port}", "targets": ["cache"], "up": False, "error": "",
+        "kind": "refused"}
+    # One connect per run to the shared entry point, no byte sent; the target never.
+    assert entered == [0, 0] and reached == []
+
+
+def test_reach_waits_no_longer_than_its_timeout_for_a_silent_entry_point(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.support.peers import filtered_port
+
+    with filtered_port() as silent:
+        path = write_config(tmp_path, f'[targets.db]\naddress = "db.internal:5432"\n'
+                                      f'via = "127.0.0.1:{silent}"\n')
+        monkeypatch.setenv("TCPCLI_CONFIG", str(path))
+        started = time.monotonic()
+        proc = run_cli("config", "check", "--reach")
+    assert proc.returncode == 6, proc.stderr
+    assert 1.5 < time.monotonic() - started < 10
+    assert b"down, no answer within 2 s" in proc.stdout
+
+
+def test_plain_check_dials_nothing_and_reach_needs_check(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    entry, entered = counting_listener()
+    with entry:
+        path = write_config(tmp_path, f'[targets.db]\naddress = "db.internal:5432"\n'
+                                      f'via = "127.0.0.1:{entry.getsockname()[1]}"\n')
+        monkeypatch.setenv("TCPCLI_CONFIG", str(path))
+        assert tcpcli("config", "check").code == 0
+        time.sleep(0.1)
+        assert entered == []
+    wrong = tcpcli("config", "show", "--reach")
+    assert wrong.code == 2 and "--reach goes with check" in wrong.stderr
+    empty = write_config(tmp_path / "empty", "timeout = 3\n")
+    monkeypatch.setenv("TCPCLI_CONFIG", str(empty))
+    none = tcpcli("config", "check", "--reach")
+    assert none.code == 0 and "no target has a via entry point" in none.stderr
