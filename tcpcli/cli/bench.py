@@ -141,6 +141,15 @@ class CheckOrReply(Check):
 @click.option("--pooling", is_flag=True,
               help="rr: measure a kept connection and a fresh one per request, taking "
                    "turns, and print what pooling saves per request.")
+@click.option("--protocol", type=click.Choice(["postgres"]),
+              help="Open a PostgreSQL session on each connection: SSLRequest before --tls, "
+                   "start-up and authentication (timed as 'startup'); rr's request is a "
+                   "simple query, --send SQL (default SELECT 1). The password is read from "
+                   "PGPASSWORD only.")
+@click.option("--pg-user", metavar="NAME",
+              help="--protocol postgres: the user (default $PGUSER, else this login).")
+@click.option("--pg-database", metavar="NAME",
+              help="--protocol postgres: the database (default $PGDATABASE, else the user).")
 @click.option("--resume", is_flag=True,
               help="With --tls: alternate full handshakes with ones offering the worker's "
                    "last TLS session; resumed ones get their own distribution (tls-resumed), "
@@ -195,6 +204,25 @@ def bench_command(env: Environment | None, /, target: str, port: int | None,
     elif kwargs["send_file"] is not None:
         with open(kwargs["send_file"], "rb") as sent:
             payload = sent.read()
+    protocol = kwargs["protocol"]
+    pg_user, pg_database = kwargs["pg_user"], kwargs["pg_database"]
+    if protocol is None and (pg_user or pg_database):
+        raise click.UsageError("--pg-user and --pg-database need --protocol postgres")
+    if protocol is not None:
+        if mode == "throughput":
+            raise click.UsageError("--protocol postgres goes with --mode connect or rr")
+        if kwargs["reply_text"] or kwargs["reply_bytes"]:
+            raise click.UsageError("--protocol postgres knows where a reply ends "
+                                   "(ReadyForQuery): no --reply or --reply-bytes")
+        if mode == "rr":
+            from tcpcli.protocols.pgwire import query_message
+
+            payload = query_message(payload.decode("utf-8", "replace") if payload
+                                    else "SELECT 1")
+        import getpass
+
+        pg_user = pg_user or env.environ.get("PGUSER") or getpass.getuser()
+        pg_database = pg_database or env.environ.get("PGDATABASE") or pg_user
     reply_text, expectations = _reply_and_checks(kwargs, mode)
     if kwargs["old_reply_bytes"] is not None:
         _renamed("--expect-bytes N", "--reply-bytes N")
@@ -250,7 +278,9 @@ def bench_command(env: Environment | None, /, target: str, port: int | None,
         concurrency=concurrency, rate=kwargs["rate"], warmup=kwargs["warmup"],
         timeout=common.timeout or 10.0, tls=common.tls, tls_options=common.tls_options(),
         payload=payload, expect=expect, expect_bytes=kwargs["reply_bytes"],
-        fresh=kwargs["fresh"], resume=kwargs["resume"],
+        fresh=kwargs["fresh"], resume=kwargs["resume"], protocol=protocol,
+        pg_user=pg_user or "postgres", pg_database=pg_database,
+        pg_password=(env.environ.get("PGPASSWORD") or None) if protocol else None,
     )
     invocation = common.invocation()
     with_via(invocation, kwargs)

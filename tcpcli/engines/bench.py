@@ -66,6 +66,7 @@ from tcpcli.core.tcpinfo import rtt_and_retransmits
 from tcpcli.core.tlsoptions import TLSOptions
 from tcpcli.core.waits import BlockingWaits, LoopWaits, Waits, run_without_loop
 from tcpcli.engines.histogram import Histogram
+from tcpcli.protocols.errors import ProtocolError as ProtocolFailure
 
 if TYPE_CHECKING:
     import ssl
@@ -118,6 +119,13 @@ class BenchConfig:
     # rr --fresh: also time each request whole, from its connect to the reply ("request"):
     # what a client without a pool waits (--pooling's fresh arm).
     whole_request: bool = False
+    #: "postgres": each connection opens a session (SSLRequest before TLS, start-up and
+    #: authentication, timed as "startup") and rr's request is a simple query (``payload``
+    #: a Query message) whose reply ends at ReadyForQuery (``protocols.pgwire``).
+    protocol: str | None = None
+    pg_user: str = "postgres"
+    pg_database: str | None = None  # None: the user's name, as libpq does
+    pg_password: str | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if self.count is not None and self.count < 1:
@@ -132,6 +140,8 @@ class BenchConfig:
             raise ValueError("rr mode needs a request to send")
         if self.resume and not (self.tls and (self.mode == "connect" or self.fresh)):
             raise ValueError("resume needs tls and a new connection per sample")
+        if self.protocol not in (None, "postgres"):
+            raise ValueError(f"no bench protocol {self.protocol!r} (postgres is the one)")
 
     @property
     def bounded_count(self) -> int | None:
@@ -153,6 +163,8 @@ class BenchConfig:
                 names.append("tls")
             if self.resume:
                 names.append("tls-resumed")
+            if self.protocol is not None:
+                names.append("startup")
         return tuple(names)
 
 
@@ -296,6 +308,7 @@ class Bench:
         # --resume: how long to wait for a TLS 1.3 ticket (tls.TICKET_WAIT, set by run());
         # 0 once the server sent none in time, so that it is waited for only once.
         self._ticket_wait = 0.0
+        self._startup_ns = 0  # the last --protocol start-up's time (see _open)
 
     # ------------------------------------------------------------------ target
 
@@ -349,7 +362,8 @@ class Bench:
         """Whether a phase takes the fast path (see :meth:`_connect_storm`)."""
         config = self.config
         return (config.mode == "connect" and not config.tls and rate is None
-                and _EPOLL is not None and isinstance(self._connector, BatchConnector)
+                and config.protocol is None and _EPOLL is not None
+                and isinstance(self._connector, BatchConnector)
                 and not self.invocation.options.proxy)
 
     async def run(self) -> BenchResult:
@@ -563,9 +577,10 @@ class Bench:
     async def _open(self, start_ns: int, session: ssl.SSLSession | None = None) -> (
         tuple[anyio.abc.ByteStream, int, int | None]
     ):
-        """Dial (and handshake, offering ``session``): the stream, the connect time from
-        ``start_ns`` and the TLS handshake time. Failures raise :class:`_Failed` with a
-        tcpcli error."""
+        """Dial (and handshake, offering ``session``; and open a --protocol session): the
+        stream, the connect time from ``start_ns`` and the TLS handshake time (with the
+        SSLRequest before it, for postgres). Failures raise :class:`_Failed` with a
+        tcpcli error. The start-up's time is kept in ``self._startup_ns``."""
         import anyio
 
         assert self._address is not None
@@ -576,19 +591,69 @@ class Bench:
             raise _Failed(translate(exc, target=self._target, port=self._port,
                                     phase="connect")) from exc
         connected = self._now()
-        if not self.config.tls:
-            return stream, connected - start_ns, None
+        tls_ns: int | None = None
+        try:
+            if self.config.tls:
+                stream = await self._tls(stream, session)
+                tls_ns = self._now() - connected
+            if self.config.protocol == "postgres":
+                opened = self._now()
+                await self._postgres_startup(stream)
+                self._startup_ns = self._now() - opened
+        except _Failed:
+            await anyio.aclose_forcefully(stream)
+            raise
+        return stream, connected - start_ns, tls_ns
+
+    async def _tls(self, stream: anyio.abc.ByteStream,
+                   session: ssl.SSLSession | None) -> anyio.abc.ByteStream:
+        """The TLS handshake (after PostgreSQL's SSLRequest, with --protocol postgres)."""
         from tcpcli.core.tls import TLSStream  # cryptography: only when benchmarking TLS
 
         try:
-            stream = await TLSStream.wrap(stream, hostname=self._hostname,
-                                          options=self.config.tls_options, session=session,
-                                          target=self._target, port=self._port)
+            if self.config.protocol == "postgres":
+                from tcpcli.protocols.pgwire import PgError
+                from tcpcli.protocols.postgres import SSL_REQUEST
+
+                await stream.send(SSL_REQUEST)
+                answer = await stream.receive(1)
+                if answer != b"S":
+                    raise PgError(f"the server answered the SSLRequest with {answer!r}: it "
+                                  "does not do TLS (bench without --tls)")
+            return await TLSStream.wrap(stream, hostname=self._hostname,
+                                        options=self.config.tls_options, session=session,
+                                        target=self._target, port=self._port)
         except Exception as exc:
-            await anyio.aclose_forcefully(stream)
             raise _Failed(translate(exc, target=self._target, port=self._port,
                                     phase="tls")) from exc
-        return stream, connected - start_ns, self._now() - connected
+
+    async def _postgres_startup(self, stream: anyio.abc.ByteStream) -> None:
+        """Start-up and authentication, until the server is ready for a query."""
+        import anyio
+
+        from tcpcli.protocols.pgwire import StartupSession, next_message
+
+        config = self.config
+        session = StartupSession(config.pg_user, config.pg_database or config.pg_user,
+                                 config.pg_password, encrypted=config.tls)
+        buffer = bytearray()
+        try:
+            await stream.send(session.first())
+            while not session.ready:
+                received = next_message(buffer)
+                if received is None:
+                    buffer += await stream.receive(READ_SIZE)
+                    continue
+                answer = session.receive(*received)
+                if answer:
+                    await stream.send(answer)
+        except anyio.EndOfStream:
+            raise _Failed(ClosedEarlyError(
+                f"{self._target} closed the connection during the PostgreSQL start-up",
+                target=self._target, port=self._port)) from None
+        except Exception as exc:
+            raise _Failed(translate(exc, target=self._target, port=self._port,
+                                    phase="stream")) from exc
 
     async def _watchdog(self) -> None:
         """Per-sample timeouts without a cancel scope per sample (they cost more than a
@@ -690,6 +755,8 @@ class Bench:
                 self._record("connect", connect_ns)
                 if tls_ns is not None:
                     self._record("tls-resumed" if resumed else "tls", tls_ns)
+                if self.config.protocol is not None:
+                    self._record("startup", self._startup_ns)
                 if self._recording and stream is not None:
                     self._note_kernel(_raw_socket(stream))
                 self._succeeded()
@@ -782,10 +849,20 @@ class Bench:
         import anyio
 
         config = self.config
+        postgres = config.protocol == "postgres"
         try:
             await stream.send(config.payload)
             while True:
-                if config.expect is not None:
+                if postgres:
+                    from tcpcli.protocols.pgwire import reply_end
+
+                    end = reply_end(buffer)
+                    if end is not None:
+                        del buffer[:end[0]]
+                        if end[1] is not None:
+                            raise end[1]
+                        return
+                elif config.expect is not None:
                     found = buffer.find(config.expect)
                     if found >= 0:
                         del buffer[:found + len(config.expect)]
@@ -808,7 +885,8 @@ class Bench:
                         target=self._target, port=self._port) from None
         except TcpcliError as exc:
             raise _Failed(exc) from exc
-        except (OSError, anyio.BrokenResourceError, anyio.ClosedResourceError) as exc:
+        except (OSError, anyio.BrokenResourceError, anyio.ClosedResourceError,
+                ProtocolFailure) as exc:
             raise _Failed(translate(exc, target=self._target, port=self._port,
                                     phase="stream")) from exc
 
@@ -844,6 +922,8 @@ def summary(result: BenchResult) -> dict[str, Any]:
         "rate_target": config.rate,
         "samples": result.samples,
         "errors": dict(result.errors),
+        # One message per error kind, as the text report shows it.
+        **({"error_examples": dict(result.error_examples)} if result.errors else {}),
         "elapsed_s": round(result.elapsed, 6),
         "per_second": round(result.rate, 3),
         "unit": "req/s" if config.mode == "rr" else "conn/s",

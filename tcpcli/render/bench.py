@@ -203,7 +203,8 @@ def pooling_lines(result: PoolingResult) -> list[str]:
     config = kept.config
     lines = [
         f"target      {config.address} ({kept.peer or fresh.peer})",
-        f"mode        rr{' tls' if config.tls else ''} pooling: a kept connection vs a "
+        f"mode        rr{' tls' if config.tls else ''}"
+        f"{' ' + config.protocol if config.protocol else ''} pooling: a kept connection vs a "
         f"fresh one per request, {result.rounds} rounds interleaved, concurrency "
         f"{config.concurrency}",
     ]
@@ -219,7 +220,8 @@ def pooling_lines(result: PoolingResult) -> list[str]:
         saving = [f"p{p}={result.saving_ms(p):.3f}" for p in (50, 90, 99)]
         lines.append(f"saving      {' '.join(saving)} ms per request with a kept connection")
         parts = [f"{label} p50={_ms(fresh.histograms[name].percentile(50))} ms"
-                 for name, label in (("connect", "connect"), ("tls", "tls"), ("rr", "reply"))
+                 for name, label in (("connect", "connect"), ("tls", "tls"),
+                                     ("startup", "start-up"), ("rr", "reply"))
                  if name in fresh.histograms and fresh.histograms[name].count]
         lines.append(f"fresh       each request is {', '.join(parts)}")
     for label, arm in (("kept", kept), ("fresh", fresh)):

@@ -410,3 +410,14 @@ def test_expect_usage_errors(args: list[str], message: bytes) -> None:
     proc = run_cli("bench", "127.0.0.1:9", *ALLOW, *args)
     assert proc.returncode == 2, proc.stderr
     assert message in proc.stderr and b"Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize(("args", "said"), [
+    (("--pg-user", "app"), "--pg-user and --pg-database need --protocol postgres"),
+    (("--protocol", "postgres", "-m", "rr", "--reply", "Z"), "knows where a reply ends"),
+    (("--protocol", "postgres", "-m", "throughput"), "goes with --mode connect or rr"),
+])
+def test_protocol_postgres_usage_errors(args: tuple[str, ...], said: str) -> None:
+    proc = run_cli("bench", "127.0.0.1:5432", *ALLOW, *args)
+    assert proc.returncode == 2 and said in proc.stderr.decode(), proc.stderr
+    assert len(proc.stderr.decode().strip().splitlines()) == 1

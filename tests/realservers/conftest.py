@@ -249,14 +249,28 @@ def make_server_files(tls_ca: trustme.CA) -> Iterator[ServerFiles]:
         shutil.rmtree(root, ignore_errors=True)
 
 
+#: The superuser's password of the PostgreSQL that authenticates with SCRAM-SHA-256.
+POSTGRES_PASSWORD = "correct horse battery staple"
+
+
 @contextlib.contextmanager
-def start_postgres(server_files: ServerFiles,
-                   ports: Mapping[str, int] | None = None) -> Iterator[RealServer]:
+def start_postgres(server_files: ServerFiles, ports: Mapping[str, int] | None = None, *,
+                   password: str | None = None) -> Iterator[RealServer]:
+    """PostgreSQL on loopback: trusting every connection, or, with ``password``, asking
+    TCP clients for the superuser's password (SCRAM-SHA-256)."""
     postgres = require_binary("postgres", pattern="/usr/lib/postgresql/*/bin/postgres")
     bindir = Path(postgres).parent
     user = service_user("postgres")
-    cwd = server_files.workdir("postgres", user)
-    run_setup([str(bindir / "initdb"), "-D", str(cwd / "data"), "-A", "trust", "-U", "postgres",
+    cwd = server_files.workdir("postgres" if password is None else "postgres-scram", user)
+    auth = ["-A", "trust"]
+    if password is not None:
+        secret = cwd / "password"
+        secret.write_text(password + "\n", encoding="utf-8")
+        if user is not None:
+            account = pwd.getpwnam(user)
+            os.chown(secret, account.pw_uid, account.pw_gid)
+        auth = ["--auth-local=trust", "--auth-host=scram-sha-256", "--pwfile", str(secret)]
+    run_setup([str(bindir / "initdb"), "-D", str(cwd / "data"), *auth, "-U", "postgres",
                "--no-sync", "--no-instructions"], user=user, cwd=cwd)
     version, cipher = "TLSv1.2", "ECDHE-ECDSA-CHACHA20-POLY1305"
     server = RealServer("postgres", package_version(f"postgresql-{bindir.parent.name}"),
@@ -276,6 +290,12 @@ def start_postgres(server_files: ServerFiles,
 @pytest.fixture(scope="session")
 def postgres_server(server_files: ServerFiles) -> Iterator[RealServer]:
     with start_postgres(server_files) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def postgres_scram_server(server_files: ServerFiles) -> Iterator[RealServer]:
+    with start_postgres(server_files, password=POSTGRES_PASSWORD) as server:
         yield server
 
 
