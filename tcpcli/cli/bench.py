@@ -23,9 +23,17 @@ from tcpcli.cli.environment import Environment
 from tcpcli.cli.exit_codes import ExitCode, exit_code_for
 from tcpcli.cli.expectations import Check
 from tcpcli.cli.helpformat import OUTPUT, TIMING, SectionedCommand, option
-from tcpcli.cli.options import common_options, target_argument, via_option, with_via
+from tcpcli.cli.options import (
+    common_options,
+    proxy_header_options,
+    target_argument,
+    via_option,
+    with_proxy_header,
+    with_via,
+)
 from tcpcli.cli.paramtypes import (
     DURATION,
+    PG_NAME,
     PORT,
     PROCESSES,
     ByteSize,
@@ -146,9 +154,9 @@ class CheckOrReply(Check):
                    "start-up and authentication (timed as 'startup'); rr's request is a "
                    "simple query, --send SQL (default SELECT 1). The password is read from "
                    "PGPASSWORD only.")
-@click.option("--pg-user", metavar="NAME",
+@click.option("--pg-user", type=PG_NAME, metavar="NAME",
               help="--protocol postgres: the user (default $PGUSER, else this login).")
-@click.option("--pg-database", metavar="NAME",
+@click.option("--pg-database", type=PG_NAME, metavar="NAME",
               help="--protocol postgres: the database (default $PGDATABASE, else the user).")
 @click.option("--resume", is_flag=True,
               help="With --tls: alternate full handshakes with ones offering the worker's "
@@ -167,6 +175,7 @@ class CheckOrReply(Check):
 @click.option("--percentile", type=Number(0, 100, low_open=False), default=99.0,
               show_default=True, metavar="P",
               help="--compare: the percentile checked against --threshold.")
+@proxy_header_options
 @via_option
 @common_options
 @click.pass_obj
@@ -254,6 +263,8 @@ def bench_command(env: Environment | None, /, target: str, port: int | None,
     processes = _processes(kwargs["processes"], concurrency, kwargs["count"],
                            common.max_sockets)
     if mode == "throughput":
+        if kwargs["send_proxy"] or kwargs["proxy_source"]:
+            raise click.UsageError("--send-proxy goes with --mode connect or rr")
         if processes is not None:
             raise click.UsageError("--processes needs --mode connect or --mode rr")
         bench_throughput(env, common, address, kwargs)
@@ -284,6 +295,7 @@ def bench_command(env: Environment | None, /, target: str, port: int | None,
     )
     invocation = common.invocation()
     with_via(invocation, kwargs)
+    with_proxy_header(invocation, kwargs)
     env.start_session("bench", json=common.json, events_file=kwargs["events_file"],
                       target=address, quiet=common.quiet)
     if kwargs["pooling"]:

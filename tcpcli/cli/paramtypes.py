@@ -555,6 +555,8 @@ class Text(TcpcliType):
             raise ValueError(f"{text!r} is not UTF-8 text: give {self.what}") from None
         if not 0 < len(encoded) <= self.max_bytes:
             raise ValueError(f"{text!r}: give {self.what} of 1-{self.max_bytes} bytes")
+        if "\0" in text:  # it would end the name early on the wire
+            raise ValueError(f"{text!r}: {self.what} cannot hold a NUL character")
         return text
 
 
@@ -592,6 +594,8 @@ ENDPOINT = Endpoint()
 ENTRY_POINT = EntryPointText()
 KEEPALIVE = KeepaliveType()
 ALPN = Text("an ALPN protocol name")
+#: PostgreSQL's identifiers are at most 63 bytes (NAMEDATALEN - 1).
+PG_NAME = Text("a PostgreSQL user or database name", max_bytes=63)
 
 
 class Processes(TcpcliType):

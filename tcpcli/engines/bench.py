@@ -74,6 +74,7 @@ if TYPE_CHECKING:
     import anyio
     import anyio.abc
 
+    from tcpcli.core.proxyheader import ProxyHeaderSpec
     from tcpcli.core.tls import TLSStream
 
 Mode = Literal["connect", "rr"]
@@ -363,6 +364,7 @@ class Bench:
         config = self.config
         return (config.mode == "connect" and not config.tls and rate is None
                 and config.protocol is None and _EPOLL is not None
+                and self.invocation.options.send_proxy is None
                 and isinstance(self._connector, BatchConnector)
                 and not self.invocation.options.proxy)
 
@@ -593,6 +595,9 @@ class Bench:
         connected = self._now()
         tls_ns: int | None = None
         try:
+            spec = self.invocation.options.send_proxy
+            if spec is not None:
+                await self._send_proxy_header(stream, spec)
             if self.config.tls:
                 stream = await self._tls(stream, session)
                 tls_ns = self._now() - connected
@@ -604,6 +609,23 @@ class Bench:
             await anyio.aclose_forcefully(stream)
             raise
         return stream, connected - start_ns, tls_ns
+
+    async def _send_proxy_header(self, stream: anyio.abc.ByteStream,
+                                 spec: ProxyHeaderSpec) -> None:
+        """The PROXY protocol header first on the wire (before TLS), as a load balancer
+        with send-proxy writes it: for a service behind accept-proxy (--send-proxy)."""
+        import anyio.abc
+
+        from tcpcli.core.proxyheader import header_for
+
+        local = stream.extra(anyio.abc.SocketAttribute.local_address, None)
+        peer = stream.extra(anyio.abc.SocketAttribute.remote_address, None)
+        ends = [end[:2] if isinstance(end, tuple) else None for end in (local, peer)]
+        try:
+            await stream.send(header_for(spec, *ends, target=self._target))
+        except Exception as exc:
+            raise _Failed(translate(exc, target=self._target, port=self._port,
+                                    phase="stream")) from exc
 
     async def _tls(self, stream: anyio.abc.ByteStream,
                    session: ssl.SSLSession | None) -> anyio.abc.ByteStream:

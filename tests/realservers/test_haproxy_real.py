@@ -122,6 +122,51 @@ def test_haproxy_drops_a_connection_without_the_header(
     assert lines == []
 
 
+@pytest.fixture
+def echo_backend() -> Iterator[tuple[int, list[bytes]]]:
+    """A service behind haproxy's ``send-proxy``: records the v1 line, then echoes each
+    request as it comes (a request/response peer for bench)."""
+    listener = socket.create_server(("127.0.0.1", 0), backlog=64)
+    lines: list[bytes] = []
+
+    def echo(conn: socket.socket) -> None:
+        with conn:
+            lines.append(read_v1_line(conn))
+            while data := conn.recv(65536):
+                conn.sendall(data)
+
+    def serve() -> None:
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=echo, args=(conn,), daemon=True).start()
+
+    threading.Thread(target=serve, daemon=True).start()
+    yield listener.getsockname()[1], lines
+    listener.close()
+
+
+@pytest.mark.parametrize("fresh", [(), ("--fresh",)])
+def test_bench_through_accept_proxy(fresh: tuple[str, ...], tmp_path: Path,
+                                    echo_backend: tuple[int, list[bytes]]) -> None:
+    # A service behind accept-proxy can be benchmarked: every connection bench opens
+    # starts with the header, and haproxy hands the claimed client on to the backend.
+    backend_port, lines = echo_backend
+    front = free_port()
+    config = accept_proxy_in_front_of(front, backend_port)
+    for _ in haproxy(tmp_path, front, config):
+        proc = run_cli("bench", f"127.0.0.1:{front}", "--allow", "127.0.0.1", "-m", "rr",
+                       "--send", "ping", "-n", "20", "-c", "2", *fresh, "--send-proxy", "v2",
+                       "--proxy-source", "203.0.113.9:5151", "--json")
+        assert proc.returncode == 0, proc.stderr
+        summary = json.loads(proc.stdout.decode().splitlines()[-1])
+        assert summary["samples"] == 20 and summary["errors"] == {}, summary
+    assert lines == [f"PROXY TCP4 203.0.113.9 127.0.0.1 5151 {front}\r\n".encode()] * (
+        20 if fresh else 2)
+
+
 @pytest.mark.parametrize("send", ["send-proxy", "send-proxy-v2"])
 def test_listen_accept_proxy_reads_haproxys_header(send: str, tmp_path: Path) -> None:
     # A client -> haproxy (send-proxy[-v2], v2 with a unique-id TLV) -> tcpcli listen.
