@@ -71,7 +71,7 @@ PROGRESS_AFTER_S = 0.5  # no live line for scans shorter than this
         section=TIMING,
         help="Spread a plain scan of addresses over N processes, each with its share of the "
              "ports, --concurrency and rates (needs --max-sockets unlimited); auto: one "
-             "per 8,192 probes, up to the cores.")
+             "per 8,192 probes, up to the cores, unless a live line shows progress.")
 @option("--rate", type=Number(unit="per second"), metavar="PER_SECOND", section=TIMING,
         help="At most this many new connects per second, overall.")
 @option("--host-rate", type=Number(unit="per second"), metavar="PER_SECOND",
@@ -401,7 +401,7 @@ class ProbeSession:
             return None
         processes = self.processes(invocation)
         if processes == 1 and self.show_progress():
-            return None  # (a scan spread over processes is over before a live line helps)
+            return None  # the live line runs on the loop (--processes N goes without it)
         try:
             summary = scanner.run_now(self.targets, self.ports, processes=processes)
         except KeyboardInterrupt:
@@ -421,7 +421,7 @@ class ProbeSession:
         asked = self.options.processes
         if asked is None:
             return auto_processes(estimate_probes(self.targets, len(self.ports)),
-                                  capped=capped)
+                                  capped=capped, live_line=self.show_progress())
         return asked
 
     async def main(self, invocation: Invocation) -> int:

@@ -53,10 +53,13 @@ def can_fork() -> bool:
     return sys.platform == "linux" and hasattr(os, "fork")
 
 
-def auto_processes(probes: int, *, capped: bool, cores: int | None = None) -> int:
+def auto_processes(probes: int, *, capped: bool, live_line: bool = False,
+                   cores: int | None = None) -> int:
     """``--processes auto``: one process per :data:`PROBES_PER_PROCESS` probes, no more
-    than the cores; one while the socket cap holds (it is one process's to keep)."""
-    if capped or not can_fork():
+    than the cores; one while the socket cap holds (it is one process's to keep), and one
+    while a live line shows a person the scan's progress (only one process could draw
+    it, and a scan long enough to need it is worth watching more than a second core)."""
+    if capped or live_line or not can_fork():
         return 1
     cores = cores or available_cores()
     return max(1, min(cores, MAX_AUTO_PROCESSES, probes // PROBES_PER_PROCESS))

@@ -51,6 +51,8 @@ def test_auto_forks_only_for_big_uncapped_scans() -> None:
     expected = min(8, big // PROBES_PER_PROCESS) if can_fork() else 1
     assert auto_processes(big, capped=False, cores=8) == expected
     assert auto_processes(big, capped=False, cores=1) == 1
+    # At a terminal the live line shows a long scan's progress: one process draws it.
+    assert auto_processes(big, capped=False, live_line=True, cores=8) == 1
 
 
 @pytest.fixture
