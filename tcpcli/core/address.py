@@ -388,7 +388,21 @@ def normalize_host(hostname: str) -> NormalizedHost:
             f"host {hostname!r} is not a valid host name: labels of 1-63 letters, digits, "
             f"'-' or '_' separated by dots, {MAX_NAME_LENGTH} characters at most"
         )
+    if _is_number(labels[-1]):
+        # An address with a typo (300.1.1.1), not a name to look up: the URL standard
+        # refuses a host whose last label is a number and is no IPv4 address, and so do
+        # the library and the CLI, for targets and policy entries alike.
+        raise AddressError(f"host {hostname!r} is not an IP address (four numbers of 0-255) "
+                           "and not a host name (its last label is a number)")
     return NormalizedHost(text)
+
+
+def _is_number(label: str) -> bool:
+    """Decimal digits, or 0x and hex digits: what makes a label a number to the URL
+    standard's IPv4 parser."""
+    if label[:2] in ("0x", "0X"):
+        return all(ch in "0123456789abcdefABCDEF" for ch in label[2:])
+    return label.isascii() and label.isdigit()
 
 
 def _to_ascii(hostname: str) -> str:
