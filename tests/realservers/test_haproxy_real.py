@@ -61,9 +61,16 @@ def read_v1_line(conn: socket.socket) -> bytes:
 
 @pytest.fixture
 def backend() -> Iterator[tuple[int, list[bytes]]]:
-    """A service behind haproxy's ``send-proxy``: records the v1 line, then echoes."""
-    listener = socket.create_server(("127.0.0.1", 0))
+    """A service behind haproxy's ``send-proxy``: records the v1 line, then echoes each
+    request as it comes (a connection of its own thread, so bench's workers can share it)."""
+    listener = socket.create_server(("127.0.0.1", 0), backlog=64)
     lines: list[bytes] = []
+
+    def echo(conn: socket.socket) -> None:
+        with conn:
+            lines.append(read_v1_line(conn))
+            while data := conn.recv(65536):
+                conn.sendall(data)
 
     def serve() -> None:
         while True:
@@ -71,9 +78,7 @@ def backend() -> Iterator[tuple[int, list[bytes]]]:
                 conn, _ = listener.accept()
             except OSError:
                 return
-            with conn:
-                lines.append(read_v1_line(conn))
-                conn.sendall(recv_all(conn))
+            threading.Thread(target=echo, args=(conn,), daemon=True).start()
 
     threading.Thread(target=serve, daemon=True).start()
     yield listener.getsockname()[1], lines
@@ -122,38 +127,12 @@ def test_haproxy_drops_a_connection_without_the_header(
     assert lines == []
 
 
-@pytest.fixture
-def echo_backend() -> Iterator[tuple[int, list[bytes]]]:
-    """A service behind haproxy's ``send-proxy``: records the v1 line, then echoes each
-    request as it comes (a request/response peer for bench)."""
-    listener = socket.create_server(("127.0.0.1", 0), backlog=64)
-    lines: list[bytes] = []
-
-    def echo(conn: socket.socket) -> None:
-        with conn:
-            lines.append(read_v1_line(conn))
-            while data := conn.recv(65536):
-                conn.sendall(data)
-
-    def serve() -> None:
-        while True:
-            try:
-                conn, _ = listener.accept()
-            except OSError:
-                return
-            threading.Thread(target=echo, args=(conn,), daemon=True).start()
-
-    threading.Thread(target=serve, daemon=True).start()
-    yield listener.getsockname()[1], lines
-    listener.close()
-
-
 @pytest.mark.parametrize("fresh", [(), ("--fresh",)])
 def test_bench_through_accept_proxy(fresh: tuple[str, ...], tmp_path: Path,
-                                    echo_backend: tuple[int, list[bytes]]) -> None:
+                                    backend: tuple[int, list[bytes]]) -> None:
     # A service behind accept-proxy can be benchmarked: every connection bench opens
     # starts with the header, and haproxy hands the claimed client on to the backend.
-    backend_port, lines = echo_backend
+    backend_port, lines = backend
     front = free_port()
     config = accept_proxy_in_front_of(front, backend_port)
     for _ in haproxy(tmp_path, front, config):
