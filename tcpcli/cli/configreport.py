@@ -84,7 +84,7 @@ def _check(env: Environment, config: Config, *, reach: bool = False) -> None:
             env.write(each.line() + "\n")
     if reach and not reaches and config.exists:
         env.say("no target has a via entry point to reach")
-    down = [each for each in reaches if each.error is not None]
+    down = [each for each in reaches if not each.up]
     if down:
         from tcpcli.cli.exit_codes import exit_code_for
 

@@ -335,8 +335,6 @@ TLS_VERSION = click.Choice(TLS_VERSIONS)
 # -- addresses ----------------------------------------------------------------------------
 
 
-
-
 class PolicyEntry(TcpcliType):
     """An ``--allow``/``--deny`` entry: a host, ``*.suffix``, an IP address, a CIDR or
     ``port:N``, checked by the policy's own parser."""

@@ -9,7 +9,6 @@ stream classes.
 from __future__ import annotations
 
 import errno
-import functools
 import os
 import socket
 import sys
@@ -31,19 +30,16 @@ LOST_AFTER_ESTABLISHED = frozenset({errno.ECONNRESET, errno.EPIPE, errno.ECONNAB
 CONNECT_UNDER_WAY = frozenset({errno.EINPROGRESS, errno.EWOULDBLOCK, errno.EALREADY})
 
 _NONBLOCK = getattr(socket, "SOCK_NONBLOCK", 0)
-_text_of = functools.lru_cache(maxsize=4096)(str)
-_last_address: list[object] = [None, ""]  # the address dialed last, and its text
+#: The address dialed last and its text: a scan dials each address object once per port
+#: (65,535 times in a full scan), and an identity test costs less than hashing it.
+_last_text: tuple[IPv4Address | IPv6Address | None, str] = (None, "")
 
 
 def _address_text(host: IPv4Address | IPv6Address) -> str:
-    """An address's text, cached: a full scan dials one address object 65,535 times (and
-    hashing an ip_address object costs more than the identity test)."""
-    last = _last_address
-    if host is last[0]:
-        return last[1]  # type: ignore[return-value]
-    text = _text_of(host)
-    last[0], last[1] = host, text
-    return text
+    global _last_text
+    if host is not _last_text[0]:
+        _last_text = (host, str(host))
+    return _last_text[1]
 
 
 def start_connect(host: IPv4Address | IPv6Address, port: int, local_address: str | None = None,

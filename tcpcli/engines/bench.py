@@ -74,6 +74,7 @@ if TYPE_CHECKING:
     import anyio
     import anyio.abc
 
+    from tcpcli.core.destination import Destination
     from tcpcli.core.proxyheader import ProxyHeaderSpec
     from tcpcli.core.tls import TLSStream
 
@@ -261,7 +262,7 @@ async def checked_literal(invocation: Invocation, target: str) -> tuple[IPAddres
         return entries[0], entry.port, destination.name
     destination = await invocation.check_destination(parsed.hostname, parsed.port,
                                                      family=family, target=target)
-    return destination.ordered(family)[0], parsed.port, destination.name
+    return _dialed(destination, parsed.port, family)
 
 
 def checked_literal_now(invocation: Invocation,
@@ -276,7 +277,12 @@ def checked_literal_now(invocation: Invocation,
                                                    family=family, target=target)
     if destination is None:
         return None
-    return destination.ordered(family)[0], parsed.port, destination.name
+    return _dialed(destination, parsed.port, family)
+
+
+def _dialed(destination: Destination, port: int, family: int) -> tuple[IPAddress, int, str]:
+    """What every connection dials (the first checked address), and the checked name."""
+    return destination.ordered(family)[0], port, destination.name
 
 
 class Bench:

@@ -20,7 +20,7 @@ Through any other connector (the in-memory seam, a proxy) the scanner runs one t
 port through ``connect_tcp``, bounded by the same concurrency limit (below).
 
 A scan on the fast path that inspects no port and resolves no name is all its run does:
-:meth:`Scanner.run_now` runs it without an event loop (``scan_batch.BlockingWaits``).
+:meth:`Scanner.run_now` runs it without an event loop (``core.waits.BlockingWaits``).
 
 The six-socket cap is honoured: each in-flight socket holds one of the invocation's
 :class:`~tcpcli.core.slots.SocketSlots` (a lifted cap, ``None``, is not counted).

@@ -11,7 +11,7 @@ second ``connect()`` and kept for the next port (``RECYCLE_SOCKETS``).
 
 The sockets come from the connector (``start_connect``); none is made here.
 
-How the scan waits is ``core.waits``': on the event loop, or blocking in ``select`` when
+How the scan waits is ``core.waits``: on the event loop, or blocking in ``select`` when
 the scan is all the run does (``Scanner.run_now``).
 """
 
@@ -53,6 +53,7 @@ if TYPE_CHECKING:
 
 #: Non-blocking connects issued before the poller is harvested again.
 BATCH: Final = 64
+
 
 class _Poller:
     """Ready-for-write notifications for many sockets through one waitable fd."""
@@ -236,7 +237,7 @@ class BatchScan:
         """Issue one connect; an OSError back means no socket could be made (EMFILE...)."""
         address = plan.address
         assert address is not None
-        spares = self._spares[address.version]
+        spares = self._spares[plan.version]
         local_address = self.options.local_address
         started = time.monotonic()
         if spares:

@@ -125,7 +125,6 @@ class StartupSession:
         self.encrypted = encrypted
         self.ready = False
         self.authenticated = False
-        self.method = "trust"  # what authentication the server asked for
         self._scram: _Scram | None = None
 
     def first(self) -> bytes:
@@ -148,14 +147,12 @@ class StartupSession:
             self.authenticated = True
             return b""
         if code == 3:
-            self.method = "password"
             if not self.encrypted:
                 raise PgError("the server asks for the password in clear text over a "
                               "connection without TLS; tcpcli will not send it (add --tls)",
                               auth=True)
             return message(b"p", self._password().encode() + b"\0")
         if code == 5:
-            self.method = "md5"
             salt = body[4:8]
             inner = hashlib.md5((self._password() + self.user).encode()).hexdigest()
             outer = hashlib.md5(inner.encode() + salt).hexdigest()
@@ -165,7 +162,6 @@ class StartupSession:
             if SCRAM not in mechanisms:
                 raise PgError(f"the server offers {', '.join(mechanisms)}; tcpcli speaks "
                               f"{SCRAM}", auth=True)
-            self.method = "scram-sha-256"
             self._scram = _Scram(self._password())
             first = self._scram.client_first()
             return message(b"p", SCRAM.encode() + b"\0" + struct.pack("!I", len(first))
