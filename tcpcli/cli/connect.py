@@ -203,6 +203,11 @@ class ConnectSession:
             from tcpcli.render.report import Waterfall
 
             self.waterfall = Waterfall(self.origin_ns)
+        if (common.tls or starttls) and (common.verbose or self.events is not None
+                                         or expectations):
+            from tcpcli.core.tlsreport import load_builders
+
+            load_builders()  # the report it shows: cryptography, imported in the set-up
         self.transcript = Transcript(transcript, transcript_format, self.origin_ns) \
             if transcript else None
         self.outcome = Outcome()
@@ -248,9 +253,8 @@ class ConnectSession:
                 if sock.tls_report is not None:
                     for line in tls_lines(sock.tls_report):
                         self.env.note(line)
-        if sock.tls_report is not None and not sock.tls_report.verification.verified \
-                and not self.common.quiet:
-            v = sock.tls_report.verification
+        v = sock.tls_verification
+        if v is not None and not v.verified and not self.common.quiet:
             if v.pin_matched:  # trusted by its key, as ssh trusts a known host
                 if self.common.verbose:
                     self.env.note(f"certificate chain not verified ({v.verify_code}: "

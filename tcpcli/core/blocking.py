@@ -46,6 +46,7 @@ class BlockingConnection:
 
     secure_transport = "off"
     tls_report = None
+    tls_verification = None
     truncated = False
     via = None  # (a tunnel entry point needs the event-loop core)
     judged_by_name = None

@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import functools
 import hashlib
-import ipaddress
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
@@ -18,6 +17,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import dh, dsa, ec, ed448, ed25519, rsa
 
+from tcpcli.core.tlsoptions import ip_literal, normalize_name
 from tcpcli.core.tlsreport import CertificateSummary
 
 __all__ = [
@@ -143,26 +143,6 @@ def is_self_signed(cert: x509.Certificate) -> bool:
 
 
 # --------------------------------------------------------------------------- names
-
-
-def normalize_name(name: str | None) -> str | None:
-    """The name to send and check: brackets and one trailing dot dropped, "" is none."""
-    if not name:
-        return None
-    if name.startswith("[") and name.endswith("]"):
-        name = name[1:-1]
-    if name.endswith(".") and not name.endswith(".."):
-        name = name[:-1]
-    return name or None
-
-
-def ip_literal(name: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
-    """The address when ``name`` is an IP literal (a %zone ignored): it gets no SNI and
-    matches IP SANs only."""
-    try:
-        return ipaddress.ip_address(name.split("%", 1)[0])
-    except ValueError:
-        return None
 
 
 def name_matches(cert: x509.Certificate, name: str) -> bool:

@@ -87,7 +87,7 @@ if TYPE_CHECKING:
     from _typeshed import HasFileno, WriteableBuffer as WritableBuffer
 
     from tcpcli.core.proxyheader import ProxyHeaderSpec
-    from tcpcli.core.tls import TLSReport, TLSStream
+    from tcpcli.core.tls import TLSReport, TLSStream, Verification
 
 T = TypeVar("T")
 
@@ -248,7 +248,7 @@ class Socket:
         self._tcp_info_at_close: dict[str, object] | None = None
         self.peer_address: tuple[str, int] | None = None
         self.local_sockname: tuple[str, int] | None = None
-        self.tls_report: TLSReport | None = None
+        self._tls: TLSStream | None = None  # its report and verdict, once handshaken
         self.bytes_sent = 0
         self.bytes_received = 0
         self.io_in_progress = 0
@@ -297,6 +297,18 @@ class Socket:
         """Over TLS: the peer closed the connection without close_notify, so what arrived
         may have been cut short by anyone on the path (plain TCP: always False)."""
         return self._truncated or bool(getattr(self._stream, "truncated", False))
+
+    @property
+    def tls_report(self) -> TLSReport | None:
+        """The TLS session's report (None without TLS), built on first use: summarizing
+        the certificates imports cryptography, which a run that shows none never needs."""
+        return self._tls.report if self._tls is not None else None
+
+    @property
+    def tls_verification(self) -> Verification | None:
+        """The verdict on the peer's certificate (None without TLS); cheap, unlike
+        ``tls_report``."""
+        return self._tls.verification if self._tls is not None else None
 
     @property
     def secure_transport(self) -> SecureTransport:
@@ -609,7 +621,7 @@ class Socket:
                                            options=self.options.tls,
                                            session=self._tls_session, target=target,
                                            port=port)
-                phase.detail["resumed"] = tls.report.session_reused
+                phase.detail["resumed"] = tls.session_reused
             if bounded.cancelled_caught:
                 assert limit is not None
                 raise ConnectTimeoutError(  # worded as when the connect timeout ends it
@@ -618,7 +630,7 @@ class Socket:
         except BaseException:
             await anyio.aclose_forcefully(transport)
             raise
-        self.tls_report = tls.report
+        self._tls = tls
         return tls
 
     async def resumable_tls_session(self, wait: float | None = None) -> ssl.SSLSession | None:

@@ -10,7 +10,8 @@ The TLS modules, all importable from here (this one is what the rest of tcpcli i
     tlsoptions   TLSOptions and pin parsing (no cryptography: plain-TCP runs stay cheap)
     tlscontext   client SSL contexts, the trust store they load, their cache
     tlsreport    TLSReport, Verification, CertificateSummary: the facts, as data
-    certs        summarizing a certificate, and the names it is valid for
+    certs        summarizing a certificate, and the names it is valid for (cryptography:
+                 imported only when a report or a verdict needs it)
     tlsverify    insecure mode's verdict, computed as OpenSSL would have
     tls          this module: TLSStream (handshake, report, sessions, half-close)
 
@@ -56,7 +57,7 @@ import encodings.idna  # noqa: F401 - ssl's server names: not inside a timed han
 import hashlib
 import ssl
 from collections.abc import Callable, Mapping
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, cast
 
@@ -64,7 +65,6 @@ import anyio
 import anyio.abc
 from anyio.streams.tls import TLSAttribute
 
-from tcpcli.core.certs import ip_literal, normalize_name, summarize_certificate
 from tcpcli.core.errors import (
     CertificateVerifyError,
     ClientCertificateRequiredError,
@@ -76,14 +76,15 @@ from tcpcli.core.errors import (
     map_exceptions,
 )
 from tcpcli.core.tlscontext import client_context, contexts_built, handshake_context
-from tcpcli.core.tlsoptions import TLSOptions, TLSVersionName, _parse_pins, parse_pin
-from tcpcli.core.tlsreport import CertificateSummary, TLSReport, Verification
-from tcpcli.core.tlsverify import (
-    X509_V_ERR_UNSPECIFIED,
-    chain_completeness,
-    name_failure,
-    verify_chain,
+from tcpcli.core.tlsoptions import (
+    TLSOptions,
+    TLSVersionName,
+    _parse_pins,
+    ip_literal,
+    normalize_name,
+    parse_pin,
 )
+from tcpcli.core.tlsreport import CertificateSummary, TLSReport, Verification
 
 __all__ = [
     "CLOSE_NOTIFY_TIMEOUT",
@@ -97,8 +98,9 @@ __all__ = [
     "client_context",
     "contexts_built",
     "parse_pin",
-    "summarize_certificate",
 ]
+
+
 
 #: Bytes asked of the transport per read: big reads keep per-call overhead off the hot path.
 TRANSPORT_READ_SIZE = 256 * 1024
@@ -215,6 +217,48 @@ def _certificate_requested(data: bytes) -> bool:
     return False
 
 
+@dataclass(frozen=True)
+class _HandshakeFacts:
+    """What a stream's report is built from, kept at the handshake: the session's facts
+    (cheap to read) and the chains as DER (summarized only when a report is asked for)."""
+
+    version: str
+    cipher: str
+    cipher_bits: int | None
+    alpn: str | None
+    sni: str | None
+    session_reused: bool
+    session_offered: bool
+    sent_der: tuple[bytes, ...]
+    verified_der: tuple[bytes, ...]
+    chain_known: bool  # False: a resumed session whose full handshake was not seen here
+    ca_file: str | None
+    system_store: bool
+
+    def report(self, verification: Verification) -> TLSReport:
+        from tcpcli.core.certs import summarize_certificate
+        from tcpcli.core.tlsverify import chain_completeness
+
+        sent, verified = list(self.sent_der), list(self.verified_der)
+        chain_complete, chain_problem = chain_completeness(
+            sent, verified, ca_file=self.ca_file,
+            system_store=self.system_store) if self.chain_known else (None, None)
+        return TLSReport(
+            version=self.version,
+            cipher=self.cipher,
+            cipher_bits=self.cipher_bits,
+            alpn=self.alpn,
+            sni=self.sni,
+            session_reused=self.session_reused,
+            chain=tuple(summarize_certificate(der) for der in sent),
+            verified_chain=tuple(summarize_certificate(der) for der in verified),
+            verification=verification,
+            session_offered=self.session_offered,
+            chain_complete=chain_complete,
+            chain_problem=chain_problem,
+        )
+
+
 class TLSStream(anyio.abc.ByteStream):
     """TLS over any anyio ByteStream, through ``ssl.MemoryBIO``.
 
@@ -224,7 +268,9 @@ class TLSStream(anyio.abc.ByteStream):
     One task may receive while another sends.
     """
 
-    report: TLSReport
+    #: The verdict on the peer's certificate, reached during the handshake (cheap: no
+    #: certificate is summarized for it in the default, OpenSSL-verified case).
+    verification: Verification
 
     def __init__(self, transport: anyio.abc.ByteStream, ssl_object: ssl.SSLObject,
                  incoming: ssl.MemoryBIO, outgoing: ssl.MemoryBIO, *,
@@ -251,6 +297,8 @@ class TLSStream(anyio.abc.ByteStream):
         self._read_broken = False  # the TLS layer failed on input: nothing more to read
         self._write_broken = False  # a record was lost on output: nothing more can be sent
         self._closed = False
+        self._facts: _HandshakeFacts | None = None  # set by wrap()
+        self._report: TLSReport | None = None
 
     # ------------------------------------------------------------- handshake
 
@@ -300,9 +348,8 @@ class TLSStream(anyio.abc.ByteStream):
                 if named is None:
                     raise
                 raise named from exc
-        stream.report = stream._build_report(
-            name, sni=server_hostname if server_hostname and not is_ip else None,
-            pins=_parse_pins(options.pins), options=options, session_offered=offered)
+        stream._settle(name, sni=server_hostname if server_hostname and not is_ip else None,
+                       pins=_parse_pins(options.pins), options=options, session_offered=offered)
         return stream
 
     async def _handshake(self) -> None:
@@ -354,8 +401,14 @@ class TLSStream(anyio.abc.ByteStream):
             "and none was given (give one with --cert FILE --key FILE)",
             target=self._target, port=self._port)
 
-    def _build_report(self, name: str | None, *, sni: str | None, pins: frozenset[bytes],
-                      options: TLSOptions, session_offered: bool) -> TLSReport:
+    def _settle(self, name: str | None, *, sni: str | None, pins: frozenset[bytes],
+                options: TLSOptions, session_offered: bool) -> None:
+        """Reach the verdict, and keep what the report is built from (see ``report``).
+
+        Certificates are read here only when the verdict needs them (insecure mode, pins,
+        a name checked without SNI); these import cryptography, which ``client_context``
+        has already loaded for such options, outside any timed handshake.
+        """
         ssl_object = self._ssl
         sent_der = _peer_chain(ssl_object, verified=False)
         unverified = not options.verify_in_handshake  # insecure, or pins: checked below
@@ -370,58 +423,96 @@ class TLSStream(anyio.abc.ByteStream):
                 chain_known = False
         elif sent_der:
             _CHAINS.remember(sent_der, openssl_verified, insecure=unverified)
-        sent = tuple(summarize_certificate(der) for der in sent_der)
         if unverified:
+            from tcpcli.core.tlsverify import verify_chain
+
             verdict, verified_der = verify_chain(
                 sent_der, name, ca_file=options.ca_file, system_store=options.system_store,
                 now=datetime.now(UTC))
         else:
             if ssl_object.server_hostname is None and name is not None:  # SNI-less
+                from tcpcli.core.tlsverify import name_failure
+
                 failure = name_failure(sent_der[0] if sent_der else None, name)
                 if failure is not None:
                     raise self._verify_error(*failure)
             verdict = Verification(True, None, "ok", True, None)
             verified_der = openssl_verified
         if pins:
-            digests = [base64.b64decode(cert.spki_sha256.removeprefix("sha256/"))
-                       for cert in sent]
-            if not set(digests) & pins:
-                where = self._target or "the peer"
-                have = ", ".join(f"{cert.spki_sha256} ({cert.subject})" for cert in sent)
-                raise PinMismatchError(
-                    f"TLS certificate of {where} failed verification: no certificate in the "
-                    f"chain matches the pinned public key (chain: {have or 'empty'})",
-                    verify_code=None, reason="public key pin mismatch",
-                    target=self._target, port=self._port)
-            if digests[0] not in pins and not verdict.verified and not options.insecure:
-                # A CA's key vouches for other keys only through a chain that verifies (the
-                # name included): trusting it alone would trust any name it ever signed.
-                raise self._verify_error(
-                    verdict.verify_code or X509_V_ERR_UNSPECIFIED,
-                    f"{verdict.reason} (the pin matches a CA certificate, which is trusted "
-                    "only through a chain that verifies; pin the server's own key to trust "
-                    "it alone)")
-            # The server's own key: trusted as ssh trusts a known host key, whatever the
-            # chain's verdict (still reported) says.
-            verdict = replace(verdict, pin_matched=True)
-        chain_complete, chain_problem = chain_completeness(
-            sent_der, verified_der, ca_file=options.ca_file,
-            system_store=options.system_store) if chain_known else (None, None)
+            verdict = self._check_pins(sent_der, pins, verdict, insecure=options.insecure)
         cipher = ssl_object.cipher()
-        return TLSReport(
+        self.verification = verdict
+        self._facts = _HandshakeFacts(
             version=ssl_object.version() or "",
             cipher=cipher[0] if cipher else "",
             cipher_bits=cipher[2] if cipher else None,
             alpn=ssl_object.selected_alpn_protocol(),
             sni=sni,
             session_reused=ssl_object.session_reused,
-            chain=sent,
-            verified_chain=tuple(summarize_certificate(der) for der in verified_der),
-            verification=verdict,
             session_offered=session_offered,
-            chain_complete=chain_complete,
-            chain_problem=chain_problem,
+            sent_der=tuple(sent_der),
+            verified_der=tuple(verified_der),
+            chain_known=chain_known,
+            ca_file=options.ca_file,
+            system_store=options.system_store,
         )
+
+    def _check_pins(self, sent_der: list[bytes], pins: frozenset[bytes],
+                    verdict: Verification, *, insecure: bool) -> Verification:
+        """The verdict once ``pins`` were checked against the chain as sent."""
+        from tcpcli.core.certs import summarize_certificate
+
+        sent = [summarize_certificate(der) for der in sent_der]
+        digests = [base64.b64decode(cert.spki_sha256.removeprefix("sha256/")) for cert in sent]
+        if not set(digests) & pins:
+            where = self._target or "the peer"
+            have = ", ".join(f"{cert.spki_sha256} ({cert.subject})" for cert in sent)
+            raise PinMismatchError(
+                f"TLS certificate of {where} failed verification: no certificate in the "
+                f"chain matches the pinned public key (chain: {have or 'empty'})",
+                verify_code=None, reason="public key pin mismatch",
+                target=self._target, port=self._port)
+        if digests[0] not in pins and not verdict.verified and not insecure:
+            from tcpcli.core.tlsverify import X509_V_ERR_UNSPECIFIED
+
+            # A CA's key vouches for other keys only through a chain that verifies (the
+            # name included): trusting it alone would trust any name it ever signed.
+            raise self._verify_error(
+                verdict.verify_code or X509_V_ERR_UNSPECIFIED,
+                f"{verdict.reason} (the pin matches a CA certificate, which is trusted "
+                "only through a chain that verifies; pin the server's own key to trust "
+                "it alone)")
+        # The server's own key: trusted as ssh trusts a known host key, whatever the
+        # chain's verdict (still reported) says.
+        return replace(verdict, pin_matched=True)
+
+    @property
+    def report(self) -> TLSReport:
+        """The session's :class:`TLSReport`, built on first use and kept.
+
+        Summarizing certificates and judging the chain's completeness import cryptography
+        (about the cost of ``import click`` again), which a run that shows no report never
+        needs; the facts they are built from were kept at the handshake, so the report is
+        the same whenever it is asked for, after ``aclose()`` too.
+        """
+        if self._report is None:
+            facts = self._facts
+            if facts is None:
+                raise RuntimeError("no TLS report before the handshake (use TLSStream.wrap)")
+            self._report = facts.report(self.verification)
+        return self._report
+
+    @property
+    def session_reused(self) -> bool:
+        """Whether the server resumed the offered session (cheap: no report is built)."""
+        assert self._facts is not None
+        return self._facts.session_reused
+
+    @property
+    def session_offered(self) -> bool:
+        """Whether a previous session was offered for resumption."""
+        assert self._facts is not None
+        return self._facts.session_offered
 
     def _verify_error(self, code: int, reason: str) -> CertificateVerifyError:
         where = self._target or "the peer"

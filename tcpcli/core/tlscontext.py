@@ -14,9 +14,8 @@ import warnings
 
 import certifi
 
-from tcpcli.core.certs import ip_literal, normalize_name
 from tcpcli.core.errors import SocketOptionError
-from tcpcli.core.tlsoptions import TLSOptions
+from tcpcli.core.tlsoptions import TLSOptions, ip_literal, normalize_name
 
 _VERSIONS: dict[str, ssl.TLSVersion] = {
     "1.0": ssl.TLSVersion.TLSv1,
@@ -110,6 +109,11 @@ def _context(options: TLSOptions, check_hostname: bool, keylog_env: str | None) 
     keylog = options.keylog_file or keylog_env
     if keylog:
         context.keylog_filename = keylog
+    if not (options.verify_in_handshake and check_hostname):
+        # The verdict (insecure mode, pins) or the name check without SNI is reached after
+        # the handshake, with cryptography: loaded now, as the trust store is, and not
+        # inside the first timed handshake.
+        import tcpcli.core.tlsverify  # noqa: F401
     return context
 
 

@@ -7,6 +7,7 @@ import cryptography and certifi: start-up time is a tested figure.
 from __future__ import annotations
 
 import functools
+import ipaddress
 import re
 from dataclasses import dataclass
 from typing import Literal, get_args
@@ -120,3 +121,24 @@ def _parse_pins(pins: tuple[str, ...]) -> frozenset[bytes]:
     return frozenset(digests)
 
 
+# --------------------------------------------------------------------------- names
+
+
+def normalize_name(name: str | None) -> str | None:
+    """The name to send and check: brackets and one trailing dot dropped, "" is none."""
+    if not name:
+        return None
+    if name.startswith("[") and name.endswith("]"):
+        name = name[1:-1]
+    if name.endswith(".") and not name.endswith(".."):
+        name = name[:-1]
+    return name or None
+
+
+def ip_literal(name: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """The address when ``name`` is an IP literal (a %zone ignored): it gets no SNI and
+    matches IP SANs only."""
+    try:
+        return ipaddress.ip_address(name.split("%", 1)[0])
+    except ValueError:
+        return None

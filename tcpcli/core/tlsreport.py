@@ -11,7 +11,13 @@ from __future__ import annotations
 from dataclasses import dataclass, fields, is_dataclass
 from datetime import UTC, datetime
 
-__all__ = ["OCSP_STAPLING_UNKNOWN", "CertificateSummary", "TLSReport", "Verification"]
+__all__ = [
+    "OCSP_STAPLING_UNKNOWN",
+    "CertificateSummary",
+    "TLSReport",
+    "Verification",
+    "load_builders",
+]
 
 #: Why ``TLSReport.ocsp_stapled`` is always None. Checked on Python 3.11 / OpenSSL 3.0: the
 #: ClientHello ``ssl`` sends carries no status_request extension (so a server must not
@@ -96,3 +102,11 @@ def _jsonable(value: object) -> object:
     if is_dataclass(value) and not isinstance(value, type):
         return {f.name: _jsonable(getattr(value, f.name)) for f in fields(value)}
     return value
+
+
+def load_builders() -> None:
+    """Import what building a report takes (cryptography: about one ``import click``), for
+    a run that will show one. Called in its set-up, so that no timed phase (a first byte,
+    a handshake) pays for it when the report is built on first use."""
+    import tcpcli.core.certs
+    import tcpcli.core.tlsverify  # noqa: F401

@@ -800,10 +800,9 @@ class Bench:
         """Whether this handshake resumed, and the session to offer next: the kept one
         while the server resumes it (as ``openssl s_time -reuse``: no ticket wait on the
         hot path), else this connection's, once its TLS 1.3 ticket has arrived."""
-        report = stream.report
-        if report.session_reused:
+        if stream.session_reused:
             return True, kept
-        if report.session_offered:
+        if stream.session_offered:
             if self._recording:
                 self.result.resume_misses += 1
         elif kept is not None:
@@ -812,7 +811,8 @@ class Bench:
             session = await stream.resumable_session(self._ticket_wait)
         except TcpcliError:
             return False, None  # no ticket; the sample itself (the handshake) succeeded
-        if session is not None and not session.has_ticket and report.version == "TLSv1.3":
+        if (session is not None and not session.has_ticket
+                and stream.ssl_object.version() == "TLSv1.3"):
             self._ticket_wait = 0  # the server sends none: do not wait on every sample
         return False, session
 

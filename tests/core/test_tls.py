@@ -25,6 +25,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import NameOID
 
+from tcpcli.core.certs import summarize_certificate
 from tcpcli.core.errors import (
     CertificateVerifyError,
     ClientCertificateRequiredError,
@@ -39,7 +40,6 @@ from tcpcli.core.tls import (
     Verification,
     client_context,
     parse_pin,
-    summarize_certificate,
 )
 from tests.support import peers
 from tests.support.certs import PKI, ServerCert
@@ -237,6 +237,25 @@ async def test_insecure_valid_chain_is_verified_by_the_offline_verifier(pki: PKI
     assert len(tls.report.verified_chain) == 3
     assert tls.report.verified_chain[-1].sha256_fingerprint == summarize_certificate(
         der(pki.root_pem)).sha256_fingerprint
+
+
+@pytest.mark.anyio
+async def test_the_report_is_built_on_first_use_from_the_handshakes_facts(pki: PKI) -> None:
+    """The verdict is there at once; the report (certificates summarized, the chain judged)
+    only when asked for, after the connection closed too, and once."""
+    async with serve(pki.server_context(pki.valid), echo) as server:
+        tls = await dial(server, TLSOptions(ca_file=pki.ca_file))
+        assert tls.verification == Verification(True, None, "ok", True, None)
+        assert (tls.session_reused, tls.session_offered) == (False, False)
+        assert await ping(tls) == b"ping"
+        await tls.aclose()
+    report = tls.report
+    assert report is tls.report
+    assert report.verification is tls.verification
+    assert report.version in ("TLSv1.2", "TLSv1.3") and report.cipher
+    assert len(report.chain) == 2 and len(report.verified_chain) == 3
+    assert report.chain[0].sans == ("DNS:localhost", "IP:127.0.0.1")
+    assert report.chain_complete is True
 
 
 @pytest.mark.anyio

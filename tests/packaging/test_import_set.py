@@ -178,6 +178,62 @@ def home_with_config(home: Path, text: str | None) -> dict[str, str]:
     return {**env, "HOME": str(home)}
 
 
+@pytest.fixture(scope="module")
+def tls_peer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, str]]:
+    """A loopback TLS peer (a throwaway CA's certificate for 127.0.0.1) that reads to EOF,
+    and the CA file that verifies it."""
+    import ssl
+
+    import trustme
+
+    ca = trustme.CA()
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ca.issue_cert("127.0.0.1").configure_cert(context)
+    ca_file = str(tmp_path_factory.mktemp("ca") / "ca.pem")
+    ca.cert_pem.write_to_path(ca_file)
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def serve() -> None:
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            try:
+                with context.wrap_socket(conn, server_side=True) as tls:
+                    while tls.recv(4096):
+                        pass
+            except OSError:
+                pass
+
+    threading.Thread(target=serve, daemon=True).start()
+    yield listener.getsockname()[1], ca_file
+    listener.close()
+
+
+#: What only a TLS report or a verdict reached outside OpenSSL needs: cryptography.
+REPORT_ONLY = ("cryptography", "tcpcli.core.certs", "tcpcli.core.tlsverify")
+
+
+def test_a_verified_tls_connect_builds_no_report(tls_peer: tuple[int, str]) -> None:
+    """OpenSSL verifies in the handshake and nothing shows the report: no cryptography."""
+    port, ca_file = tls_peer
+    imports = imports_of("connect", f"127.0.0.1:{port}", "--tls", "--ca-file", ca_file,
+                         "--allow", "127.0.0.1")
+    assert imports.loaded("tcpcli.core.tls")  # (it did speak TLS)
+    for name in REPORT_ONLY:
+        assert not imports.loaded(name), f"imported {imports.loaded(name)}"
+
+
+@pytest.mark.parametrize("extra", [["-v"], ["--json"], ["-k"]])
+def test_a_tls_connect_that_shows_a_report_or_verdict_loads_it(
+        tls_peer: tuple[int, str], extra: list[str]) -> None:
+    port, ca_file = tls_peer
+    imports = imports_of("connect", f"127.0.0.1:{port}", "--tls", "--ca-file", ca_file,
+                         "--allow", "127.0.0.1", *extra)
+    assert imports.loaded("cryptography.x509")
+
+
 def test_a_run_without_a_configuration_file_loads_none_of_its_machinery(
         peer: int, tmp_path: Path) -> None:
     imports = imports_of("connect", f"127.0.0.1:{peer}", "--allow", "127.0.0.1",
