@@ -1,8 +1,10 @@
 """Client SSL contexts: built from :class:`~tcpcli.core.tlsoptions.TLSOptions`, trusting
 certifi's bundle (or ``--ca-file``), and cached per options value.
 
-Cached because loading a trust store takes ~20 ms, and because TLS sessions resume only
-between handshakes that share a context (bench and ``--resume`` rely on it).
+certifi's bundle is trusted through a hashed directory (:mod:`tcpcli.core.trustdir`), from
+which OpenSSL reads only the CAs a chain names; a CA file is loaded whole (~20 ms for a
+bundle of certifi's size). Cached because TLS sessions resume only between handshakes
+that share a context (bench and ``--resume`` rely on it).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import certifi
 
 from tcpcli.core.errors import SocketOptionError
 from tcpcli.core.tlsoptions import TLSOptions, ip_literal, normalize_name
+from tcpcli.core.trustdir import hashed_directory
 
 _VERSIONS: dict[str, ssl.TLSVersion] = {
     "1.0": ssl.TLSVersion.TLSv1,
@@ -122,6 +125,9 @@ def _load_trust(context: ssl.SSLContext, options: TLSOptions) -> None:
     try:
         if options.ca_file is not None and os.path.isdir(options.ca_file):
             context.load_verify_locations(capath=options.ca_file)
+        elif options.ca_file is None and (hashed := hashed_directory(source, os.environ)):
+            # certifi's bundle, read a CA at a time as verification needs it (trustdir)
+            context.load_verify_locations(capath=hashed)
         else:
             context.load_verify_locations(cafile=source)
     except (OSError, ssl.SSLError) as exc:
