@@ -599,7 +599,7 @@ async def test_session_resumption(pki: PKI, version: ssl.TLSVersion) -> None:
 @pytest.mark.anyio
 async def test_a_resumed_session_judges_the_chain_of_its_full_handshake(
         pki: PKI, monkeypatch: pytest.MonkeyPatch) -> None:
-    from tcpcli.core import tls as tls_module
+    from tcpcli.core import tlssession as tls_module
     from tcpcli.render.report import tls_lines
 
     both = pki.write("root-and-intermediate.pem",
@@ -710,7 +710,8 @@ def test_client_context_is_built_once_per_options(pki: PKI) -> None:
     assert not no_sni.check_hostname
     default = client_context(TLSOptions())
     assert default is client_context(TLSOptions())
-    assert default.cert_store_stats()["x509_ca"] > 50
+    # certifi's CAs, read from its hashed directory as a chain needs them (trustdir)
+    assert default.cert_store_stats()["x509_ca"] == 0
 
 
 @pytest.mark.anyio
