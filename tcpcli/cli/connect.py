@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     from tcpcli.cli.commonoptions import CommonOptions
     from tcpcli.cli.stdio import FdWriter, InterruptLatch
     from tcpcli.core.blocking import BlockingConnection
+    from tcpcli.core.blockingtls import BlockingTLS
     from tcpcli.core.errors import TcpcliError
     from tcpcli.core.expect import Expectation
     from tcpcli.core.invocation import Invocation
@@ -226,7 +227,7 @@ class ConnectSession:
     def report_error(self, error: TcpcliError, code: ExitCode) -> None:
         report_error(self.env, self.events, self.address, error, code)
 
-    def _show_connected(self, sock: Socket | BlockingConnection) -> None:
+    def _show_connected(self, sock: Socket | BlockingConnection | BlockingTLS) -> None:
         if sock.judged_by_name and not self.common.quiet:
             self.env.note(sock.judged_by_name)
         kernel = sock.tcp_info() if self._wants_kernel_facts else None
@@ -275,7 +276,7 @@ class ConnectSession:
         elif when == "connected":
             self.env.note("kernel tcp: no TCP_INFO on this system")
 
-    def _kernel_facts_at_close(self, sock: Socket | BlockingConnection) -> None:
+    def _kernel_facts_at_close(self, sock: Socket | BlockingConnection | BlockingTLS) -> None:
         """Read before the socket closes: the footer and the close event report them."""
         if self._wants_kernel_facts:
             self._kernel_at_close = sock.tcp_info()
@@ -289,7 +290,7 @@ class ConnectSession:
             for line in row_lines(rows):
                 self.env.note(line)
 
-    def _footer(self, sock: Socket | BlockingConnection) -> None:
+    def _footer(self, sock: Socket | BlockingConnection | BlockingTLS) -> None:
         duration = time.perf_counter() - self.outcome.started
         if self.waterfall is not None:
             rows = self.waterfall.finish(sock.clock.phases)  # the whole run: it ends here
@@ -335,22 +336,26 @@ class ConnectSession:
         return ExitCode.INTERRUPTED if latch.presses else code
 
     def main_now(self, invocation: Invocation) -> int | None:
-        """The conversation without an event loop (``core.blocking``): a plaintext
-        connection whose addresses are known without a DNS query. None, with nothing done,
-        when the event-loop core is needed (TLS, STARTTLS, a proxy, a DNS query)."""
-        if self.common.tls or self.starttls:
+        """The conversation without an event loop (``core.blocking``, and
+        ``core.blockingtls`` for --tls): a connection whose addresses are known without a
+        DNS query. None, with nothing done, when the event-loop core is needed (STARTTLS,
+        a proxy, a DNS query)."""
+        if self.starttls:
             return None
         import signal
 
-        from tcpcli.core.address import parse_address
+        from tcpcli.core.address import parse_address, tls_name
         from tcpcli.core.blocking import open_now
         from tcpcli.core.timing import PhaseClock
 
         address = parse_address(self.address)
         clock = PhaseClock(invocation.observer)
+        options = invocation.options
         try:
             conn = open_now(invocation, address.hostname, address.port,
-                            target=address.address_str, options=invocation.options, clock=clock)
+                            target=address.address_str, options=options, clock=clock,
+                            tls_hostname=tls_name(address.hostname, options.tls.server_name)
+                            if self.common.tls else None)
             if conn is None:
                 return None
             return self._converse_now(conn)
@@ -360,7 +365,7 @@ class ConnectSession:
             signal.signal(signal.SIGINT, signal.SIG_IGN)
             return ExitCode.INTERRUPTED
 
-    def _converse_now(self, conn: BlockingConnection) -> int:
+    def _converse_now(self, conn: BlockingConnection | BlockingTLS) -> int:
         self._show_connected(conn)
         graceful = False
         try:
@@ -374,7 +379,7 @@ class ConnectSession:
         self._footer(conn)
         return self._verdict(conn)
 
-    def _relay_now(self, conn: BlockingConnection) -> None:
+    def _relay_now(self, conn: BlockingConnection | BlockingTLS) -> None:
         """stdin (or --send/--send-file) -> socket and socket -> stdout, polled together,
         with the rules of ``_upstream`` and ``_downstream``."""
         import selectors
@@ -392,6 +397,8 @@ class ConnectSession:
         try:
             while receiving or upstream is not None:
                 sock_events = selectors.EVENT_READ if receiving else 0
+                if conn.unsent:  # TLS records the kernel has not taken yet
+                    sock_events |= selectors.EVENT_WRITE
                 poll_input = False
                 if upstream is not None:
                     if upstream.wants_socket:
@@ -416,6 +423,8 @@ class ConnectSession:
                     return
                 if hot:
                     ready[conn.fileno()] = ready.get(conn.fileno(), 0) | selectors.EVENT_READ
+                if conn.unsent and ready.get(conn.fileno(), 0) & selectors.EVENT_WRITE:
+                    conn.flush()
                 if receiving and ready.get(conn.fileno(), 0) & selectors.EVENT_READ:
                     count = self._receive_now(conn, buffer, writer)
                     hot, receiving = bool(count), count != 0
@@ -457,7 +466,7 @@ class ConnectSession:
             if ready or at_once:
                 return {key.fd: events for key, events in ready}
 
-    def _receive_now(self, conn: BlockingConnection, buffer: memoryview,
+    def _receive_now(self, conn: BlockingConnection | BlockingTLS, buffer: memoryview,
                      writer: FdWriter) -> int | None:
         """One read from the socket to stdout: the bytes it moved, 0 at the peer's EOF,
         None when there were none yet."""
@@ -473,7 +482,7 @@ class ConnectSession:
         if count is None:
             return None
         if not count:
-            self._at_peer_eof()
+            self._at_peer_eof(truncated=conn.truncated)
             return 0
         self.last_activity = time.monotonic()
         data = buffer[:count]
@@ -656,7 +665,7 @@ class ConnectSession:
         if self.expectations and len(self.first_bytes) < BANNER_LIMIT:
             self.first_bytes += data[:BANNER_LIMIT - len(self.first_bytes)]
 
-    def _verdict(self, sock: Socket | BlockingConnection) -> int:
+    def _verdict(self, sock: Socket | BlockingConnection | BlockingTLS) -> int:
         """The run's exit code, once every --expect was checked against what it saw."""
         code = self._ending()
         if not self.expectations:
@@ -705,7 +714,7 @@ class _Upstream:
     """connect's input side without an event loop: stdin, --send or --send-file to the
     socket, then FIN, by the rules of ``ConnectSession._upstream``."""
 
-    def __init__(self, session: ConnectSession, conn: BlockingConnection) -> None:
+    def __init__(self, session: ConnectSession, conn: BlockingConnection | BlockingTLS) -> None:
         from tcpcli.cli.stdio import FdReader
 
         self.session, self.conn = session, conn
@@ -798,7 +807,8 @@ class _Upstream:
     def _finish(self) -> None:
         self.release()
         self.session._at_end_of_input()
-        self.conn.shutdown_write()
+        if not self.session.wait_at_tls_eof:  # (else the server closes first)
+            self.conn.shutdown_write()
         self.done = True
 
     def release(self) -> None:

@@ -397,6 +397,16 @@ def normalize_host(hostname: str) -> NormalizedHost:
     return NormalizedHost(text)
 
 
+
+def tls_name(hostname: str, server_name: str | None) -> str:
+    """The name a TLS handshake with ``hostname`` sends and verifies: ``server_name``
+    when one was given, else the host as the policy reads it (an IP literal as its
+    address, a name normalized)."""
+    if server_name:
+        return server_name
+    host = normalize_host(hostname)
+    return str(host.literal) if host.literal is not None else host.name
+
 def _is_number(label: str) -> bool:
     """Decimal digits, or 0x and hex digits: what makes a label a number to the URL
     standard's IPv4 parser."""

@@ -1,4 +1,4 @@
-"""One plaintext TCP connection without an event loop: what a one-shot ``connect`` needs.
+"""One TCP connection without an event loop: what a one-shot ``connect`` needs.
 
 Starting asyncio and anyio costs a one-shot run more than everything else it does (about
 1.5× ``import click`` on its own), and a plain connection to an address known without a
@@ -7,8 +7,10 @@ the same checked path as :class:`~tcpcli.core.socket.Socket`: the same policy
 (``Invocation.check_destination_now``), the same connector seam
 (``BatchConnector.start_connect``), a slot of the same cap, the same phases (resolve,
 connect per attempt, first-byte, close), the same happy-eyeballs order and delay, and the
-same errors. What it cannot do — TLS, a proxy, a DNS query, a connector without
-``start_connect`` — it declines before dialing, and the caller uses the event-loop core.
+same errors. TLS runs over it through ``core.blockingtls``, the event-loop core's own TLS
+session driven by ``select``. What it cannot do — a proxy, a DNS query, a connector
+without ``start_connect`` — it declines before dialing, and the caller uses the event-loop
+core.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import os
 import selectors
 import socket
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import suppress
 from typing import TYPE_CHECKING
 
@@ -34,6 +36,7 @@ from tcpcli.core.rawsocket import (
 from tcpcli.core.timing import Phase, PhaseClock
 
 if TYPE_CHECKING:
+    from tcpcli.core.blockingtls import BlockingTLS
     from tcpcli.core.connect import ConnectOptions
     from tcpcli.core.invocation import Invocation
     from tcpcli.core.proxyheader import ProxyHeaderSpec
@@ -159,8 +162,15 @@ class BlockingConnection:
         except OSError as exc:
             raise self._lost(exc) from exc
 
-    def close(self, *, graceful: bool = True) -> None:
-        """Close and give the slot back (again is harmless)."""
+    #: Nothing waits to be sent: the kernel has every byte ``send`` took (see BlockingTLS).
+    unsent = False
+
+    def flush(self) -> None:
+        """Nothing to flush: ``send`` hands its bytes to the kernel (see BlockingTLS)."""
+
+    def close(self, *, graceful: bool = True, first: Callable[[], None] | None = None) -> None:
+        """Close and give the slot back (again is harmless); ``first`` runs inside the
+        close phase before the socket closes (TLS's close_notify)."""
         if self._closed:
             return
         self._closed = True
@@ -168,6 +178,8 @@ class BlockingConnection:
             self.clock.end(self._first_byte, outcome="none")
             self._first_byte = None
         with self.clock.phase("close", graceful=graceful):
+            if first is not None:
+                first()
             self.sock.close()
         self.slots.release(self.slot)
 
@@ -179,10 +191,13 @@ class _Attempt:
 
 
 def open_now(invocation: Invocation, hostname: str, port: int, *, target: str,
-             options: ConnectOptions, clock: PhaseClock) -> BlockingConnection | None:
-    """The checked, connected plaintext socket for ``hostname:port``, or None (having done
-    nothing) when the event-loop core is needed. Refusals, DNS-free lookups and dial
-    failures raise the same errors as ``Socket.opened`` rejects with."""
+             options: ConnectOptions, clock: PhaseClock,
+             tls_hostname: str | None = None) -> BlockingConnection | BlockingTLS | None:
+    """The checked, connected socket for ``hostname:port``, or None (having done nothing)
+    when the event-loop core is needed. With ``tls_hostname`` the TLS handshake with that
+    name follows, within the same connect timeout (``core.blockingtls``). Refusals,
+    DNS-free lookups, dial and handshake failures raise the same errors as
+    ``Socket.opened`` rejects with."""
     connector = invocation.connector
     if options.proxy or options.via or not isinstance(connector, BatchConnector):
         return None
@@ -206,6 +221,14 @@ def open_now(invocation: Invocation, hostname: str, port: int, *, target: str,
     except BaseException:
         conn.close(graceful=False)
         raise
+    if tls_hostname is not None:
+        setup_start = time.perf_counter_ns()  # the TLS modules' import is set-up, as in Socket
+        from tcpcli.core.blockingtls import handshake_now
+
+        tls = handshake_now(conn, hostname=tls_hostname, options=options, deadline=deadline,
+                            setup_start=setup_start)
+        tls.mark_open()
+        return tls
     conn.mark_open()
     return conn
 

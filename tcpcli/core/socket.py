@@ -43,8 +43,8 @@ from tcpcli.core.address import (
     ParsedAddress,
     SecureTransport,
     SocketAddress,
-    normalize_host,
     parse_address,
+    tls_name,
     validate_secure_transport,
 )
 from tcpcli.core.connect import (
@@ -590,10 +590,7 @@ class Socket:
             await transport.send(header)
 
     def _tls_hostname(self) -> str:
-        if self.options.tls.server_name:
-            return self.options.tls.server_name
-        host = normalize_host(self.address.hostname)
-        return str(host.literal) if host.literal is not None else host.name
+        return tls_name(self.address.hostname, self.options.tls.server_name)
 
     async def _handshake(self, transport: anyio.abc.ByteStream) -> TLSStream:
         setup_start = time.perf_counter_ns()

@@ -14,8 +14,6 @@ import os
 import ssl
 import warnings
 
-import certifi
-
 from tcpcli.core.errors import SocketOptionError
 from tcpcli.core.tlsoptions import TLSOptions, ip_literal, normalize_name
 from tcpcli.core.trustdir import hashed_directory
@@ -69,7 +67,11 @@ def handshake_context(options: TLSOptions, name: str | None) -> (
 
 def trust_source(ca_file: str | None) -> str:
     """The CA file (or directory) trusted: ``--ca-file``, else certifi's bundle."""
-    return ca_file or certifi.where()
+    if ca_file:
+        return ca_file
+    import certifi  # (importlib.resources with it: only when its bundle is the trust)
+
+    return certifi.where()
 
 
 @functools.lru_cache(maxsize=32)
