@@ -206,9 +206,9 @@ class ConnectSession:
             self.waterfall = Waterfall(self.origin_ns)
         if (common.tls or starttls) and (common.verbose or self.events is not None
                                          or expectations):
-            from tcpcli.core.tlsreport import load_builders
+            from tcpcli.core.tlssession import load_report_builders
 
-            load_builders()  # the report it shows: cryptography, imported in the set-up
+            load_report_builders()  # the report it shows: cryptography, imported in the set-up
         self.transcript = Transcript(transcript, transcript_format, self.origin_ns) \
             if transcript else None
         self.outcome = Outcome()

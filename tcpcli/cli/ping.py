@@ -151,9 +151,9 @@ class PingSession:
         env.start_session("ping", json=common.json, target=config.address,
                           quiet=common.quiet)
         if config.secure_transport != "off":
-            from tcpcli.core.tlsreport import load_builders
+            from tcpcli.core.tlssession import load_report_builders
 
-            load_builders()  # each round's certificate facts: not on the first round's clock
+            load_report_builders()  # each round's certificate facts: not on the first round's clock
 
     def _line(self, text: str) -> None:
         if self.env.human_report:

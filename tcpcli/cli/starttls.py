@@ -113,9 +113,9 @@ class StartTlsSession:
         self.origin_ns = time.perf_counter_ns()
         env.start_session("starttls", json=common.json, target=address, quiet=common.quiet,
                           origin_ns=self.origin_ns)
-        from tcpcli.core.tlsreport import load_builders
+        from tcpcli.core.tlssession import load_report_builders
 
-        load_builders()  # its report is the product: built after the handshake, timed in none
+        load_report_builders()  # its report is the product: built after the handshake
 
     def observe(self, stage: str, phase: Phase) -> None:
         if stage == "end" and self.env.events is not None:

@@ -231,7 +231,11 @@ class BlockingTLS(ClientTLS):
             del self._unsent[:sent]
         if self._fin_when_sent:
             self._fin_when_sent = False
-            self.conn.shutdown_write()
+            # The peer closed (and reset, finding our close_notify unread): what it sent
+            # is still read, and a loss is the reading side's to report, as the event
+            # loop's transport leaves it.
+            with contextlib.suppress(ConnectionLostError):
+                self.conn.shutdown_write()
 
     def recv_into(self, buffer: memoryview) -> int | None:
         """Plaintext read into ``buffer``; 0 at the peer's close_notify or EOF (then

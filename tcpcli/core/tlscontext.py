@@ -16,7 +16,7 @@ import warnings
 
 from tcpcli.core.errors import SocketOptionError
 from tcpcli.core.tlsoptions import TLSOptions, ip_literal, normalize_name
-from tcpcli.core.trustdir import hashed_directory
+from tcpcli.core.trustdir import hashed_directory, trust_source
 
 _VERSIONS: dict[str, ssl.TLSVersion] = {
     "1.0": ssl.TLSVersion.TLSv1,
@@ -63,15 +63,6 @@ def handshake_context(options: TLSOptions, name: str | None) -> (
     context = _context(options, options.verify_in_handshake and server_hostname is not None,
                        os.environ.get("SSLKEYLOGFILE"))
     return context, server_hostname
-
-
-def trust_source(ca_file: str | None) -> str:
-    """The CA file (or directory) trusted: ``--ca-file``, else certifi's bundle."""
-    if ca_file:
-        return ca_file
-    import certifi  # (importlib.resources with it: only when its bundle is the trust)
-
-    return certifi.where()
 
 
 @functools.lru_cache(maxsize=32)

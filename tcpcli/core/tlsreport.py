@@ -16,7 +16,6 @@ __all__ = [
     "CertificateSummary",
     "TLSReport",
     "Verification",
-    "load_builders",
 ]
 
 #: Why ``TLSReport.ocsp_stapled`` is always None. Checked on Python 3.11 / OpenSSL 3.0: the
@@ -103,10 +102,3 @@ def _jsonable(value: object) -> object:
         return {f.name: _jsonable(getattr(value, f.name)) for f in fields(value)}
     return value
 
-
-def load_builders() -> None:
-    """Import what building a report takes (cryptography: about one ``import click``), for
-    a run that will show one. Called in its set-up, so that no timed phase (a first byte,
-    a handshake) pays for it when the report is built on first use."""
-    import tcpcli.core.certs
-    import tcpcli.core.tlsverify  # noqa: F401

@@ -41,6 +41,7 @@ __all__ = [
     "TRANSPORT_READ_SIZE",
     "WRITE_CHUNK",
     "ClientTLS",
+    "load_report_builders",
 ]
 
 #: Bytes asked of the transport per read: big reads keep per-call overhead off the hot path.
@@ -196,6 +197,14 @@ class _HandshakeFacts:
             chain_problem=chain_problem,
         )
 
+
+
+def load_report_builders() -> None:
+    """Import what building a report takes (cryptography: about one ``import click``),
+    for a run that will show one. Called in its set-up, so that no timed phase (a first
+    byte, a handshake) pays for it when the report is built on first use."""
+    import tcpcli.core.certs
+    import tcpcli.core.tlsverify  # noqa: F401
 
 @dataclass(frozen=True)
 class _Begun:

@@ -26,8 +26,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509 import verification as x509_verification
 
 from tcpcli.core.certs import ip_literal, is_self_signed, issued_by, name_matches
-from tcpcli.core.tlscontext import trust_source
 from tcpcli.core.tlsreport import Verification
+from tcpcli.core.trustdir import trust_source
 
 __all__ = ["assess_chain", "chain_completeness", "name_failure", "verify_chain"]
 

@@ -20,20 +20,19 @@ UTF-8, trimmed, with inner white space collapsed to one space and ASCII lower-ca
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import os
-import re
-import shutil
-import tempfile
+import sys
 from collections.abc import Mapping
 
-__all__ = ["hashed_directory", "subject_hash"]
+__all__ = ["certifi_bundle", "hashed_directory", "subject_hash", "trust_source"]
 
 #: Under $XDG_CACHE_HOME (or ~/.cache).
 RELATIVE_PATH = os.path.join("tcpcli", "trust")
+#: The file remembering ``certifi.where()`` per certifi installation, in the cache root.
+WHERE_FILE = "certifi-where"
 
-_PEM = re.compile(rb"-----BEGIN CERTIFICATE-----\s+(.*?)-----END CERTIFICATE-----", re.S)
+_PEM = rb"-----BEGIN CERTIFICATE-----\s+(.*?)-----END CERTIFICATE-----"
 
 # ASN.1 tags: the string types OpenSSL canonicalizes (ASN1_MASK_CANON), with the width of
 # one character in each (1: ISO 8859-1, 2: UCS-2, 4: UCS-4; 0: already UTF-8).
@@ -42,6 +41,65 @@ _CANONICAL_WIDTH = {_UTF8: 0, _PRINTABLE: 1, _T61: 1, _IA5: 1, _VISIBLE: 1,
                     _UNIVERSAL: 4, _BMP: 2}
 _SEQUENCE, _SET = 0x30, 0x31
 _SPACE = b" \t\n\v\f\r"  # ossl_isspace
+
+
+def trust_source(ca_file: str | None) -> str:
+    """The CA file (or directory) trusted: ``--ca-file``, else certifi's bundle."""
+    return ca_file or certifi_bundle(os.environ)
+
+
+def certifi_bundle(environ: Mapping[str, str]) -> str:
+    """``certifi.where()``, remembered per certifi installation in the cache.
+
+    Importing certifi loads ``importlib.resources`` (about a tenth of a one-shot TLS run)
+    for a path that changes only when certifi does. The import system's own finder locates
+    the package without running it; the answer ``where()`` gave for that package (its
+    ``__init__.py`` and ``core.py`` by size and time) is read back. Distributions that
+    point ``where()`` at the system's bundle are answered as ``where()`` answers.
+    """
+    key = None if "certifi" in sys.modules else _certifi_key()
+    root = _cache_root(environ)
+    memo = None if root is None else os.path.join(root, WHERE_FILE)
+    if key is not None and memo is not None:
+        try:
+            with open(memo, encoding="utf-8") as file:
+                remembered_key, _, where = file.read().partition("\n")
+            if remembered_key == key and os.path.isfile(where):
+                return where
+        except OSError:
+            pass
+    import certifi
+
+    where = certifi.where()
+    key = key or _certifi_key()
+    if key is not None and memo is not None:
+        try:
+            os.makedirs(root or "", exist_ok=True)
+            writing = f"{memo}.{os.getpid()}"
+            with open(writing, "w", encoding="utf-8") as file:
+                file.write(f"{key}\n{where}")
+            os.replace(writing, memo)
+        except OSError:
+            pass
+    return where
+
+
+def _certifi_key() -> str | None:
+    """Which certifi installation the import system would load, without loading it."""
+    from importlib.machinery import PathFinder
+
+    spec = PathFinder.find_spec("certifi")
+    if spec is None or not spec.origin or not spec.origin.endswith("__init__.py"):
+        return None  # (a zip, a frozen app: ask certifi itself)
+    directory = os.path.dirname(spec.origin)
+    parts = []
+    for name in ("__init__.py", "core.py"):
+        try:
+            stat = os.stat(os.path.join(directory, name))
+        except OSError:
+            return None
+        parts.append(f"{stat.st_size}:{stat.st_mtime_ns}")
+    return "\0".join([directory, *parts])
 
 
 def hashed_directory(bundle: str, environ: Mapping[str, str]) -> str | None:
@@ -76,11 +134,16 @@ def _cache_root(environ: Mapping[str, str]) -> str | None:
 def _build(pem: bytes, root: str, directory: str) -> None:
     """Write every certificate of ``pem`` as ``<hash>.<n>`` into a fresh directory and move
     it to ``directory`` whole; the bundles of earlier keys are removed."""
+    import base64
+    import re
+    import shutil
+    import tempfile
+
     os.makedirs(root, exist_ok=True)
     building = tempfile.mkdtemp(prefix=".building-", dir=root)
     try:
         taken: dict[int, int] = {}
-        for match in _PEM.finditer(pem):
+        for match in re.finditer(_PEM, pem, re.S):
             body = match.group(1)
             hashed = subject_hash(base64.b64decode(body))
             suffix = taken.get(hashed, 0)
@@ -99,7 +162,8 @@ def _build(pem: bytes, root: str, directory: str) -> None:
         shutil.rmtree(building, ignore_errors=True)
     for name in os.listdir(root):  # an older bundle's directory, or one left half-built
         path = os.path.join(root, name)
-        if path != directory and (not name.startswith(".") or _stale(path)):
+        if path != directory and os.path.isdir(path) \
+                and (not name.startswith(".") or _stale(path)):
             shutil.rmtree(path, ignore_errors=True)
 
 

@@ -13,6 +13,7 @@ import shutil
 import socket
 import ssl
 import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -210,9 +211,31 @@ def test_tcpclis_default_trust_is_certifi_through_the_directory(
     # (an ALPN no other test asks for: a context of its own, not one cached before)
     context = client_context(TLSOptions(alpn=("x-trustdir",)), hostname="localhost")
     trust = Path(cache["XDG_CACHE_HOME"], "tcpcli", "trust")
-    (directory,) = trust.iterdir()
+    (directory,) = (path for path in trust.iterdir() if path.is_dir())
     assert len(list(directory.iterdir())) == len(certifi_pems())
     assert context.cert_store_stats()["x509_ca"] == 0
     with pytest.raises(ssl.SSLCertVerificationError) as failed:
         handshake(context, tls_server)  # a throwaway CA is no certifi CA
     assert failed.value.verify_code == 20  # unable to get local issuer certificate
+
+
+def where_in_a_fresh_interpreter(cache: dict[str, str]) -> tuple[str, bool]:
+    """certifi's bundle as tcpcli finds it, and whether finding it imported certifi."""
+    # (an interpreter's start-up may have imported certifi already: forget it first)
+    code = ("import os, sys; from tcpcli.core.trustdir import certifi_bundle; "
+            "[sys.modules.pop(name) for name in list(sys.modules) if name.startswith('certifi')]; "
+            "print(certifi_bundle(os.environ)); print('certifi' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, env={**os.environ, **cache}).stdout.split()
+    return out[0], out[1] == "True"
+
+
+def test_certifis_bundle_is_remembered_so_later_runs_do_not_import_it(
+        cache: dict[str, str]) -> None:
+    assert where_in_a_fresh_interpreter(cache) == (certifi.where(), True)
+    assert where_in_a_fresh_interpreter(cache) == (certifi.where(), False)
+    memo = Path(cache["XDG_CACHE_HOME"], "tcpcli", "trust", "certifi-where")
+    key, where = memo.read_text().split("\n")
+    assert where == certifi.where() and os.path.dirname(certifi.__file__) in key
+    memo.write_text("another certifi\n/elsewhere/cacert.pem")  # (an upgrade changes the key)
+    assert where_in_a_fresh_interpreter(cache) == (certifi.where(), True)

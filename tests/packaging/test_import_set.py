@@ -220,7 +220,7 @@ def test_a_verified_tls_connect_builds_no_report(tls_peer: tuple[int, str]) -> N
     port, ca_file = tls_peer
     imports = imports_of("connect", f"127.0.0.1:{port}", "--tls", "--ca-file", ca_file,
                          "--allow", "127.0.0.1")
-    assert imports.loaded("tcpcli.core.tls")  # (it did speak TLS)
+    assert imports.loaded("tcpcli.core.tlssession")  # (it did speak TLS)
     for name in REPORT_ONLY:
         assert not imports.loaded(name), f"imported {imports.loaded(name)}"
 
