@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, fields, is_dataclass
 from datetime import UTC, datetime
 
+from tcpcli.core.tlsverdict import Verification
+
 __all__ = [
     "OCSP_STAPLING_UNKNOWN",
     "CertificateSummary",
@@ -44,17 +46,6 @@ class CertificateSummary:
     serial: str  # upper-case hex
     self_signed: bool
     is_ca: bool
-
-
-@dataclass(frozen=True)
-class Verification:
-    """The verification verdict. ``verify_code``/``reason`` are OpenSSL's when it failed."""
-
-    verified: bool
-    verify_code: int | None
-    reason: str  # "ok" or the verification message
-    hostname_matched: bool | None  # None when there was no name to check
-    pin_matched: bool | None  # None when no pins were given
 
 
 @dataclass(frozen=True)

@@ -16,12 +16,11 @@ from __future__ import annotations
 import base64
 import contextlib
 import encodings.idna  # noqa: F401 - ssl's server names: not inside a timed handshake
-import hashlib
 import ssl
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import UTC, datetime
-from typing import cast
+from typing import TYPE_CHECKING, NamedTuple, cast
 
 from tcpcli.core.errors import (
     CertificateVerifyError,
@@ -33,7 +32,10 @@ from tcpcli.core.errors import (
 )
 from tcpcli.core.tlscontext import handshake_context
 from tcpcli.core.tlsoptions import TLSOptions, _parse_pins, ip_literal, normalize_name
-from tcpcli.core.tlsreport import TLSReport, Verification
+from tcpcli.core.tlsverdict import Verification
+
+if TYPE_CHECKING:
+    from tcpcli.core.tlsreport import TLSReport
 
 __all__ = [
     "CLOSE_NOTIFY_TIMEOUT",
@@ -98,17 +100,17 @@ class _ChainMemory:
 
     def __init__(self, size: int = 256) -> None:
         self._size = size
-        self._chains: dict[bytes, tuple[list[bytes], list[bytes]]] = {}
+        self._chains: dict[tuple[bytes, bool], tuple[list[bytes], list[bytes]]] = {}
 
     def remember(self, sent: list[bytes], verified: list[bytes], *, insecure: bool) -> None:
-        key = hashlib.sha256(sent[0]).digest() + bytes([insecure])
+        key = (sent[0], insecure)
         self._chains.pop(key, None)
         self._chains[key] = (sent, verified)
         while len(self._chains) > self._size:
             del self._chains[next(iter(self._chains))]
 
     def recall(self, leaf: bytes, *, insecure: bool) -> tuple[list[bytes], list[bytes]] | None:
-        return self._chains.get(hashlib.sha256(leaf).digest() + bytes([insecure]))
+        return self._chains.get((leaf, insecure))
 
 
 _CHAINS = _ChainMemory()
@@ -156,8 +158,7 @@ def _certificate_requested(data: bytes) -> bool:
     return False
 
 
-@dataclass(frozen=True)
-class _HandshakeFacts:
+class _HandshakeFacts(NamedTuple):
     """What a stream's report is built from, kept at the handshake: the session's facts
     (cheap to read) and the chains as DER (summarized only when a report is asked for)."""
 
@@ -176,6 +177,7 @@ class _HandshakeFacts:
 
     def report(self, verification: Verification) -> TLSReport:
         from tcpcli.core.certs import summarize_certificate
+        from tcpcli.core.tlsreport import TLSReport
         from tcpcli.core.tlsverify import chain_completeness
 
         sent, verified = list(self.sent_der), list(self.verified_der)
@@ -206,8 +208,7 @@ def load_report_builders() -> None:
     import tcpcli.core.certs
     import tcpcli.core.tlsverify  # noqa: F401
 
-@dataclass(frozen=True)
-class _Begun:
+class _Begun(NamedTuple):
     """A client SSLObject ready for its handshake, and what its report will say of it."""
 
     ssl_object: ssl.SSLObject

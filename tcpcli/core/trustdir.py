@@ -20,7 +20,7 @@ UTF-8, trimmed, with inner white space collapsed to one space and ASCII lower-ca
 
 from __future__ import annotations
 
-import hashlib
+import binascii
 import os
 import sys
 from collections.abc import Mapping
@@ -110,8 +110,9 @@ def hashed_directory(bundle: str, environ: Mapping[str, str]) -> str | None:
         root = _cache_root(environ)
         if root is None:
             return None
-        key = hashlib.sha256(f"{os.path.abspath(bundle)}\0{stat.st_size}\0"
-                             f"{stat.st_mtime_ns}".encode()).hexdigest()[:24]
+        # (crc32 names the path: binascii is loaded with ssl, hashlib would not be)
+        key = f"{binascii.crc32(os.path.abspath(bundle).encode()):08x}-{stat.st_size}-" \
+              f"{stat.st_mtime_ns}"
         directory = os.path.join(root, key)
         if os.path.isdir(directory):
             return directory
@@ -190,6 +191,8 @@ def subject_hash(certificate: bytes) -> int:
     subject = fields[4]  # serial, signature algorithm, issuer, validity, subject
     canonical = b"".join(_canonical_rdn(certificate, rdn)
                          for rdn in _children(certificate, subject))
+    import hashlib  # (only when a directory is built)
+
     digest = hashlib.sha1(canonical, usedforsecurity=False).digest()
     return int.from_bytes(digest[:4], "little")
 
