@@ -78,7 +78,7 @@ class SectionedCommand(click.Command):
             records = [record for p in members if (record := p.get_help_record(ctx))]
             if records:
                 with formatter.section(title):
-                    formatter.write_dl(records)
+                    write_options(formatter, records)
 
     def shell_complete(self, ctx: click.Context, incomplete: str) -> list[CompletionItem]:
         """Option names with their section in the description (zsh and fish show it)."""
@@ -90,3 +90,52 @@ class SectionedCommand(click.Command):
             if param is not None and item.help:
                 item.help = f"[{section_of(param, self)}] {item.help}"
         return items
+
+
+def write_options(formatter: click.HelpFormatter, records: Sequence[tuple[str, str]]) -> None:
+    """``formatter.write_dl(records)``, laid out as click lays it out, with each help text
+    filled by :func:`wrap_help`."""
+    from click._compat import term_len
+    from click.formatting import iter_rows, measure_table
+
+    col_max, col_spacing = 30, 2  # click's write_dl defaults
+    widths = measure_table(records)
+    first_col = min(widths[0], col_max) + col_spacing
+    indent = formatter.current_indent
+    for first, second in iter_rows(records, 2):
+        formatter.write(f"{'':>{indent}}{first}")
+        if not second:
+            formatter.write("\n")
+            continue
+        if term_len(first) <= first_col - col_spacing:
+            formatter.write(" " * (first_col - term_len(first)))
+        else:
+            formatter.write("\n" + " " * (first_col + indent))
+        lines = wrap_help(second, max(formatter.width - first_col - 2, 10)) or [""]
+        formatter.write(f"{lines[0]}\n")
+        for line in lines[1:]:
+            formatter.write(f"{'':>{first_col + indent}}{line}\n")
+
+
+def wrap_help(text: str, width: int) -> list[str]:
+    """An option's help as lines of at most ``width`` characters, filled greedily.
+
+    Words are never split: click's textwrap breaks at hyphens, cutting an option name such
+    as ``--tls-eof`` across two lines, and a one-shot ``--help`` spends a tenth of its
+    time in it. A text with paragraphs or a ``\\b`` block is click's to wrap.
+    """
+    if "\n" in text or "\b" in text:
+        from click.formatting import wrap_text
+
+        return wrap_text(text, width, preserve_paragraphs=True).splitlines()
+    lines: list[str] = []
+    line = ""
+    for word in text.split():
+        if line and len(line) + 1 + len(word) > width:
+            lines.append(line)
+            line = word
+        else:
+            line = f"{line} {word}" if line else word
+    if line:
+        lines.append(line)
+    return lines
