@@ -76,6 +76,9 @@ def run(
     It returns None, having done nothing, when the run needs the loop after all.
     """
     def call() -> int:
+        from tcpcli.cli.collector import resume
+
+        resume()  # start-up is over: collect again (see tcpcli.cli.collector)
         if without_loop is not None:
             code = without_loop()
             if code is not None:
