@@ -164,7 +164,7 @@ def probe_command(env: Environment | None, /, targets: tuple[str, ...],
         raise click.UsageError("--csv and --json exclude each other")
     invocation = common.invocation()
     if options.processes not in (None, 1):
-        from tcpcli.engines.scan_shards import can_fork
+        from tcpcli.engines.cores import can_fork
 
         if invocation.slots.limit is not None:
             raise click.UsageError("--processes needs --max-sockets unlimited: the socket "
@@ -414,7 +414,7 @@ class ProbeSession:
 
     def processes(self, invocation: Invocation) -> int:
         """How many processes a scan without the event loop runs in (``scan_shards``)."""
-        from tcpcli.engines.scan_shards import auto_processes
+        from tcpcli.engines.cores import auto_processes
         from tcpcli.engines.scan_targets import estimate_probes
 
         capped = invocation.slots.limit is not None

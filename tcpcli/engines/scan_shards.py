@@ -23,47 +23,19 @@ from __future__ import annotations
 
 import contextlib
 import os
-import pickle
 import signal
 import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from ipaddress import ip_address
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING
 
-from tcpcli.engines.cores import available_cores
 from tcpcli.engines.scan_results import ProbeResult, ResultSink, ScanSummary
 
 if TYPE_CHECKING:
     from tcpcli.engines.scan import Scanner
     from tcpcli.engines.scan_targets import Target
-
-#: Probes one process is given before another is worth forking (``auto``): below this a
-#: scan is over in well under a tenth of a second on loopback.
-PROBES_PER_PROCESS: Final = 8192
-#: ``auto`` never forks more than this many: past it the loopback device, not the
-#: processes, sets the pace.
-MAX_AUTO_PROCESSES: Final = 8
-
-
-def can_fork() -> bool:
-    """Whether this system forks a plain process safely (Linux; macOS's system libraries
-    are not fork-safe, which is why Python spawns there)."""
-    return sys.platform == "linux" and hasattr(os, "fork")
-
-
-def auto_processes(probes: int, *, capped: bool, live_line: bool = False,
-                   cores: int | None = None) -> int:
-    """``--processes auto``: one process per :data:`PROBES_PER_PROCESS` probes, no more
-    than the cores; one while the socket cap holds (it is one process's to keep), and one
-    while a live line shows a person the scan's progress (only one process could draw
-    it, and a scan long enough to need it is worth watching more than a second core)."""
-    if capped or live_line or not can_fork():
-        return 1
-    cores = cores or available_cores()
-    return max(1, min(cores, MAX_AUTO_PROCESSES, probes // PROBES_PER_PROCESS))
-
 
 @dataclass
 class _ShareResult:
@@ -123,6 +95,8 @@ def run_in_processes(scanner: Scanner, targets: Sequence[Target], ports: list[in
 def _child(scanner: Scanner, targets: Sequence[Target], ports: list[int], index: int,
            processes: int, write_end: int) -> None:
     """A child's whole life: its share, then everything it found, down the pipe."""
+    import pickle
+
     result = _ShareResult()
     try:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides
@@ -153,6 +127,8 @@ def _merge(scanner: Scanner, children: list[tuple[int, int]], rows: list[ProbeRe
            deliver: ResultSink, started: float) -> None:
     """Every child's counts into the scanner's summary, every row to ``deliver`` in
     address and port order; a child's failure is raised here."""
+    import pickle
+
     shares: list[_ShareResult] = []
     failure: BaseException | None = None
     for pid, read_end in children:

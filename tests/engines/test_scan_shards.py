@@ -15,7 +15,7 @@ from collections.abc import Iterator
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from tcpcli.engines.scan_shards import PROBES_PER_PROCESS, auto_processes, can_fork
+from tcpcli.engines.cores import PROBES_PER_PROCESS, auto_processes, can_fork
 from tcpcli.engines.scan_targets import deal
 from tests.support.cli import tcpcli_command
 from tests.support.peers import filtered_port

@@ -45,7 +45,7 @@ HELP_NEVER_EITHER = ("tcpcli.cli.configcontext", "tcpcli.cli.configfile",
                      "tomllib", "shutil", "socket", "csv", "json", "tempfile", "argparse")
 #: The modules that declare commands: all of tcpcli a command's --help may import.
 DECLARING = frozenset({
-    "tcpcli", "tcpcli.cli", "tcpcli.cli.main", "tcpcli.cli.environment",
+    "tcpcli", "tcpcli.cli", "tcpcli.cli.main", "tcpcli.cli.collector", "tcpcli.cli.environment",
     "tcpcli.cli.exit_codes", "tcpcli.cli.runner", "tcpcli.cli.helpformat",
     "tcpcli.cli.options", "tcpcli.cli.sharedoptions", "tcpcli.cli.paramtypes",
     "tcpcli.cli.configoptions", "tcpcli.cli.configlocation", "tcpcli.cli.throughput",
@@ -140,6 +140,13 @@ def test_a_plain_probe_of_addresses_starts_no_event_loop(peer: int, target: str)
             assert not imports.loaded(name), f"imported {imports.loaded(name)}"
 
 
+def test_a_small_probe_imports_no_forking(peer: int) -> None:
+    """One process is enough for a few ports: the forking and its pickles stay unloaded."""
+    imports = imports_of("probe", "127.0.0.1", "--ports", str(peer), "--allow", "127.0.0.1")
+    for name in ("tcpcli.engines.scan_shards", "pickle"):
+        assert not imports.loaded(name), f"imported {imports.loaded(name)}"
+
+
 def test_a_plain_connect_bench_starts_no_event_loop(peer: int) -> None:
     imports = imports_of("bench", f"127.0.0.1:{peer}", "-n", "1", "--allow", "127.0.0.1")
     assert_plaintext(imports)
@@ -150,8 +157,8 @@ def test_a_plain_connect_bench_starts_no_event_loop(peer: int) -> None:
 
 def test_listing_the_commands_imports_none_of_them() -> None:
     imports = imports_of("--help")
-    assert imports.loaded("tcpcli") == ["tcpcli", "tcpcli.cli", "tcpcli.cli.environment",
-                                        "tcpcli.cli.main"]
+    assert imports.loaded("tcpcli") == ["tcpcli", "tcpcli.cli", "tcpcli.cli.collector",
+                                        "tcpcli.cli.environment", "tcpcli.cli.main"]
     for name in HELP_NEVER:
         assert not imports.loaded(name), f"imported {imports.loaded(name)}"
 
