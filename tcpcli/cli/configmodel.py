@@ -54,6 +54,8 @@ class Location:
 
 @dataclass(frozen=True)
 class Origin:
+    """Where a setting was written: the file, its line, and the table it sits in."""
+
     path: Path
     line: int | None
     table: str  # "" (top level), "[connect]", "[targets.db]"
@@ -65,6 +67,8 @@ class Origin:
 
 @dataclass(frozen=True)
 class Setting:
+    """One key of the configuration file, checked, with the option it sets."""
+
     key: str  # as written in the file
     name: str  # the click parameter it sets
     value: Any  # as click will convert it (paths already resolved)
@@ -73,6 +77,8 @@ class Setting:
 
 @dataclass(frozen=True)
 class Target:
+    """A named target (``[targets.NAME]``): its address and its own settings."""
+
     name: str
     address: str
     origin: Origin
@@ -81,6 +87,8 @@ class Target:
 
 @dataclass(frozen=True)
 class Config:
+    """The configuration file, read and checked: shared, per-command and per-target settings."""
+
     location: Location
     exists: bool = False
     shared: Mapping[str, Setting] = field(default_factory=dict)  # by parameter name

@@ -134,6 +134,8 @@ def literal_markup(text: str) -> str:
 
 @dataclass
 class Roff:
+    """A man page being written: roff requests and text lines, in order."""
+
     lines: list[str] = field(default_factory=list)
 
     def request(self, name: str, *arguments: str) -> None:

@@ -21,6 +21,8 @@ from cryptography.x509.oid import NameOID
 
 @dataclass(frozen=True)
 class Throwaway:
+    """A throwaway CA and a leaf it issued, as PEM, with the leaf's key."""
+
     ca_pem: bytes
     cert_pem: bytes  # leaf first, then the CA
     key_pem: bytes

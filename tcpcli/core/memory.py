@@ -27,6 +27,8 @@ def _reset_error() -> ConnectionResetError:
 
 @dataclass
 class _Link:
+    """What two in-memory streams share: whether one end reset the connection."""
+
     reset: bool = False
 
 

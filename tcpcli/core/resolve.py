@@ -227,6 +227,8 @@ def _port(text: str, whole: str) -> int:
 
 @dataclass
 class _QueryResult:
+    """One DNS query's outcome: its timing, the addresses, the CNAME chain, what failed."""
+
     timing: QueryTiming
     addresses: list[IPAddress]
     chain: list[str]

@@ -35,6 +35,8 @@ DIALOGUE_READ = 4096
 
 @dataclass
 class StartTlsResult:
+    """What a STARTTLS upgrade gave: the TLS socket, the dialogue's report, what was sent."""
+
     socket: Socket  # the upgraded, "on" socket
     report: DialogueReport
     steps: list[str] = field(default_factory=list)  # what was sent, in order

@@ -41,6 +41,8 @@ PERCENTILES = (50.0, 90.0, 99.0)
 
 @dataclass(frozen=True)
 class PingConfig:
+    """One ping run: the target, how many rounds, how often, and what each round does."""
+
     address: str  # "host:port" as given
     count: int | None = None  # None: until the deadline or Ctrl-C
     interval: float = 1.0

@@ -148,6 +148,8 @@ class ProbeResult:
 
 @dataclass(frozen=True)
 class ScanOptions:
+    """How a scan probes each port: timeouts, concurrency, rates, and what it reads."""
+
     timeout: float = DEFAULT_TIMEOUT
     retries: int = 0
     concurrency: int = DEFAULT_CONCURRENCY
@@ -168,6 +170,8 @@ class ScanOptions:
 
 @dataclass
 class ScanSummary:
+    """What a whole scan found and what it took, for the summary line and event."""
+
     counts: Counter[str] = field(default_factory=Counter)
     probes: int = 0
     hosts: int = 0

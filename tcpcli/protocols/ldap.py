@@ -73,6 +73,9 @@ def starttls_request(message_id: int) -> bytes:
 
 @dataclass(frozen=True)
 class LdapMessage:
+    """One LDAP message as far as a client needs it: its id, the operation, and a result's
+    code, diagnostic and extended response name."""
+
     message_id: int
     op: int
     result_code: int | None = None

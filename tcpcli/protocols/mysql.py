@@ -66,6 +66,8 @@ def capability_names(flags: int) -> list[str]:
 
 @dataclass(frozen=True)
 class Packet:
+    """One MySQL packet: its sequence number and payload."""
+
     sequence: int
     payload: bytes
 
@@ -85,6 +87,8 @@ class ServerGreeting:
 
 @dataclass(frozen=True)
 class ServerError:
+    """A MySQL ERR packet: the error code and message."""
+
     code: int
     message: str
 

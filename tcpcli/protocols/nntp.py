@@ -47,6 +47,8 @@ CLOSING = frozenset({400})
 
 @dataclass(frozen=True)
 class NntpReply:
+    """One NNTP reply: its status line, and the multi-line block that follows some."""
+
     status: CodedReply
     block: tuple[str, ...] | None = None
 

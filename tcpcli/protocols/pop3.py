@@ -38,6 +38,8 @@ class Step(enum.Enum):
 
 @dataclass(frozen=True)
 class Pop3Reply:
+    """One POP3 reply: +OK or -ERR, its text, and a multi-line block where one follows."""
+
     ok: bool
     text: str  # the status line without "+OK " / "-ERR "
     block: tuple[str, ...] | None = None  # the multi-line part (CAPA)

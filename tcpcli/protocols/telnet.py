@@ -44,23 +44,31 @@ def option_name(option: int) -> str:
 
 @dataclass(frozen=True)
 class Negotiation:
+    """A telnet option negotiation: DO, DONT, WILL or WONT and the option."""
+
     verb: int  # DO, DONT, WILL, WONT
     option: int
 
 
 @dataclass(frozen=True)
 class Subnegotiation:
+    """A telnet subnegotiation (SB ... SE): the option and its bytes."""
+
     option: int
     payload: bytes
 
 
 @dataclass(frozen=True)
 class Data:
+    """Application bytes, with telnet's escaping undone."""
+
     data: bytes
 
 
 @dataclass(frozen=True)
 class Command:
+    """Any other telnet command (IAC and one byte)."""
+
     code: int  # a two-byte IAC command: NOP, GA, AYT, ...
 
 

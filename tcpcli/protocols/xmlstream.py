@@ -35,6 +35,8 @@ _PREDEFINED = {"lt": "<", "gt": ">", "amp": "&", "quot": '"', "apos": "'"}
 
 @dataclass
 class Element:
+    """A complete first-level XML element of the stream, as parsed."""
+
     namespace: str
     local: str
     attributes: dict[str, str] = field(default_factory=dict)
@@ -50,13 +52,15 @@ class Element:
 
 @dataclass(frozen=True)
 class StreamOpen:
+    """The peer's stream header: its attributes and default namespace."""
+
     attributes: dict[str, str]
     default_namespace: str
 
 
 @dataclass(frozen=True)
 class StreamClose:
-    pass
+    """The peer closed its stream (</stream:stream>)."""
 
 
 XmlEvent = StreamOpen | Element | StreamClose
