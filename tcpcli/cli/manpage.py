@@ -38,6 +38,7 @@ EXTRA_ENVIRONMENT = {
     "NO_COLOR": "Any non-empty value turns colour off (it wins over FORCE_COLOR).",
     "FORCE_COLOR": "Any non-empty value turns colour on even when stderr is not a terminal.",
     "TCPCLI_BACKEND": "The event loop: asyncio (the default) or trio.",
+    "XDG_CACHE_HOME": "Where tcpcli keeps its cache (default: ~/.cache; see FILES).",
     "_TCPCLI_COMPLETE": "Set by the shell completion scripts when they ask tcpcli for "
                         "completions (see tcpcli-completion(1)); not for interactive use.",
 }
@@ -64,6 +65,13 @@ NETWORK_FILES = {
     "/etc/resolv.conf": "The DNS servers asked when --resolver is not given.",
     "certifi's CA bundle": "The trusted certificate authorities unless --ca-file is given "
                            "(python -m certifi prints its path).",
+    "$XDG_CACHE_HOME/tcpcli/trust": "certifi's CAs as an OpenSSL hashed directory (one file "
+                                    "per CA, named by its subject's hash), written by the "
+                                    "first TLS run that trusts certifi so that later runs "
+                                    "read only the CAs a chain names; beside it, where "
+                                    "certifi's bundle is. Under ~/.cache without "
+                                    "XDG_CACHE_HOME. Safe to delete; where it cannot be "
+                                    "written, the bundle is read whole.",
 }
 
 #: Where the generated completion scripts go.
