@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 from tcpcli.core.errors import (
     ConnectionLostError,
     ConnectTimeoutError,
+    TcpcliError,
     TLSHandshakeError,
     map_exceptions,
 )
@@ -178,17 +179,16 @@ class BlockingTLS(ClientTLS):
             raise _TimedOut
 
     def _send_all(self, deadline: float | None) -> None:
-        """What OpenSSL wrote, all of it, waiting for room (the handshake's flights)."""
+        """What OpenSSL wrote, all of it, waiting for room (the handshake's flights, a
+        closing close_notify); _PeerClosed when the connection is lost."""
         self._queue_outgoing()
-        while self._unsent:
-            try:
-                sent = self.conn.sock.send(self._unsent)
-            except BlockingIOError:
+        try:
+            self.flush()
+            while self._unsent:
                 self._wait(False, deadline)
-                continue
-            except OSError as exc:
-                raise _PeerClosed from exc
-            del self._unsent[:sent]
+                self.flush()
+        except (TcpcliError, OSError) as exc:  # (flush translates what the socket raised)
+            raise _PeerClosed from exc
 
     def _receive_some(self, deadline: float | None) -> bytes:
         """The server's next bytes, waiting for them; _PeerClosed at EOF or a reset."""
@@ -328,15 +328,11 @@ class BlockingTLS(ClientTLS):
                         first=self._deliver_close_notify if graceful else None)
 
     def _deliver_close_notify(self) -> None:
-        deadline = time.monotonic() + CLOSE_NOTIFY_TIMEOUT
         try:
-            if not self.close_notify_sent and not self._write_broken:
-                self._shutdown()
-            self._queue_outgoing()
-            while self._unsent and not self._write_broken:
-                self.flush()
-                if self._unsent:
-                    self._wait(False, deadline)
-        except (ssl.SSLError, OSError, ConnectionLostError, _TimedOut):
+            if not self._write_broken:
+                if not self.close_notify_sent:
+                    self._shutdown()
+                self._send_all(time.monotonic() + CLOSE_NOTIFY_TIMEOUT)
+        except (ssl.SSLError, OSError, _PeerClosed, _TimedOut):
             pass
 

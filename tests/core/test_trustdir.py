@@ -14,7 +14,6 @@ import socket
 import ssl
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -30,6 +29,7 @@ from cryptography.x509.oid import NameOID
 from tcpcli.core.tlscontext import client_context
 from tcpcli.core.tlsoptions import TLSOptions
 from tcpcli.core.trustdir import hashed_directory, subject_hash
+from tests.support.peers import serve
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -167,23 +167,8 @@ def tls_server(bundle: tuple[Path, trustme.CA]) -> Iterator[int]:
     _, ca = bundle
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ca.issue_cert("localhost").configure_cert(context)
-    listener = socket.create_server(("127.0.0.1", 0))
-
-    def serve() -> None:
-        while True:
-            try:
-                conn, _ = listener.accept()
-            except OSError:
-                return
-            try:
-                with context.wrap_socket(conn, server_side=True) as tls:
-                    tls.recv(1)
-            except OSError:
-                pass
-
-    threading.Thread(target=serve, daemon=True).start()
-    yield listener.getsockname()[1]
-    listener.close()
+    with serve(lambda tls: tls.recv(1), ssl_context=context) as server:
+        yield server.port
 
 
 def handshake(context: ssl.SSLContext, port: int) -> None:

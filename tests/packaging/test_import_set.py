@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import os
 import re
-import socket
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +20,7 @@ import click
 import pytest
 
 from tcpcli.cli.main import COMMANDS, cli
+from tests.support.peers import recv_all, serve
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -83,21 +82,8 @@ def imports_of(*args: str, env: dict[str, str] | None = None) -> Imports:
 @pytest.fixture(scope="module")
 def peer() -> Iterator[int]:
     """A loopback peer that takes each connection and closes it after reading EOF."""
-    listener = socket.create_server(("127.0.0.1", 0))
-
-    def serve() -> None:
-        while True:
-            try:
-                conn, _ = listener.accept()
-            except OSError:
-                return
-            with conn:
-                while conn.recv(4096):
-                    pass
-
-    threading.Thread(target=serve, daemon=True).start()
-    yield listener.getsockname()[1]
-    listener.close()
+    with serve(recv_all) as server:
+        yield server.port
 
 
 def assert_plaintext(imports: Imports) -> None:
@@ -198,24 +184,8 @@ def tls_peer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, st
     ca.issue_cert("127.0.0.1").configure_cert(context)
     ca_file = str(tmp_path_factory.mktemp("ca") / "ca.pem")
     ca.cert_pem.write_to_path(ca_file)
-    listener = socket.create_server(("127.0.0.1", 0))
-
-    def serve() -> None:
-        while True:
-            try:
-                conn, _ = listener.accept()
-            except OSError:
-                return
-            try:
-                with context.wrap_socket(conn, server_side=True) as tls:
-                    while tls.recv(4096):
-                        pass
-            except OSError:
-                pass
-
-    threading.Thread(target=serve, daemon=True).start()
-    yield listener.getsockname()[1], ca_file
-    listener.close()
+    with serve(recv_all, ssl_context=context) as server:
+        yield server.port, ca_file
 
 
 #: What only a TLS report or a verdict reached outside OpenSSL needs: cryptography.
