@@ -352,10 +352,17 @@ class ConnectSession:
         clock = PhaseClock(invocation.observer)
         options = invocation.options
         try:
-            conn = open_now(invocation, address.hostname, address.port,
-                            target=address.address_str, options=options, clock=clock,
-                            tls_hostname=tls_name(address.hostname, options.tls.server_name)
-                            if self.common.tls else None)
+            conn: BlockingConnection | BlockingTLS | None
+            if self.common.tls:
+                from tcpcli.core.blockingtls import open_tls_now
+
+                conn = open_tls_now(invocation, address.hostname, address.port,
+                                    target=address.address_str, options=options, clock=clock,
+                                    tls_hostname=tls_name(address.hostname,
+                                                          options.tls.server_name))
+            else:
+                conn = open_now(invocation, address.hostname, address.port,
+                                target=address.address_str, options=options, clock=clock)
             if conn is None:
                 return None
             return self._converse_now(conn)

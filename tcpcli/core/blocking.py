@@ -7,7 +7,7 @@ the same checked path as :class:`~tcpcli.core.socket.Socket`: the same policy
 (``Invocation.check_destination_now``), the same connector seam
 (``BatchConnector.start_connect``), a slot of the same cap, the same phases (resolve,
 connect per attempt, first-byte, close), the same happy-eyeballs order and delay, and the
-same errors. TLS runs over it through ``core.blockingtls``, the event-loop core's own TLS
+same errors. TLS runs over it in ``core.blockingtls``, the event-loop core's own TLS
 session driven by ``select``. What it cannot do — a proxy, a DNS query, a connector
 without ``start_connect`` — it declines before dialing, and the caller uses the event-loop
 core.
@@ -36,7 +36,6 @@ from tcpcli.core.rawsocket import (
 from tcpcli.core.timing import Phase, PhaseClock
 
 if TYPE_CHECKING:
-    from tcpcli.core.blockingtls import BlockingTLS
     from tcpcli.core.connect import ConnectOptions
     from tcpcli.core.invocation import Invocation
     from tcpcli.core.proxyheader import ProxyHeaderSpec
@@ -192,12 +191,11 @@ class _Attempt:
 
 def open_now(invocation: Invocation, hostname: str, port: int, *, target: str,
              options: ConnectOptions, clock: PhaseClock,
-             tls_hostname: str | None = None) -> BlockingConnection | BlockingTLS | None:
-    """The checked, connected socket for ``hostname:port``, or None (having done nothing)
-    when the event-loop core is needed. With ``tls_hostname`` the TLS handshake with that
-    name follows, within the same connect timeout (``core.blockingtls``). Refusals,
-    DNS-free lookups, dial and handshake failures raise the same errors as
-    ``Socket.opened`` rejects with."""
+             ready: bool = True) -> BlockingConnection | None:
+    """The checked, connected plaintext socket for ``hostname:port``, or None (having done
+    nothing) when the event-loop core is needed. Refusals, DNS-free lookups and dial
+    failures raise the same errors as ``Socket.opened`` rejects with. ``ready=False``
+    leaves the first-byte phase to whoever speaks next on it (``core.blockingtls``)."""
     connector = invocation.connector
     if options.proxy or options.via or not isinstance(connector, BatchConnector):
         return None
@@ -221,15 +219,8 @@ def open_now(invocation: Invocation, hostname: str, port: int, *, target: str,
     except BaseException:
         conn.close(graceful=False)
         raise
-    if tls_hostname is not None:
-        setup_start = time.perf_counter_ns()  # the TLS modules' import is set-up, as in Socket
-        from tcpcli.core.blockingtls import handshake_now
-
-        tls = handshake_now(conn, hostname=tls_hostname, options=options, deadline=deadline,
-                            setup_start=setup_start)
-        tls.mark_open()
-        return tls
-    conn.mark_open()
+    if ready:
+        conn.mark_open()
     return conn
 
 

@@ -19,6 +19,7 @@ import ssl
 import time
 from typing import TYPE_CHECKING
 
+from tcpcli.core.blocking import BlockingConnection, open_now
 from tcpcli.core.errors import (
     ConnectionLostError,
     ConnectTimeoutError,
@@ -34,13 +35,13 @@ from tcpcli.core.tlssession import (
 )
 
 if TYPE_CHECKING:
-    from tcpcli.core.blocking import BlockingConnection
     from tcpcli.core.connect import ConnectOptions
-    from tcpcli.core.timing import Phase
+    from tcpcli.core.invocation import Invocation
+    from tcpcli.core.timing import Phase, PhaseClock
     from tcpcli.core.tlsreport import TLSReport, Verification
     from tcpcli.core.tlssession import _Begun
 
-__all__ = ["BlockingTLS", "handshake_now"]
+__all__ = ["BlockingTLS", "handshake_now", "open_tls_now"]
 
 
 class _PeerClosed(Exception):
@@ -51,17 +52,35 @@ class _TimedOut(Exception):
     """A deadline passed during the handshake."""
 
 
+def open_tls_now(invocation: Invocation, hostname: str, port: int, *, target: str,
+                 options: ConnectOptions, clock: PhaseClock,
+                 tls_hostname: str) -> BlockingTLS | None:
+    """``core.blocking.open_now``, then the TLS handshake with ``tls_hostname`` within the
+    same connect timeout; None (having done nothing) when the event-loop core is needed.
+    Dial and handshake failures raise the same errors as ``Socket.opened`` rejects with."""
+    started = time.monotonic()
+    conn = open_now(invocation, hostname, port, target=target, options=options, clock=clock,
+                    ready=False)
+    if conn is None:
+        return None
+    timeout = options.connect_timeout
+    tls = handshake_now(conn, hostname=tls_hostname, options=options,
+                        deadline=None if timeout is None else started + timeout)
+    tls.mark_open()
+    return tls
+
+
 def handshake_now(conn: BlockingConnection, *, hostname: str, options: ConnectOptions,
-                  deadline: float | None, setup_start: int) -> BlockingTLS:
+                  deadline: float | None) -> BlockingTLS:
     """The TLS session over ``conn``, its handshake done, timed and judged as
-    ``Socket._handshake`` does it: ``tls-setup`` (from ``setup_start``, before the TLS
-    modules were imported) when a context was built, then ``tls``. On failure ``conn`` is
-    closed and the same error as the event-loop core's is raised. ``deadline`` is the
-    connect timeout's (``time.monotonic()``), None without one."""
+    ``Socket._handshake`` does it: ``tls-setup`` when a context was built, then ``tls``.
+    On failure ``conn`` is closed and the same error as the event-loop core's is raised.
+    ``deadline`` is the connect timeout's (``time.monotonic()``), None without one."""
     from tcpcli.core.tlscontext import client_context, contexts_built
 
     clock, tls_options = conn.clock, options.tls
     try:
+        setup_start = time.perf_counter_ns()
         built = contexts_built()
         client_context(tls_options, hostname=hostname)
         if contexts_built() > built:
