@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from contextvars import ContextVar, Token
 from types import TracebackType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from tcpcli.core.connect import ConnectOptions, Connector, SystemConnector
 from tcpcli.core.destination import Destination, check, check_without_query
@@ -22,9 +22,19 @@ if TYPE_CHECKING:
     from anyio.lowlevel import RunVar
 
     from tcpcli.core.resolve import Resolution, Resolver
-    from tcpcli.core.socket import Socket
 
 _INVOCATION_ENDED = "The invocation ended while this socket was open."
+
+
+class Socket(Protocol):
+    """What an invocation does with a socket opened in it (``core.socket.Socket``):
+    asks whether it is open, and aborts it when the invocation ends. Declared here, so that
+    the socket module is the only one of the two importing the other."""
+
+    @property
+    def is_open(self) -> bool: ...
+
+    async def abort(self, error: BaseException | None = None) -> None: ...
 
 
 class Invocation:

@@ -29,13 +29,31 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from ipaddress import ip_address
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from tcpcli.engines.scan_results import ProbeResult, ResultSink, ScanSummary
 
 if TYPE_CHECKING:
-    from tcpcli.engines.scan import Scanner
+    from tcpcli.core.invocation import Invocation
+    from tcpcli.engines.scan_limits import SocketRoom
+    from tcpcli.engines.scan_results import Tally
     from tcpcli.engines.scan_targets import Target
+
+
+class Scanner(Protocol):
+    """What forking needs of ``engines.scan.Scanner`` (declared here, so that the scan,
+    which forks through this module, is the only one of the two importing the other)."""
+
+    invocation: Invocation
+    tally: Tally
+    summary: ScanSummary
+    room: SocketRoom
+
+    def take_share(self, index: int, of: int, on_result: ResultSink) -> None: ...
+
+    def run_blocking(self, targets: Sequence[Target], ports: list[int]) -> None: ...
+
+    def finished(self, start: float) -> None: ...
 
 @dataclass
 class _ShareResult:
