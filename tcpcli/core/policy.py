@@ -36,9 +36,8 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import itertools
 import socket
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_network
@@ -186,6 +185,14 @@ def _leading_ranges() -> tuple[_Range, ...]:
     metadata) match here, and then the list need not be read at all."""
     return tuple(_Range(rule, ip_network(net), what, strict, "")
                  for rule, net, what, strict in _LEADING_ROWS)
+
+
+def _ranges_in_match_order() -> Iterator[_Range]:
+    """The table's rows, reading Cloudflare's list only once the leading rows are past
+    (a generator: the list is not read for an address a leading row matches)."""
+    leading = _leading_ranges()
+    yield from leading
+    yield from blocked_ranges()[len(leading):]
 
 
 def _strings(value: object) -> list[str]:
@@ -437,8 +444,7 @@ class Policy:
 
     def _blocked_range(self, ip: IPAddress) -> _Range | None:
         strict = self.profile is Profile.WORKERS_STRICT
-        leading = _leading_ranges()
-        for candidate in itertools.chain(leading, blocked_ranges()[len(leading):]):
+        for candidate in _ranges_in_match_order():
             if candidate.strict_only and not strict:
                 continue
             if ip.version == candidate.network.version and ip in candidate.network:

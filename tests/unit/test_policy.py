@@ -353,6 +353,20 @@ def test_cloudflare_reason_gives_the_range_and_the_date_of_the_list() -> None:
                                "Cloudflare's published list of 2026-02-11)")
 
 
+def test_an_address_a_leading_row_matches_never_reads_cloudflares_list() -> None:
+    """Loopback and metadata refusals come before Cloudflare's rows: judging them must not
+    load the list (the json and pkgutil imports and the parse are a one-shot run's cost)."""
+    from tcpcli.core.policy import blocked_ranges, cloudflare_ranges
+
+    cloudflare_ranges.cache_clear()
+    blocked_ranges.cache_clear()
+    for host in ("127.0.0.1", "::1", "169.254.169.254", "224.0.0.1"):
+        assert not judge(host, 80).allowed
+    assert cloudflare_ranges.cache_info().currsize == 0
+    assert judge("104.16.0.1").rule == "cloudflare"  # and past them, it is read
+    assert cloudflare_ranges.cache_info().currsize == 1
+
+
 def test_strict_only_rules_suggest_the_workers_profile() -> None:
     decision = judge("10.0.0.1", 5432, Policy.parse("workers-strict"))
     assert decision.lift == "--allow 10.0.0.1 or --policy workers"
