@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import errno
 import os
-from dataclasses import dataclass
 from enum import StrEnum
-from typing import Final
+from typing import Final, NamedTuple
 
 
 class ErrnoClass(StrEnum):
@@ -66,8 +65,7 @@ def errno_name(code: int) -> str:
     return errno.errorcode.get(code, str(code))
 
 
-@dataclass(frozen=True, slots=True)
-class ErrnoVerdict:
+class ErrnoVerdict(NamedTuple):
     """A failed connect's errno as a person reads it: its class and a short reason."""
 
     errno_class: ErrnoClass

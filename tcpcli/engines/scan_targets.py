@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from ipaddress import IPv4Network, IPv6Network, ip_network
-from typing import Final
+from typing import Final, NamedTuple
 
 from tcpcli.core.address import normalize_host, parse_port, split_target
 from tcpcli.core.destination import Destination, IPAddress
@@ -71,8 +71,7 @@ def choose_ports(specs: Iterable[str], top: int | None) -> list[int]:
 # --------------------------------------------------------------------------- targets
 
 
-@dataclass(frozen=True)
-class Target:
+class Target(NamedTuple):
     """One command-line or file target: a name, a literal, or a CIDR block; maybe a port."""
 
     text: str
