@@ -77,6 +77,25 @@ def test_megabytes_each_way_at_once_arrive_whole_both_ways(server_ssl_context: s
     assert_same(*runs)
 
 
+def test_a_file_on_stdin_goes_through_tls_whole_both_ways(server_ssl_context: ssl.SSLContext,
+                                                         ca_file: str, tmp_path: Path) -> None:
+    # A regular file on stdin is sent by the kernel (sendfile) in plaintext; over TLS it
+    # must be read and encrypted instead.
+    payload = os.urandom(3 * 1024 * 1024)
+    source = tmp_path / "payload.bin"
+    source.write_bytes(payload)
+    runs = []
+    for path in PATHS:
+        with serve(echo_then_close_notify, ssl_context=server_ssl_context) as server, \
+                source.open("rb") as stdin:
+            runs.append(run_path(path, "connect", server.address, "--tls", "--ca-file",
+                                 ca_file, *ALLOW, stdin=stdin.fileno(), timeout=60))
+    for run in runs:
+        assert run.returncode == 0, run.stderr
+        assert hashlib.sha256(run.stdout).digest() == hashlib.sha256(payload).digest()
+    assert_same(*runs)
+
+
 def test_a_peers_close_notify_and_a_cut_connection_are_told_the_same_both_ways(
         server_ssl_context: ssl.SSLContext, ca_file: str) -> None:
     for talk, truncated in ((greet_then_close_notify, False), (greet_then_cut, True)):
