@@ -44,6 +44,11 @@ if TYPE_CHECKING:
 __all__ = ["BlockingTLS", "handshake_now", "open_tls_now"]
 
 
+#: How long shutdown_write() waits for a TLS 1.3 server's first records when nothing has
+#: come since the handshake (see BlockingTLS._hear_the_server_out).
+SERVER_FIRST_WAIT = 0.1
+
+
 class _PeerClosed(Exception):
     """The transport ended (EOF or reset) during the handshake."""
 
@@ -134,6 +139,7 @@ class BlockingTLS(ClientTLS):
         self._fin_when_sent = False  # shutdown_write(): a TCP FIN once _unsent is out
         self._raw = memoryview(bytearray(TRANSPORT_READ_SIZE))
         self._first_byte: Phase | None = None
+        self._heard = False  # the socket gave us something (or EOF) after the handshake
         self._closed = False
 
     @property
@@ -290,6 +296,7 @@ class BlockingTLS(ClientTLS):
                 arrived = self.conn.recv_into(self._raw)
                 if arrived is None:
                     return None
+                self._heard = True
                 if arrived:
                     self._incoming.write(bytes(self._raw[:arrived]))
                 else:
@@ -321,6 +328,7 @@ class BlockingTLS(ClientTLS):
         """close_notify, then a TCP FIN once it is out; the peer's bytes still come."""
         if self.close_notify_sent:
             return
+        self._hear_the_server_out()
         peer_done = self._read_eof
         try:
             with map_exceptions(target=self.target, port=self.port, phase="stream"):
@@ -333,6 +341,25 @@ class BlockingTLS(ClientTLS):
             # answer to our close_notify/FIN says nothing about the data, which is all in.
             if not peer_done:
                 raise
+
+    def _hear_the_server_out(self) -> None:
+        """In TLS 1.3 a server judges our (empty) client certificate after our handshake
+        is done: when our input ends before anything came back, wait briefly for its first
+        records. Its alert then names the missing certificate; a close_notify sent first
+        would meet a closed socket, whose reset discards that alert. A server that took us
+        sends its session tickets at once, which ends the wait as soon."""
+        if self._heard or self._ssl.version() != "TLSv1.3":
+            return
+        self._heard = True
+        with contextlib.suppress(_TimedOut, OSError):
+            self._wait(True, time.monotonic() + SERVER_FIRST_WAIT)
+        # Into the session, where shutdown's drain decrypts it (an alert raises there).
+        with contextlib.suppress(ConnectionLostError):
+            while (arrived := self.conn.recv_into(self._raw)) is not None:
+                if not arrived:
+                    self._incoming.write_eof()
+                    break
+                self._incoming.write(bytes(self._raw[:arrived]))
 
     def close(self, *, graceful: bool = True) -> None:
         """close_notify (bounded by CLOSE_NOTIFY_TIMEOUT, inside the close phase, as

@@ -69,7 +69,11 @@ class LoopbackServer:
     def _serve(self, conn: socket.socket) -> None:
         try:
             if self.ssl_context is not None:
-                conn = self.ssl_context.wrap_socket(conn, server_side=True)
+                try:
+                    conn = self.ssl_context.wrap_socket(conn, server_side=True)
+                except (OSError, ssl.SSLError):
+                    _linger(conn)
+                    raise
                 self.connections.append(conn)
             self.handler(conn)
         except (OSError, ssl.SSLError) as exc:
@@ -77,6 +81,19 @@ class LoopbackServer:
         finally:
             with suppress(OSError):
                 conn.close()
+
+
+def _linger(conn: socket.socket, seconds: float = 2.0) -> None:
+    """After a failed handshake, as a web server's lingering close does: end our side and
+    read what the client still sends until it closes. Closing at once with its records
+    unread would reset the connection, and Linux drops the alert we just sent from the
+    client's receive queue when that reset arrives (a TLS 1.3 client sends its last
+    handshake records before the server judges its certificate)."""
+    with suppress(OSError):
+        conn.shutdown(socket.SHUT_WR)
+        conn.settimeout(seconds)
+        while conn.recv(65536):
+            pass
 
 
 @contextmanager
