@@ -71,7 +71,6 @@ from tcpcli.core.tlssession import (
     TRANSPORT_READ_SIZE,
     WRITE_CHUNK,
     ClientTLS,
-    _has_ticket,
 )
 
 __all__ = [
@@ -92,6 +91,9 @@ __all__ = [
 #: half a round trip after the handshake, so this covers slow links too.
 TICKET_WAIT = 0.5
 
+
+def _has_ticket(session: ssl.SSLSession | None) -> bool:
+    return session is not None and session.has_ticket
 
 
 class TLSStream(ClientTLS, anyio.abc.ByteStream):

@@ -107,8 +107,8 @@ def _context(options: TLSOptions, check_hostname: bool, keylog_env: str | None) 
         context.keylog_filename = keylog
     if not (options.verify_in_handshake and check_hostname):
         # The verdict (insecure mode, pins) or the name check without SNI is reached after
-        # the handshake, with cryptography: loaded now, as the trust store is, and not
-        # inside the first timed handshake.
+        # the handshake, with cryptography: loaded now, with the context, and not inside
+        # the first timed handshake.
         import tcpcli.core.tlsverify  # noqa: F401
     return context
 

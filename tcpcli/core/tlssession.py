@@ -50,7 +50,7 @@ __all__ = [
 TRANSPORT_READ_SIZE = 256 * 1024
 #: Plaintext encrypted per flush: bounds the ciphertext buffered for one transport send.
 WRITE_CHUNK = 256 * 1024
-#: How long aclose() tries to deliver close_notify before closing the transport anyway.
+#: How long closing tries to deliver close_notify before closing the transport anyway.
 CLOSE_NOTIFY_TIMEOUT = 0.5
 #: How much of the server's handshake bytes are kept, to name a failure afterwards (a
 #: plaintext greeting, a TLS 1.2 CertificateRequest after a long chain).
@@ -114,10 +114,6 @@ class _ChainMemory:
 
 
 _CHAINS = _ChainMemory()
-
-
-def _has_ticket(session: ssl.SSLSession | None) -> bool:
-    return session is not None and session.has_ticket
 
 
 def _starts_like_tls(data: bytes) -> bool:
@@ -200,13 +196,13 @@ class _HandshakeFacts(NamedTuple):
         )
 
 
-
 def load_report_builders() -> None:
     """Import what building a report takes (cryptography: about one ``import click``),
     for a run that will show one. Called in its set-up, so that no timed phase (a first
     byte, a handshake) pays for it when the report is built on first use."""
     import tcpcli.core.certs
     import tcpcli.core.tlsverify  # noqa: F401
+
 
 class _Begun(NamedTuple):
     """A client SSLObject ready for its handshake, and what its report will say of it."""
@@ -222,10 +218,11 @@ class _Begun(NamedTuple):
 class ClientTLS:
     """One client TLS session's state and the steps that need no I/O.
 
-    A driver feeds the server's bytes to ``incoming`` (``feed``), sends what ``outgoing``
-    holds, and calls :meth:`settle` once ``do_handshake()`` has succeeded; after that,
-    :meth:`_read_available` decrypts what has arrived and :meth:`_shutdown` queues
-    close_notify.
+    A driver starts from :meth:`begin`, writes the server's bytes to ``_incoming`` (during
+    the handshake through :meth:`_keep_handshake_bytes` too), sends what ``_outgoing``
+    holds, and calls :meth:`_finish_handshake` once ``do_handshake()`` has succeeded (or
+    :meth:`_named_failure` when it failed); after that, :meth:`_read_available` decrypts
+    what has arrived and :meth:`_shutdown` queues close_notify.
     """
 
     #: The verdict on the peer's certificate, reached during the handshake (cheap: no
@@ -254,7 +251,7 @@ class ClientTLS:
         self._read_eof = False
         self._read_broken = False  # the TLS layer failed on input: nothing more to read
         self._write_broken = False  # a record was lost on output: nothing more can be sent
-        self._facts: _HandshakeFacts | None = None  # set by settle()
+        self._facts: _HandshakeFacts | None = None  # set by _finish_handshake()
         self._report: TLSReport | None = None
 
     @staticmethod
