@@ -344,7 +344,7 @@ class ConnectSession:
             return None
         import signal
 
-        from tcpcli.core.address import parse_address, tls_name
+        from tcpcli.core.address import parse_address
         from tcpcli.core.blocking import open_now
         from tcpcli.core.timing import PhaseClock
 
@@ -357,9 +357,7 @@ class ConnectSession:
                 from tcpcli.core.blockingtls import open_tls_now
 
                 conn = open_tls_now(invocation, address.hostname, address.port,
-                                    target=address.address_str, options=options, clock=clock,
-                                    tls_hostname=tls_name(address.hostname,
-                                                          options.tls.server_name))
+                                    target=address.address_str, options=options, clock=clock)
             else:
                 conn = open_now(invocation, address.hostname, address.port,
                                 target=address.address_str, options=options, clock=clock)

@@ -19,6 +19,7 @@ import ssl
 import time
 from typing import TYPE_CHECKING
 
+from tcpcli.core.address import tls_name
 from tcpcli.core.blocking import BlockingConnection, open_now
 from tcpcli.core.errors import (
     ConnectionLostError,
@@ -53,23 +54,25 @@ class _PeerClosed(Exception):
     """The transport ended (EOF or reset) during the handshake."""
 
 
-class _TimedOut(Exception):
-    """A deadline passed during the handshake."""
+class _TimedOut(BaseException):
+    """A deadline passed during the handshake. A BaseException, as the event loop's
+    cancellation is, so that the phase it ends is "cancelled" there too."""
 
 
 def open_tls_now(invocation: Invocation, hostname: str, port: int, *, target: str,
-                 options: ConnectOptions, clock: PhaseClock,
-                 tls_hostname: str) -> BlockingTLS | None:
-    """``core.blocking.open_now``, then the TLS handshake with ``tls_hostname`` within the
-    same connect timeout; None (having done nothing) when the event-loop core is needed.
-    Dial and handshake failures raise the same errors as ``Socket.opened`` rejects with."""
+                 options: ConnectOptions, clock: PhaseClock) -> BlockingTLS | None:
+    """``core.blocking.open_now``, then the TLS handshake within the same connect timeout,
+    with the name ``Socket`` would use (``--sni``, else the host); None (having done
+    nothing) when the event-loop core is needed. Dial and handshake failures raise the
+    same errors as ``Socket.opened`` rejects with."""
     started = time.monotonic()
     conn = open_now(invocation, hostname, port, target=target, options=options, clock=clock,
                     ready=False)
     if conn is None:
         return None
     timeout = options.connect_timeout
-    tls = handshake_now(conn, hostname=tls_hostname, options=options,
+    tls = handshake_now(conn, hostname=tls_name(hostname, options.tls.server_name),
+                        options=options,
                         deadline=None if timeout is None else started + timeout)
     tls.mark_open()
     return tls
@@ -93,27 +96,21 @@ def handshake_now(conn: BlockingConnection, *, hostname: str, options: ConnectOp
         limit = options.tls_handshake_timeout
         bounded = None if limit is None else time.monotonic() + limit
         ends = min((d for d in (deadline, bounded) if d is not None), default=None)
-        phase = clock.begin("tls", server_name=hostname)
         try:
-            begun = ClientTLS.begin(hostname, tls_options, None)
-            tls = BlockingTLS(conn, begun)
-            tls._certificate_given = tls_options.cert_file is not None
-            tls._handshake_now(ends)
-            tls._finish_handshake(begun, tls_options)
-            phase.detail["resumed"] = tls.session_reused
+            with clock.phase("tls", server_name=hostname) as phase:
+                begun = ClientTLS.begin(hostname, tls_options, None)
+                tls = BlockingTLS(conn, begun)
+                tls._certificate_given = tls_options.cert_file is not None
+                tls._handshake_now(ends)
+                tls._finish_handshake(begun, tls_options)
+                phase.detail["resumed"] = tls.session_reused
         except _TimedOut:
-            clock.end(phase, "cancelled")
             by_limit = bounded is not None and (deadline is None or bounded <= deadline)
             seconds = limit if by_limit else options.connect_timeout
             assert seconds is not None
             raise ConnectTimeoutError(  # worded as Socket words it
                 f"timed out after {seconds:g} s in the TLS handshake with {conn.target}",
                 target=conn.target, port=conn.port) from None
-        except BaseException as exc:
-            fallback = "error" if isinstance(exc, Exception) else "cancelled"
-            clock.end(phase, getattr(exc, "kind", fallback))
-            raise
-        clock.end(phase)
     except BaseException:
         conn.close(graceful=False)
         raise
@@ -293,14 +290,8 @@ class BlockingTLS(ClientTLS):
                         self.clock.end(self._first_byte, outcome="eof")
                         self._first_byte = None
                     return 0
-                arrived = self.conn.recv_into(self._raw)
-                if arrived is None:
+                if self._take_arrived() is None:
                     return None
-                self._heard = True
-                if arrived:
-                    self._incoming.write(bytes(self._raw[:arrived]))
-                else:
-                    self._incoming.write_eof()
 
     def send(self, data: memoryview) -> int:
         """Plaintext of ``data`` taken (encrypted, and sent as far as the kernel takes it);
@@ -350,16 +341,24 @@ class BlockingTLS(ClientTLS):
         sends its session tickets at once, which ends the wait as soon."""
         if self._heard or self._ssl.version() != "TLSv1.3":
             return
-        self._heard = True
         with contextlib.suppress(_TimedOut, OSError):
             self._wait(True, time.monotonic() + SERVER_FIRST_WAIT)
         # Into the session, where shutdown's drain decrypts it (an alert raises there).
         with contextlib.suppress(ConnectionLostError):
-            while (arrived := self.conn.recv_into(self._raw)) is not None:
-                if not arrived:
-                    self._incoming.write_eof()
-                    break
+            while self._take_arrived():
+                pass
+
+    def _take_arrived(self) -> int | None:
+        """What the socket holds, into the session: the bytes taken, 0 at its EOF, None
+        when nothing is there (as ``BlockingConnection.recv_into``)."""
+        arrived = self.conn.recv_into(self._raw)
+        if arrived is not None:
+            self._heard = True
+            if arrived:
                 self._incoming.write(bytes(self._raw[:arrived]))
+            else:
+                self._incoming.write_eof()
+        return arrived
 
     def close(self, *, graceful: bool = True) -> None:
         """close_notify (bounded by CLOSE_NOTIFY_TIMEOUT, inside the close phase, as
