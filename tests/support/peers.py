@@ -69,11 +69,16 @@ class LoopbackServer:
     def _serve(self, conn: socket.socket) -> None:
         try:
             if self.ssl_context is not None:
+                # (wrap_socket closes the descriptor when its handshake fails: a handshake
+                # of our own keeps it, to linger on)
+                tls = self.ssl_context.wrap_socket(conn, server_side=True,
+                                                   do_handshake_on_connect=False)
                 try:
-                    conn = self.ssl_context.wrap_socket(conn, server_side=True)
+                    tls.do_handshake()
                 except (OSError, ssl.SSLError):
-                    _linger(conn)
+                    _linger(socket.socket(fileno=tls.detach()))
                     raise
+                conn = tls
                 self.connections.append(conn)
             self.handler(conn)
         except (OSError, ssl.SSLError) as exc:
@@ -89,7 +94,7 @@ def _linger(conn: socket.socket, seconds: float = 2.0) -> None:
     unread would reset the connection, and Linux drops the alert we just sent from the
     client's receive queue when that reset arrives (a TLS 1.3 client sends its last
     handshake records before the server judges its certificate)."""
-    with suppress(OSError):
+    with conn, suppress(OSError):
         conn.shutdown(socket.SHUT_WR)
         conn.settimeout(seconds)
         while conn.recv(65536):
