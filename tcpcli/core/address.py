@@ -17,11 +17,11 @@ from __future__ import annotations
 import math
 import numbers
 import re
-from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv6Address
 from typing import Literal, NamedTuple
 
 from tcpcli.core.errors import AddressError, SocketOptionError
+from tcpcli.record import Record
 
 # Workers texts (spec §4): one place each.
 PARSE_FAILED = "Specified address could not be parsed."
@@ -56,8 +56,7 @@ SecureTransport = Literal["off", "on", "starttls"]
 _SECURE_TRANSPORTS: tuple[SecureTransport, ...] = ("off", "on", "starttls")
 
 
-@dataclass(frozen=True)
-class SocketAddress:
+class SocketAddress(Record, frozen=True):
     """Workers' ``SocketAddress``: a host name (or IP literal) and a port, joined unparsed."""
 
     hostname: str

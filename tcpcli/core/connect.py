@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv6Address
 from typing import TYPE_CHECKING, NamedTuple, Protocol, cast, runtime_checkable
 
@@ -24,6 +23,7 @@ from tcpcli.core.rawsocket import start_connect
 from tcpcli.core.slots import SocketSlot, SocketSlots
 from tcpcli.core.timing import PhaseClock
 from tcpcli.core.tlsoptions import TLSOptions
+from tcpcli.record import Record, field
 
 if TYPE_CHECKING:
     import anyio
@@ -47,8 +47,7 @@ class Keepalive(NamedTuple):
     probes: int
 
 
-@dataclass(frozen=True)
-class ConnectOptions:
+class ConnectOptions(Record, frozen=True):
     """What the library adds beyond Workers' connect(): all opt-in."""
 
     tls: TLSOptions = field(default_factory=TLSOptions)

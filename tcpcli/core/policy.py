@@ -38,7 +38,6 @@ import contextlib
 import functools
 import socket
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
 from enum import StrEnum
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_network
 from typing import NamedTuple
@@ -51,6 +50,7 @@ from tcpcli.core.address import (
     split_target,
 )
 from tcpcli.core.errors import AddressError, PolicyError
+from tcpcli.record import Record, field
 
 IPAddress = IPv4Address | IPv6Address
 IPNetwork = IPv4Network | IPv6Network
@@ -295,8 +295,7 @@ def _parse_entry(text: str, option: str) -> _Entry:
 # ------------------------------------------------------------------ the policy
 
 
-@dataclass(frozen=True)
-class Policy:
+class Policy(Record, frozen=True):
     """A profile plus allow/deny entries; the entries are validated on construction."""
 
     profile: Profile = Profile.WORKERS

@@ -9,10 +9,10 @@ from __future__ import annotations
 import functools
 import ipaddress
 import re
-from dataclasses import dataclass
 from typing import Literal, get_args
 
 from tcpcli.core.errors import SocketOptionError
+from tcpcli.record import Record
 
 TLSVersionName = Literal["1.0", "1.1", "1.2", "1.3"]
 
@@ -20,8 +20,7 @@ TLSVersionName = Literal["1.0", "1.1", "1.2", "1.3"]
 #: ssl anyway: describing TLS here does not load it).
 _VERSIONS: tuple[TLSVersionName, ...] = get_args(TLSVersionName)
 
-@dataclass(frozen=True)
-class TLSOptions:
+class TLSOptions(Record, frozen=True):
     """How to speak TLS to one destination. Frozen and hashable: contexts are cached by it.
 
     ``server_name`` overrides the name used for SNI and verification; ``insecure`` still

@@ -13,7 +13,6 @@ import functools
 import socket
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Final, assert_never
 
@@ -22,6 +21,7 @@ from tcpcli.core.errors import TcpcliError
 from tcpcli.core.policy import Decision
 from tcpcli.data.services import port_name
 from tcpcli.engines.scan_targets import HostPlan, Target
+from tcpcli.record import Record, field
 
 if TYPE_CHECKING:
     from tcpcli.core.tlsoptions import TLSOptions
@@ -83,8 +83,7 @@ def is_self_connect(local: object, remote: object) -> bool:
     return local[:2] == remote[:2]
 
 
-@dataclass
-class ProbeResult:
+class ProbeResult(Record):
     """One (address, port) row."""
 
     host: str
@@ -146,8 +145,7 @@ class ProbeResult:
         return data
 
 
-@dataclass(frozen=True)
-class ScanOptions:
+class ScanOptions(Record, frozen=True):
     """How a scan probes each port: timeouts, concurrency, rates, and what it reads."""
 
     timeout: float = DEFAULT_TIMEOUT
@@ -168,8 +166,7 @@ class ScanOptions:
     kernel_facts: bool = False
 
 
-@dataclass
-class ScanSummary:
+class ScanSummary(Record):
     """What a whole scan found and what it took, for the summary line and event."""
 
     counts: Counter[str] = field(default_factory=Counter)

@@ -7,7 +7,6 @@ through ``core.destination``.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
 from ipaddress import IPv4Network, IPv6Network, ip_network
 from typing import Final, NamedTuple
 
@@ -16,6 +15,7 @@ from tcpcli.core.destination import Destination, IPAddress
 from tcpcli.core.errors import AddressError
 from tcpcli.core.policy import Decision
 from tcpcli.data.services import service_port, top_ports
+from tcpcli.record import Record
 
 IPNetwork = IPv4Network | IPv6Network
 
@@ -149,8 +149,7 @@ def guard(targets: Iterable[Target], ports: int) -> str | None:
 # --------------------------------------------------------------------------- plans
 
 
-@dataclass
-class HostPlan:
+class HostPlan(Record):
     """One address to probe, with its destination's verdicts (the user's policy and a
     Worker's), judged once for the whole host by ``core.destination``."""
 

@@ -5,8 +5,9 @@ closing summary with the ports the policy skipped (and the flag that would lift 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
+
+from tcpcli.record import Record, field
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -26,8 +27,7 @@ STATE_STYLES = {"open": "green", "closed": "red", "filtered": "yellow",
 NAMED_PORTS = 10
 
 
-@dataclass
-class PolicySkip:
+class PolicySkip(Record):
     """The ports one policy rule refused, and the flag that lifts it."""
 
     rule: str
