@@ -84,12 +84,12 @@ def fd_budget() -> float:
     """Sockets a scan may hold at once: the soft RLIMIT_NOFILE, less the descriptors open
     already and ``FD_RESERVE`` (lazy imports, CA files and the like must still open)."""
     try:
-        import resource
-
-        soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
-    except (ImportError, OSError, ValueError):
+        # The soft RLIMIT_NOFILE, as getrlimit() gives it, without importing ``resource``
+        # (an extension module: a one-port probe's start-up would pay for its loading).
+        soft = os.sysconf("SC_OPEN_MAX")
+    except (AttributeError, OSError, ValueError):  # not POSIX
         return 256
-    if soft == resource.RLIM_INFINITY:
+    if soft < 0:  # no limit
         return math.inf
     return max(1, soft - _open_fds() - FD_RESERVE)
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 import errno
 import itertools
 import socket
+import subprocess
+import sys
 import time
 from ipaddress import IPv4Address, IPv4Network
 
@@ -326,3 +328,17 @@ async def test_a_name_with_several_addresses(all_addresses: bool) -> None:
     else:  # the first address only, and the others said
         assert seen == [("198.51.100.7", PortState.OPEN)]
         assert summary.unprobed == {"db.example": ["198.51.100.8"]}
+
+
+def test_the_descriptor_budget_follows_the_soft_limit() -> None:
+    """fd_budget reads the soft RLIMIT_NOFILE without the resource module: the budget is
+    that limit less the descriptors open and the reserve, or unbounded without a limit."""
+    code = ("import resource, sys\n"
+            "from tcpcli.engines import scan_limits\n"
+            "resource.setrlimit(resource.RLIMIT_NOFILE, (int(sys.argv[1]), resource.getrlimit("
+            "resource.RLIMIT_NOFILE)[1]))\n"
+            "print(scan_limits.fd_budget() + scan_limits._open_fds() + scan_limits.FD_RESERVE)")
+    for soft in (300, 1000):
+        found = subprocess.run([sys.executable, "-c", code, str(soft)], capture_output=True,
+                               text=True, check=True).stdout
+        assert float(found) == soft
