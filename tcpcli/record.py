@@ -90,6 +90,10 @@ class Record:
     _record_defaults: ClassVar[dict[str, Any]] = {}  # a value, or a _Spec with a factory
     _record_specs: ClassVar[dict[str, _Spec]] = {}
     _record_init: ClassVar[tuple[str, ...]] = ()  # the fields __init__ takes
+    _record_template: ClassVar[dict[str, Any]] = {}  # each of those -> default or _MISSING
+    _record_required: ClassVar[tuple[str, ...]] = ()  # those without a default
+    _record_made: ClassVar[tuple[tuple[str, _Spec], ...]] = ()  # fields with a factory
+    _record_post_init: ClassVar[bool] = False
     _record_shown: ClassVar[tuple[str, ...]] = ()  # in repr
     _record_compared: ClassVar[tuple[str, ...]] = ()  # in equality and hash
     __dataclass_fields__: ClassVar[_DataclassFields] = _DataclassFields()
@@ -120,6 +124,11 @@ class Record:
         cls.record_fields = tuple(names)
         cls._record_types, cls._record_defaults, cls._record_specs = types, defaults, specs
         cls._record_init = tuple(n for n in names if n not in specs or specs[n].init)
+        cls._record_template = {n: defaults.get(n, _MISSING) for n in cls._record_init}
+        cls._record_required = tuple(n for n in cls._record_init if n not in defaults)
+        cls._record_made = tuple((n, spec) for n, spec in specs.items()
+                                 if spec.default_factory is not None)
+        cls._record_post_init = hasattr(cls, "__post_init__")
         cls._record_shown = tuple(n for n in names if n not in specs or specs[n].repr)
         cls._record_compared = tuple(n for n in names if n not in specs or specs[n].compare)
         cls.record_frozen = frozen or cls.record_frozen
@@ -131,36 +140,32 @@ class Record:
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         cls = type(self)
-        names = cls._record_init
-        if len(args) > len(names):
-            raise TypeError(f"{cls.__name__}() takes {len(names)} positional arguments "
-                            f"but {len(args)} were given")
-        for name in names[:len(args)]:
-            if name in kwargs:
-                raise TypeError(f"{cls.__name__}() got multiple values for argument "
-                                f"{name!r}")
-        given = dict(zip(names, args, strict=False))
-        given.update(kwargs)
-        defaults = cls._record_defaults
-        store = object.__setattr__
-        for name in names:
-            value = given.pop(name, _MISSING)
-            if value is _MISSING:
-                value = defaults.get(name, _MISSING)
-                if value is _MISSING:
-                    raise TypeError(f"{cls.__name__}() missing required argument: {name!r}")
-                if isinstance(value, _Spec):
-                    value = value.default_factory()  # type: ignore[misc]
-            store(self, name, value)
-        if given:
-            raise TypeError(f"{cls.__name__}() got an unexpected keyword argument "
-                            f"{next(iter(given))!r}")
-        for name, spec in cls._record_specs.items():
-            if not spec.init and spec.default_factory is not None:
-                store(self, name, spec.default_factory())
-        post_init = getattr(self, "__post_init__", None)
-        if post_init is not None:
-            post_init()
+        values = cls._record_template.copy()  # every __init__ field, in order
+        if args:
+            names = cls._record_init
+            if len(args) > len(names):
+                raise TypeError(f"{cls.__name__}() takes {len(names)} positional arguments "
+                                f"but {len(args)} were given")
+            for name, value in zip(names, args, strict=False):
+                if name in kwargs:
+                    raise TypeError(f"{cls.__name__}() got multiple values for argument "
+                                    f"{name!r}")
+                values[name] = value
+        if kwargs:
+            values.update(kwargs)
+            if len(values) != len(cls._record_init):
+                unknown = next(name for name in kwargs if name not in cls._record_template)
+                raise TypeError(f"{cls.__name__}() got an unexpected keyword argument "
+                                f"{unknown!r}")
+        for name in cls._record_required:
+            if values[name] is _MISSING:
+                raise TypeError(f"{cls.__name__}() missing required argument: {name!r}")
+        for name, spec in cls._record_made:
+            if values.get(name, spec) is spec:  # not given, or not an __init__ field
+                values[name] = spec.default_factory()
+        self.__dict__.update(values)
+        if cls._record_post_init:
+            self.__post_init__()  # type: ignore[attr-defined]
 
     def _compared(self) -> tuple[Any, ...]:
         return tuple(getattr(self, name) for name in self._record_compared)

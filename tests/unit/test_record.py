@@ -62,6 +62,7 @@ def same_repr(record: object, dc: object) -> None:
 def test_construction_and_repr_match(args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
     record, dc = PlainRecord(*args, **kwargs), PlainDC(*args, **kwargs)
     same_repr(record, dc)
+    assert vars(record) == vars(dc) and list(vars(record)) == list(vars(dc))  # JSON order
     assert record == PlainRecord(*args, **kwargs) and record != PlainRecord("other", 9)
     assert record.seen is not PlainRecord(*args, **kwargs).seen  # a new default each time
     assert PlainRecord.LIMIT == 3 and "LIMIT" not in PlainRecord.record_fields
