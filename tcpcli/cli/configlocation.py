@@ -9,6 +9,8 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 
+from tcpcli.xdg import base_directory
+
 CONFIG_ENV = "TCPCLI_CONFIG"
 #: Where the per-invocation state lives in ``ctx.meta`` (click shares it down the chain).
 STATE_KEY = "tcpcli.config"
@@ -19,8 +21,5 @@ RELATIVE_PATH = os.path.join("tcpcli", "config.toml")
 def default_location(environ: Mapping[str, str]) -> tuple[str, str]:
     """The file read when neither a flag nor ``$TCPCLI_CONFIG`` names one, and what chose
     it: ``$XDG_CONFIG_HOME/tcpcli/config.toml``, else ``~/.config/tcpcli/config.toml``."""
-    xdg = environ.get("XDG_CONFIG_HOME", "")
-    if xdg and os.path.isabs(xdg):  # the XDG spec says to ignore a relative one
-        return os.path.join(xdg, RELATIVE_PATH), "$XDG_CONFIG_HOME"
-    home = environ.get("HOME") or os.path.expanduser("~")
-    return os.path.join(home, ".config", RELATIVE_PATH), "~/.config"
+    directory, chosen_by = base_directory(environ, "XDG_CONFIG_HOME", ".config")
+    return os.path.join(directory, RELATIVE_PATH), chosen_by

@@ -25,6 +25,8 @@ import os
 import sys
 from collections.abc import Mapping
 
+from tcpcli.xdg import base_directory
+
 __all__ = ["certifi_bundle", "hashed_directory", "subject_hash", "trust_source"]
 
 #: Under $XDG_CACHE_HOME (or ~/.cache).
@@ -125,11 +127,9 @@ def hashed_directory(bundle: str, environ: Mapping[str, str]) -> str | None:
 
 
 def _cache_root(environ: Mapping[str, str]) -> str | None:
-    xdg = environ.get("XDG_CACHE_HOME", "")
-    if xdg and os.path.isabs(xdg):  # the XDG spec says to ignore a relative one
-        return os.path.join(xdg, RELATIVE_PATH)
-    home = environ.get("HOME") or os.path.expanduser("~")
-    return os.path.join(home, ".cache", RELATIVE_PATH) if os.path.isabs(home) else None
+    directory, _ = base_directory(environ, "XDG_CACHE_HOME", ".cache")
+    # A relative home would put the cache wherever the run happens to start.
+    return os.path.join(directory, RELATIVE_PATH) if os.path.isabs(directory) else None
 
 
 def _build(pem: bytes, root: str, directory: str) -> None:

@@ -48,7 +48,7 @@ DECLARING = frozenset({
     "tcpcli.cli.exit_codes", "tcpcli.cli.runner", "tcpcli.cli.helpformat",
     "tcpcli.cli.options", "tcpcli.cli.sharedoptions", "tcpcli.cli.paramtypes",
     "tcpcli.cli.configoptions", "tcpcli.cli.configlocation", "tcpcli.cli.throughput",
-    "tcpcli.cli.arguments", "tcpcli.cli.expectations", "tcpcli.record",
+    "tcpcli.cli.arguments", "tcpcli.cli.expectations", "tcpcli.record", "tcpcli.xdg",
     *(entry.target.partition(":")[0] for entry in COMMANDS.values())})
 
 
