@@ -56,5 +56,16 @@ def timeless(text: bytes) -> bytes:
 
 def assert_same(no_loop: Run, event_loop: Run) -> None:
     assert no_loop.returncode == event_loop.returncode, (no_loop.stderr, event_loop.stderr)
-    assert no_loop.stdout == event_loop.stdout
-    assert timeless(no_loop.stderr) == timeless(event_loop.stderr)
+    assert no_loop.stdout == event_loop.stdout, _difference(no_loop.stdout, event_loop.stdout)
+    assert timeless(no_loop.stderr) == timeless(event_loop.stderr), _difference(
+        timeless(no_loop.stderr), timeless(event_loop.stderr))
+
+
+def _difference(no_loop: bytes, event_loop: bytes) -> str:
+    """The lines that differ (helpers here are not rewritten by pytest's assertions)."""
+    import difflib
+
+    return "\n".join(difflib.unified_diff(
+        no_loop.decode(errors="replace").splitlines(),
+        event_loop.decode(errors="replace").splitlines(), "no-loop", "event-loop",
+        lineterm=""))
