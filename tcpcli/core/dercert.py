@@ -386,7 +386,7 @@ class _Curve(NamedTuple):
     name: str  # cryptography's
     bits: int
     p: int
-    a: int
+    a: int  # -3 (mod p) where n is given: the ECDSA arithmetic below assumes it
     b: int
     gx: int = 0  # the base point and its order: for ECDSA (0: not checked here)
     gy: int = 0
@@ -787,7 +787,7 @@ def _ecdsa_checks(curve: _Curve, point: tuple[int, ...], signature: bytes,
     if excess > 0:
         e >>= excess
     w = pow(s, -1, n)
-    total = _shamir(curve, (e * w) % n, (r * w) % n, point)
+    total = _shamir(curve, e * w % n, r * w % n, point)
     if total is None:
         return False
     x, _, z = total
@@ -795,52 +795,52 @@ def _ecdsa_checks(curve: _Curve, point: tuple[int, ...], signature: bytes,
     return (x * pow(z * z, -1, p)) % p % n == r
 
 
-_Jacobian = tuple[int, int, int]
+_Jacobian = tuple[int, int, int]  # (X, Y, Z): the point (X/Z², Y/Z³)
 
 
-def _double(curve: _Curve, point: _Jacobian | None) -> _Jacobian | None:
+def _double(p: int, point: _Jacobian | None) -> _Jacobian | None:
+    """2·point on a curve with a = -3 (the NIST curves; dbl-2001-b)."""
     if point is None or point[1] == 0:
         return None
     x, y, z = point
-    p = curve.p
-    yy = y * y % p
-    s = 4 * x * yy % p
-    zz = z * z % p
-    m = (3 * x * x + curve.a * zz * zz) % p
-    x3 = (m * m - 2 * s) % p
-    return x3, (m * (s - x3) - 8 * yy * yy) % p, 2 * y * z % p
+    delta, gamma = z * z % p, y * y % p
+    beta = x * gamma % p
+    alpha = 3 * (x - delta) * (x + delta) % p
+    x3 = (alpha * alpha - 8 * beta) % p
+    return x3, (alpha * (4 * beta - x3) - 8 * gamma * gamma) % p, ((y + z) ** 2 - gamma
+                                                                   - delta) % p
 
 
-def _add(curve: _Curve, one: _Jacobian | None, two: _Jacobian | None) -> _Jacobian | None:
+def _add(p: int, one: _Jacobian | None, x2: int, y2: int) -> _Jacobian | None:
+    """one + (x2, y2), the latter affine (madd-2004-hmv)."""
     if one is None:
-        return two
-    if two is None:
-        return one
-    p = curve.p
+        return x2, y2, 1
     x1, y1, z1 = one
-    x2, y2, z2 = two
-    z1z1, z2z2 = z1 * z1 % p, z2 * z2 % p
-    u1, u2 = x1 * z2z2 % p, x2 * z1z1 % p
-    s1, s2 = y1 * z2 * z2z2 % p, y2 * z1 * z1z1 % p
-    if u1 == u2:
-        return _double(curve, one) if s1 == s2 else None
-    h, r = (u2 - u1) % p, (s2 - s1) % p
+    z1z1 = z1 * z1 % p
+    h = (x2 * z1z1 - x1) % p
+    r = (y2 * z1 * z1z1 - y1) % p
+    if h == 0:
+        return _double(p, one) if r == 0 else None
     hh = h * h % p
     hhh = h * hh % p
-    v = u1 * hh % p
+    v = x1 * hh % p
     x3 = (r * r - hhh - 2 * v) % p
-    return x3, (r * (v - x3) - s1 * hhh) % p, h * z1 * z2 % p
+    return x3, (r * (v - x3) - y1 * hhh) % p, z1 * h % p
 
 
 def _shamir(curve: _Curve, u1: int, u2: int, point: tuple[int, ...]) -> _Jacobian | None:
-    """u1·G + u2·Q, both at once (Shamir's trick)."""
-    g: _Jacobian = (curve.gx, curve.gy, 1)
-    q: _Jacobian = (point[0], point[1], 1)
-    table = (None, g, q, _add(curve, g, q))
+    """u1·G + u2·Q, both at once (Shamir's trick), with affine table points."""
+    p = curve.p
+    both = _add(p, (curve.gx, curve.gy, 1), point[0], point[1])
+    if both is not None:  # G + Q, made affine
+        z_inverse = pow(both[2], -1, p)
+        both = (both[0] * z_inverse ** 2 % p, both[1] * z_inverse ** 3 % p, 1)
+    table = (None, (curve.gx, curve.gy), (point[0], point[1]),
+             None if both is None else both[:2])
     total: _Jacobian | None = None
     for bit in range(max(u1.bit_length(), u2.bit_length()) - 1, -1, -1):
-        total = _double(curve, total)
-        index = (u1 >> bit & 1) | (u2 >> bit & 1) << 1
-        if index:
-            total = _add(curve, total, table[index])
+        total = _double(p, total)
+        addend = table[(u1 >> bit & 1) | (u2 >> bit & 1) << 1]
+        if addend is not None:
+            total = _add(p, total, *addend)
     return total
