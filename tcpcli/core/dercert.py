@@ -25,7 +25,6 @@ import itertools
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from typing import NamedTuple
 
 from tcpcli.core.tlsreport import CertificateSummary
 
@@ -382,15 +381,17 @@ _DIGEST_INFO = {
 }
 
 
-class _Curve(NamedTuple):
-    name: str  # cryptography's
-    bits: int
-    p: int
-    a: int  # -3 (mod p) where n is given: the ECDSA arithmetic below assumes it
-    b: int
-    gx: int = 0  # the base point and its order: for ECDSA (0: not checked here)
-    gy: int = 0
-    n: int = 0
+class _Curve:
+    """A short Weierstrass curve y² = x³ + ax + b over GF(p)."""
+
+    __slots__ = ("a", "b", "bits", "gx", "gy", "n", "name", "p")
+
+    def __init__(self, name: str, bits: int, p: int, a: int, b: int, gx: int = 0,
+                 gy: int = 0, n: int = 0) -> None:
+        self.name = name  # cryptography's
+        self.bits = bits
+        self.p, self.a, self.b = p, a, b  # a is -3 (mod p) where n is given: ECDSA needs it
+        self.gx, self.gy, self.n = gx, gy, n  # base point, order (0: no ECDSA checked here)
 
 
 _P256 = 2**256 - 2**224 + 2**192 + 2**96 - 1
@@ -431,12 +432,16 @@ _CURVES = {
 }
 
 
-class _Key(NamedTuple):
-    kind: str  # the summary's key_type
-    bits: int | None
-    curve: str | None
-    numbers: tuple[int, ...] = ()  # RSA (n, e); EC (x, y)
-    ec: _Curve | None = None
+class _Key:
+    """A public key: the summary's facts, and what checking a signature takes."""
+
+    __slots__ = ("bits", "curve", "ec", "kind", "numbers")
+
+    def __init__(self, kind: str, bits: int | None, curve: str | None,
+                 numbers: tuple[int, ...] = (), ec: _Curve | None = None) -> None:
+        self.kind, self.bits, self.curve = kind, bits, curve  # key_type, key_bits, curve
+        self.numbers = numbers  # RSA (n, e); EC (x, y)
+        self.ec = ec
 
 
 def _algorithm(data: bytes, start: int, end: int) -> tuple[str, bytes]:
@@ -543,24 +548,27 @@ def _public_key(spki: bytes) -> _Key:
 # --------------------------------------------------------------------------- certificates
 
 
-class _Cert(NamedTuple):
-    tbs: bytes  # what the signature covers
-    signature_oid: str
-    signature: bytes
-    same_algorithms: bool  # the TBS's signature algorithm is the outer one, byte for byte
-    serial: int
-    issuer_der: bytes
-    subject_der: bytes
-    issuer: _Name
-    subject: _Name
-    issuer_text: str
-    subject_text: str
-    not_before: datetime
-    not_after: datetime
-    spki: bytes
-    key: _Key
-    sans: tuple[str, ...]
-    is_ca: bool
+class _Cert:
+    """What this module reads of a certificate."""
+
+    __slots__ = ("is_ca", "issuer", "issuer_der", "issuer_text", "key", "not_after",
+                 "not_before", "same_algorithms", "sans", "serial", "signature",
+                 "signature_oid", "spki", "subject", "subject_der", "subject_text", "tbs")
+
+    def __init__(self, *, tbs: bytes, signature_oid: str, signature: bytes,
+                 same_algorithms: bool, serial: int, issuer_der: bytes, subject_der: bytes,
+                 issuer: _Name, subject: _Name, not_before: datetime, not_after: datetime,
+                 spki: bytes, key: _Key, sans: tuple[str, ...], is_ca: bool) -> None:
+        self.tbs = tbs  # what the signature covers
+        self.signature_oid, self.signature = signature_oid, signature
+        self.same_algorithms = same_algorithms  # the TBS's algorithm is the outer one
+        self.serial = serial
+        self.issuer_der, self.subject_der = issuer_der, subject_der
+        self.issuer, self.subject = issuer, subject
+        self.issuer_text, self.subject_text = _rfc4514(issuer), _rfc4514(subject)
+        self.not_before, self.not_after = not_before, not_after
+        self.spki, self.key = spki, key
+        self.sans, self.is_ca = sans, is_ca
 
 
 @functools.lru_cache(maxsize=256)
@@ -612,7 +620,6 @@ def _read_certificate(der: bytes) -> _Cert:
         same_algorithms=der[inner_alg[3]:inner_alg[2]] == der[alg_at:alg_end],
         serial=serial, issuer_der=der[issuer_f[3]:issuer_f[2]],
         subject_der=der[subject_f[3]:subject_f[2]], issuer=issuer, subject=subject,
-        issuer_text=_rfc4514(issuer), subject_text=_rfc4514(subject),
         not_before=not_before, not_after=not_after, spki=spki, key=_public_key(spki),
         sans=sans, is_ca=is_ca,
     )
