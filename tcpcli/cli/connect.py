@@ -208,7 +208,7 @@ class ConnectSession:
                                          or expectations):
             from tcpcli.core.tlssession import load_report_builders
 
-            load_report_builders()  # the report it shows: cryptography, imported in the set-up
+            load_report_builders()  # the report it shows: its builders, imported in the set-up
         self.transcript = Transcript(transcript, transcript_format, self.origin_ns) \
             if transcript else None
         self.outcome = Outcome()

@@ -1,22 +1,33 @@
 """Reading certificates with cryptography: the summary a report shows, and the names a
 certificate is valid for (RFC 6125 matching as OpenSSL does it for Python).
 
-Used by the stream (:mod:`tcpcli.core.tls`) for its report and its SNI-less name check, and
-by insecure mode's verification (:mod:`tcpcli.core.tlsverify`).
+The summary here is the reference: a report reads the usual certificates without
+cryptography (:mod:`tcpcli.core.dercert`, which comes here for any other), with the same
+result. Also used for the SNI-less name check and by insecure mode's verification
+(:mod:`tcpcli.core.tlsverify`).
 """
 
 from __future__ import annotations
 
-import base64
 import functools
-import hashlib
-from dataclasses import replace
-from datetime import UTC, datetime, timedelta
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import dh, dsa, ec, ed448, ed25519, rsa
 
+from tcpcli.core.dercert import (
+    SAN_DIRNAME,
+    SAN_DNS,
+    SAN_EMAIL,
+    SAN_IP,
+    SAN_OTHER,
+    SAN_RID,
+    SAN_URI,
+    fingerprint_text,
+    serial_text,
+    spki_text,
+    with_days_left,
+)
 from tcpcli.core.tlsoptions import ip_literal, normalize_name
 from tcpcli.core.tlsreport import CertificateSummary
 
@@ -38,10 +49,7 @@ _WARM = ec.ECDSA(hashes.SHA256())
 
 def summarize_certificate(der: bytes) -> CertificateSummary:
     """Summarize a DER certificate; ``days_left`` is computed against the current time."""
-    summary = _summarize_cached(der)
-    # Truncated toward zero: "expired 2 days ago" is -2, "29.9 days left" is 29.
-    days_left = int((summary.not_after - datetime.now(UTC)) / timedelta(days=1))
-    return replace(summary, days_left=days_left)
+    return with_days_left(_summarize_cached(der))
 
 
 @functools.lru_cache(maxsize=256)
@@ -66,9 +74,9 @@ def _summarize_cached(der: bytes) -> CertificateSummary:
         key_bits=key_bits,
         curve=curve,
         signature_algorithm=cert.signature_algorithm_oid._name,
-        spki_sha256="sha256/" + base64.b64encode(_spki_digest(cert)).decode(),
-        sha256_fingerprint=cert.fingerprint(hashes.SHA256()).hex(":").upper(),
-        serial=_hex_serial(cert.serial_number),
+        spki_sha256=spki_text(_spki(cert)),
+        sha256_fingerprint=fingerprint_text(cert.public_bytes(serialization.Encoding.DER)),
+        serial=serial_text(cert.serial_number),
         self_signed=is_self_signed(cert),
         is_ca=is_ca,
     )
@@ -98,31 +106,25 @@ def _sans(cert: x509.Certificate) -> tuple[str, ...]:
     out: list[str] = []
     for name in names:
         if isinstance(name, x509.DNSName):
-            out.append(f"DNS:{name.value}")
+            out.append(SAN_DNS + name.value)
         elif isinstance(name, x509.IPAddress):
-            out.append(f"IP:{name.value}")
+            out.append(f"{SAN_IP}{name.value}")
         elif isinstance(name, x509.RFC822Name):
-            out.append(f"email:{name.value}")
+            out.append(SAN_EMAIL + name.value)
         elif isinstance(name, x509.UniformResourceIdentifier):
-            out.append(f"URI:{name.value}")
+            out.append(SAN_URI + name.value)
         elif isinstance(name, x509.DirectoryName):
-            out.append(f"DirName:{name.value.rfc4514_string()}")
+            out.append(SAN_DIRNAME + name.value.rfc4514_string())
         elif isinstance(name, x509.RegisteredID):
-            out.append(f"Registered ID:{name.value.dotted_string}")
+            out.append(SAN_RID + name.value.dotted_string)
         else:
-            out.append("othername:<unsupported>")
+            out.append(SAN_OTHER)
     return tuple(out)
 
 
-def _spki_digest(cert: x509.Certificate) -> bytes:
-    spki = cert.public_key().public_bytes(serialization.Encoding.DER,
+def _spki(cert: x509.Certificate) -> bytes:
+    return cert.public_key().public_bytes(serialization.Encoding.DER,
                                           serialization.PublicFormat.SubjectPublicKeyInfo)
-    return hashlib.sha256(spki).digest()
-
-
-def _hex_serial(serial: int) -> str:
-    text = f"{serial:X}"
-    return text if len(text) % 2 == 0 else "0" + text
 
 
 def issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:

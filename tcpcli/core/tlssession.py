@@ -172,9 +172,8 @@ class _HandshakeFacts(NamedTuple):
     system_store: bool
 
     def report(self, verification: Verification) -> TLSReport:
-        from tcpcli.core.certs import summarize_certificate
+        from tcpcli.core.dercert import chain_completeness, summarize_certificate
         from tcpcli.core.tlsreport import TLSReport
-        from tcpcli.core.tlsverify import chain_completeness
 
         sent, verified = list(self.sent_der), list(self.verified_der)
         chain_complete, chain_problem = chain_completeness(
@@ -197,11 +196,12 @@ class _HandshakeFacts(NamedTuple):
 
 
 def load_report_builders() -> None:
-    """Import what building a report takes (cryptography: about one ``import click``),
-    for a run that will show one. Called in its set-up, so that no timed phase (a first
-    byte, a handshake) pays for it when the report is built on first use."""
-    import tcpcli.core.certs
-    import tcpcli.core.tlsverify  # noqa: F401
+    """Import what building a report takes, for a run that will show one. Called in its
+    set-up, so that no timed phase (a first byte, a handshake) pays for it when the report
+    is built on first use. Not cryptography (about one ``import click``): the DER reader
+    reads the usual chains without it, and imports it only for a certificate or a chain it
+    leaves to it."""
+    import tcpcli.core.dercert  # noqa: F401
 
 
 class _Begun(NamedTuple):
@@ -377,7 +377,7 @@ class ClientTLS:
     def _check_pins(self, sent_der: list[bytes], pins: frozenset[bytes],
                     verdict: Verification, *, insecure: bool) -> Verification:
         """The verdict once ``pins`` were checked against the chain as sent."""
-        from tcpcli.core.certs import summarize_certificate
+        from tcpcli.core.dercert import summarize_certificate
 
         sent = [summarize_certificate(der) for der in sent_der]
         digests = [base64.b64decode(cert.spki_sha256.removeprefix("sha256/")) for cert in sent]
@@ -407,10 +407,11 @@ class ClientTLS:
     def report(self) -> TLSReport:
         """The session's :class:`TLSReport`, built on first use and kept.
 
-        Summarizing certificates and judging the chain's completeness import cryptography
-        (about the cost of ``import click`` again), which a run that shows no report never
-        needs; the facts they are built from were kept at the handshake, so the report is
-        the same whenever it is asked for, after ``aclose()`` too.
+        Summarizing certificates and judging the chain's completeness take work (and
+        cryptography, for a certificate or a chain the DER reader leaves to it) that a run
+        that shows no report never needs; the facts they are built from were kept at the
+        handshake, so the report is the same whenever it is asked for, after ``aclose()``
+        too.
         """
         if self._report is None:
             facts = self._facts

@@ -188,7 +188,7 @@ def tls_peer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, st
         yield server.port, ca_file
 
 
-#: What only a TLS report or a verdict reached outside OpenSSL needs: cryptography.
+#: What only a verdict reached outside OpenSSL (or a report of an unusual chain) needs.
 REPORT_ONLY = ("cryptography", "tcpcli.core.certs", "tcpcli.core.tlsverify")
 
 
@@ -202,12 +202,25 @@ def test_a_verified_tls_connect_builds_no_report(tls_peer: tuple[int, str]) -> N
         assert not imports.loaded(name), f"imported {imports.loaded(name)}"
 
 
-@pytest.mark.parametrize("extra", [["-v"], ["--json"], ["-k"]])
-def test_a_tls_connect_that_shows_a_report_or_verdict_loads_it(
+@pytest.mark.parametrize("extra", [["-v"], ["--json"]])
+def test_a_tls_connect_that_shows_a_report_reads_it_without_cryptography(
         tls_peer: tuple[int, str], extra: list[str]) -> None:
+    """The report of a chain OpenSSL verified is read from the DER (tcpcli.core.dercert):
+    cryptography stays unloaded (tests/integration/test_tls_report_paths.py shows that
+    the report is the same as cryptography's)."""
     port, ca_file = tls_peer
     imports = imports_of("connect", f"127.0.0.1:{port}", "--tls", "--ca-file", ca_file,
                          "--allow", "127.0.0.1", *extra)
+    assert imports.loaded("tcpcli.core.dercert")
+    for name in REPORT_ONLY:
+        assert not imports.loaded(name), f"imported {imports.loaded(name)}"
+
+
+def test_an_insecure_tls_connect_reaches_its_verdict_with_cryptography(
+        tls_peer: tuple[int, str]) -> None:
+    port, ca_file = tls_peer
+    imports = imports_of("connect", f"127.0.0.1:{port}", "--tls", "--ca-file", ca_file,
+                         "--allow", "127.0.0.1", "-k")
     assert imports.loaded("cryptography.x509")
 
 
