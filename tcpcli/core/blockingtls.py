@@ -82,8 +82,9 @@ def handshake_now(conn: BlockingConnection, *, hostname: str, options: ConnectOp
                   deadline: float | None) -> BlockingTLS:
     """The TLS session over ``conn``, its handshake done, timed and judged as
     ``Socket._handshake`` does it: ``tls-setup`` when a context was built, then ``tls``.
-    On failure ``conn`` is closed and the same error as the event-loop core's is raised.
-    ``deadline`` is the connect timeout's (``time.monotonic()``), None without one."""
+    On failure ``conn`` is closed (with no close phase: it never opened, as in Socket)
+    and the same error as the event-loop core's is raised. ``deadline`` is the connect
+    timeout's (``time.monotonic()``), None without one."""
     from tcpcli.core.tlscontext import client_context, contexts_built
 
     clock, tls_options = conn.clock, options.tls
@@ -112,7 +113,7 @@ def handshake_now(conn: BlockingConnection, *, hostname: str, options: ConnectOp
                 f"timed out after {seconds:g} s in the TLS handshake with {conn.target}",
                 target=conn.target, port=conn.port) from None
     except BaseException:
-        conn.close(graceful=False)
+        conn.discard()
         raise
     return tls
 
