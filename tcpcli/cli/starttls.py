@@ -102,7 +102,8 @@ def starttls_command(env: Environment | None, /, target: str, port: int | None,
     session = StartTlsSession(env, common, address, protocol, ehlo, xmpp_to, checks,
                               resume=resume)
     invocation.observer = session.observe
-    run(lambda: session.main(invocation), env, traceback=common.traceback)
+    run(lambda: session.main(invocation), env, traceback=common.traceback,
+        without_loop=lambda: session.main_now(invocation))
 
 
 class StartTlsSession:
@@ -159,10 +160,44 @@ class StartTlsSession:
                 await self._resume(name, host, tls_session, tls_report, sock)
         return code
 
+    def main_now(self, invocation: Invocation) -> int | None:
+        """:meth:`main` without an event loop (``core.blocking``, ``core.blockingstarttls``):
+        the same dialogue, report and errors over a connection whose addresses are known
+        without a DNS query. None, with nothing done, when the event-loop core is needed:
+        a DNS query, a proxy or tunnel (see ``open_now``), or --resume, whose second
+        connection offers the first one's TLS session through the Socket."""
+        if self.resume:
+            return None
+        from tcpcli.core.address import parse_address
+        from tcpcli.core.blocking import open_now
+        from tcpcli.core.blockingstarttls import BlockingChannel
+        from tcpcli.core.timing import PhaseClock
+        from tcpcli.core.waits import run_without_loop
+
+        address = parse_address(self.address)
+        clock = PhaseClock(invocation.observer)
+        conn = open_now(invocation, address.hostname, address.port,
+                        target=address.address_str, options=invocation.options, clock=clock)
+        if conn is None:
+            return None
+        channel = BlockingChannel(conn, hostname=address.hostname, options=invocation.options)
+        try:
+            _, note, result = run_without_loop(
+                self._upgrade(channel, address.hostname, address.port))
+            tls_report = result.socket.tls_report
+            result.socket.close()
+        except BaseException:
+            channel.abort()  # as the invocation's end aborts the loop's sockets
+            raise
+        code = self._show(note, result, tls_report, clock)
+        if result.after_tls_error is not None:
+            raise result.after_tls_error  # (as main: the report stands)
+        return code
+
     async def _upgrade(self, channel: PlainChannel[S], host: str,
                        port: int) -> tuple[str, str, StartTlsResult[S]]:
-        """The dialogue named or detected, run over ``channel`` and upgraded: its name,
-        how it was chosen, and the result."""
+        """The dialogue named or detected, run over ``channel`` and upgraded (the same
+        coroutine on both paths): its name, how it was chosen, and the result."""
         from tcpcli.core.dialoguedriver import drive_starttls, first_words
         from tcpcli.core.errors import LocalProtocolError
         from tcpcli.protocols.registry import auto_detect

@@ -7,9 +7,10 @@ gives each server reply one deadline (slowloris), times the plaintext part as th
 ``starttls`` phase, has the channel upgraded, and runs the part after TLS, whose failure
 is reported rather than raised.
 
-A channel moves the bytes: ``core.starttls``'s over the event loop's Socket. Neither anyio
-nor the Socket is imported here, so that a channel that blocks instead of suspending can
-run the same coroutine without an event loop (``core.waits.run_without_loop``).
+Two channels move the bytes: ``core.starttls`` over the event loop's Socket, and
+``core.blockingstarttls`` over a ``core.blocking`` connection for a run that starts no
+event loop, where every await returns without suspending (``core.waits``). Neither anyio
+nor the Socket is imported here.
 """
 
 from __future__ import annotations
