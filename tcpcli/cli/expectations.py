@@ -114,6 +114,8 @@ def report_checks(env: Environment, expectations: Sequence[Expectation],
            ) -> list[Verdict]:
     """Check every expectation against ``facts``: events, one line each (``say``, or
     :meth:`Environment.say` on stderr), and the verdicts."""
+    if not expectations:
+        return []  # (the checker's grammar is not worth loading for none)
     from tcpcli.core.expect import check_all
 
     verdicts = check_all(expectations, facts)

@@ -8,7 +8,7 @@ stderr; with ``--json`` it is JSON Lines on stdout instead (``starttls_report``,
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
@@ -32,13 +32,15 @@ if TYPE_CHECKING:
     import ssl
 
     from tcpcli.cli.commonoptions import CommonOptions
+    from tcpcli.core.dialoguedriver import PlainChannel, StartTlsResult
     from tcpcli.core.expect import Expectation
     from tcpcli.core.invocation import Invocation
     from tcpcli.core.socket import Socket
-    from tcpcli.core.starttls import StartTlsResult
-    from tcpcli.core.timing import Phase
+    from tcpcli.core.timing import Phase, PhaseClock
     from tcpcli.core.tls import TLSReport
     from tcpcli.protocols.base import Dialogue
+
+    S = TypeVar("S")
 
 PROTOCOLS = ("auto", *STARTTLS_PROTOCOLS)
 #: How long --protocol auto listens for a greeting before deciding by port alone.
@@ -100,7 +102,8 @@ def starttls_command(env: Environment | None, /, target: str, port: int | None,
     session = StartTlsSession(env, common, address, protocol, ehlo, xmpp_to, checks,
                               resume=resume)
     invocation.observer = session.observe
-    run(lambda: session.main(invocation), env, traceback=common.traceback)
+    run(lambda: session.main(invocation), env, traceback=common.traceback,
+        without_loop=lambda: session.main_now(invocation))
 
 
 class StartTlsSession:
@@ -131,12 +134,8 @@ class StartTlsSession:
         return get_dialogue(name)
 
     async def main(self, invocation: Invocation) -> int:
-        import anyio
-
-        from tcpcli.core.errors import LocalProtocolError
         from tcpcli.core.socket import connect
-        from tcpcli.core.starttls import run_starttls
-        from tcpcli.protocols.registry import auto_detect
+        from tcpcli.core.starttls import SocketChannel
 
         async with invocation:
             sock = connect(self.address, secure_transport="starttls")
@@ -144,27 +143,8 @@ class StartTlsSession:
             if sock.judged_by_name:
                 self.env.note(sock.judged_by_name)
             host = sock.address.hostname
-            first = b""
-            name = self.protocol
-            note = f"--protocol {name}"
-            if name == "auto":
-                with anyio.move_on_after(GREETING_WAIT):
-                    try:
-                        first = await sock.readable.receive(4096)
-                    except anyio.EndOfStream:
-                        first = b""
-                detection = auto_detect(sock.address.port, first)
-                if detection.protocol is None:
-                    raise LocalProtocolError(
-                        f"cannot tell which protocol {self.address} speaks "
-                        f"({detection.note}); name it with --protocol")
-                name, note = detection.protocol, f"detected {detection.protocol} by " \
-                    f"{detection.note}"
-            dialogue = self._dialogue(name, host)
-            if first:
-                dialogue.receive_data(first)
-            result = await run_starttls(sock, dialogue,
-                                        reply_timeout=self.common.reply_timeout)
+            name, note, result = await self._upgrade(SocketChannel(sock), host,
+                                                     sock.address.port)
             tls_report = result.socket.tls_report
             failed_after_tls = result.after_tls_error
             # Taken before close: a TLS 1.3 ticket arrives after the handshake.
@@ -172,13 +152,74 @@ class StartTlsSession:
                 if self.resume and failed_after_tls is None else None
             await result.socket.close()
             assert tls_report is not None
-            code = self._show(note, result, tls_report, sock)
+            code = self._show(note, result, tls_report, sock.clock)
             if failed_after_tls is not None:
                 # The upgrade and its report stand; what failed afterwards is the error.
                 raise failed_after_tls
             if self.resume:
                 await self._resume(name, host, tls_session, tls_report, sock)
         return code
+
+    def main_now(self, invocation: Invocation) -> int | None:
+        """:meth:`main` without an event loop (``core.blocking``, ``core.blockingstarttls``):
+        the same dialogue, report and errors over a connection whose addresses are known
+        without a DNS query. None, with nothing done, when the event-loop core is needed:
+        a DNS query, a proxy or tunnel (see ``open_now``), or --resume, whose second
+        connection offers the first one's TLS session through the Socket."""
+        if self.resume:
+            return None
+        from tcpcli.core.address import parse_address
+        from tcpcli.core.blocking import open_now
+        from tcpcli.core.blockingstarttls import BlockingChannel
+        from tcpcli.core.timing import PhaseClock
+        from tcpcli.core.waits import run_without_loop
+
+        address = parse_address(self.address)
+        clock = PhaseClock(invocation.observer)
+        conn = open_now(invocation, address.hostname, address.port,
+                        target=address.address_str, options=invocation.options, clock=clock)
+        if conn is None:
+            return None
+        channel = BlockingChannel(conn, hostname=address.hostname, options=invocation.options)
+        try:
+            _, note, result = run_without_loop(
+                self._upgrade(channel, address.hostname, address.port))
+            tls_report = result.socket.tls_report
+            result.socket.close()
+        except BaseException:
+            channel.abort()  # as the invocation's end aborts the loop's sockets
+            raise
+        code = self._show(note, result, tls_report, clock)
+        if result.after_tls_error is not None:
+            raise result.after_tls_error  # (as main: the report stands)
+        return code
+
+    async def _upgrade(self, channel: PlainChannel[S], host: str,
+                       port: int) -> tuple[str, str, StartTlsResult[S]]:
+        """The dialogue named or detected, run over ``channel`` and upgraded (the same
+        coroutine on both paths): its name, how it was chosen, and the result."""
+        from tcpcli.core.dialoguedriver import drive_starttls, first_words
+        from tcpcli.core.errors import LocalProtocolError
+        from tcpcli.protocols.registry import auto_detect
+
+        first = b""
+        name = self.protocol
+        note = f"--protocol {name}"
+        if name == "auto":
+            first = await first_words(channel, GREETING_WAIT)
+            detection = auto_detect(port, first)
+            if detection.protocol is None:
+                raise LocalProtocolError(
+                    f"cannot tell which protocol {self.address} speaks "
+                    f"({detection.note}); name it with --protocol")
+            name, note = detection.protocol, f"detected {detection.protocol} by " \
+                f"{detection.note}"
+        dialogue = self._dialogue(name, host)
+        if first:
+            dialogue.receive_data(first)
+        result = await drive_starttls(channel, dialogue,
+                                      reply_timeout=self.common.reply_timeout)
+        return name, note, result
 
     async def _resume(self, name: str, host: str, tls_session: ssl.SSLSession | None,
                       first_report: TLSReport, first_sock: Socket) -> None:
@@ -225,8 +266,10 @@ class StartTlsSession:
             for line in resumption_lines(full_ms, second_ms, second):
                 self.env.say(line)
 
-    def _show(self, note: str, result: StartTlsResult, tls_report: TLSReport,
-              sock: Socket) -> int:
+    def _show(self, note: str, result: StartTlsResult[Any], tls_report: TLSReport,
+              clock: PhaseClock) -> int:
+        """The report, and the exit code its checks give. ``clock`` is the connection's,
+        one across the upgrade."""
         from tcpcli.render.report import (
             dialogue_lines,
             render_tls,
@@ -250,7 +293,7 @@ class StartTlsSession:
         if env.human_report:
             for line in dialogue_lines(report, note):
                 env.say(line)
-            phases = [p for p in sock.clock.phases if p.name != "first-byte"]
+            phases = [p for p in clock.phases if p.name != "first-byte"]
             if self.env.rich:
                 render_waterfall(self.env.console, phases, self.origin_ns)
                 render_tls(self.env.console, tls_report)
@@ -259,8 +302,7 @@ class StartTlsSession:
                     env.say(line)
         from tcpcli.cli.expectations import all_passed, phase_facts, report_checks, tls_facts
 
-        facts = {**phase_facts([*sock.clock.phases, *result.socket.clock.phases]),
-                 **tls_facts(tls_report)}
+        facts = {**phase_facts(clock.phases), **tls_facts(tls_report)}
         if report.starttls_offered is not None:
             facts["starttls"] = report.starttls_offered
         if not all_passed(report_checks(env, self.checks, facts)):

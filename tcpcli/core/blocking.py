@@ -183,6 +183,16 @@ class BlockingConnection:
         self.slots.release(self.slot)
 
 
+    def discard(self) -> None:
+        """Close with no close phase and give the slot back: the connection never opened
+        for the caller (its TLS handshake failed), as ``Socket`` drops its transport."""
+        if self._closed:
+            return
+        self._closed = True
+        self.sock.close()
+        self.slots.release(self.slot)
+
+
 class _Attempt:
     def __init__(self, sock: socket.socket, address: IPAddress, slot: SocketSlot,
                  phase: Phase) -> None:

@@ -79,11 +79,13 @@ def open_tls_now(invocation: Invocation, hostname: str, port: int, *, target: st
 
 
 def handshake_now(conn: BlockingConnection, *, hostname: str, options: ConnectOptions,
-                  deadline: float | None) -> BlockingTLS:
+                  deadline: float | None, timeout: float | None = None) -> BlockingTLS:
     """The TLS session over ``conn``, its handshake done, timed and judged as
     ``Socket._handshake`` does it: ``tls-setup`` when a context was built, then ``tls``.
-    On failure ``conn`` is closed and the same error as the event-loop core's is raised.
-    ``deadline`` is the connect timeout's (``time.monotonic()``), None without one."""
+    On failure ``conn`` is closed (with no close phase: it never opened, as in Socket)
+    and the same error as the event-loop core's is raised. ``deadline``
+    (``time.monotonic()``, None without one) is when ``timeout`` seconds end, the connect
+    timeout's unless given: the message names them."""
     from tcpcli.core.tlscontext import client_context, contexts_built
 
     clock, tls_options = conn.clock, options.tls
@@ -106,13 +108,14 @@ def handshake_now(conn: BlockingConnection, *, hostname: str, options: ConnectOp
                 phase.detail["resumed"] = tls.session_reused
         except _TimedOut:
             by_limit = bounded is not None and (deadline is None or bounded <= deadline)
-            seconds = limit if by_limit else options.connect_timeout
+            seconds = limit if by_limit else (
+                options.connect_timeout if timeout is None else timeout)
             assert seconds is not None
             raise ConnectTimeoutError(  # worded as Socket words it
                 f"timed out after {seconds:g} s in the TLS handshake with {conn.target}",
                 target=conn.target, port=conn.port) from None
     except BaseException:
-        conn.close(graceful=False)
+        conn.discard()
         raise
     return tls
 

@@ -164,6 +164,22 @@ def test_verification_failures_are_the_same_error_both_ways(
             assert_same(*runs)
 
 
+def test_a_failed_handshake_ends_with_the_same_events_both_ways(
+        server_ssl_context: ssl.SSLContext, tmp_path: Path) -> None:
+    # A connection whose handshake failed never opened: no close phase, as in Socket.
+    streams = []
+    with serve(echo_then_close_notify, ssl_context=server_ssl_context) as server:
+        for path in PATHS:  # (certifi does not know the tests' CA)
+            events_file = tmp_path / f"{path}.jsonl"
+            proc = run_path(path, "connect", server.address, "--tls", *ALLOW, "--events",
+                            str(events_file))
+            assert proc.returncode == 7, proc.stderr
+            streams.append([(event["event"], event.get("outcome")) for event in
+                            map(json.loads, events_file.read_text().splitlines())])
+    assert streams[0] == streams[1]
+    assert [name for name, _ in streams[0]][:4] == ["attempt", "tls_setup", "tls", "error"]
+
+
 def test_insecure_reports_the_verdict_and_goes_on_both_ways(
         server_ssl_context: ssl.SSLContext) -> None:
     with serve(echo_then_close_notify, ssl_context=server_ssl_context) as server:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import ssl
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -172,11 +173,9 @@ def home_with_config(home: Path, text: str | None) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def tls_peer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, str]]:
-    """A loopback TLS peer (a throwaway CA's certificate for 127.0.0.1) that reads to EOF,
-    and the CA file that verifies it."""
-    import ssl
-
+def trusted(tmp_path_factory: pytest.TempPathFactory) -> tuple[ssl.SSLContext, str]:
+    """A server context with a throwaway CA's certificate for 127.0.0.1, and the CA file
+    that verifies it."""
     import trustme
 
     ca = trustme.CA()
@@ -184,7 +183,24 @@ def tls_peer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, st
     ca.issue_cert("127.0.0.1").configure_cert(context)
     ca_file = str(tmp_path_factory.mktemp("ca") / "ca.pem")
     ca.cert_pem.write_to_path(ca_file)
+    return context, ca_file
+
+
+@pytest.fixture(scope="module")
+def tls_peer(trusted: tuple[ssl.SSLContext, str]) -> Iterator[tuple[int, str]]:
+    """A loopback TLS peer that reads to EOF, and the CA file that verifies it."""
+    context, ca_file = trusted
     with serve(recv_all, ssl_context=context) as server:
+        yield server.port, ca_file
+
+
+@pytest.fixture(scope="module")
+def smtp_peer(trusted: tuple[ssl.SSLContext, str]) -> Iterator[tuple[int, str]]:
+    """A loopback SMTP peer that offers STARTTLS, and the CA file that verifies it."""
+    from tests.integration.test_cli_starttls import smtp_server
+
+    context, ca_file = trusted
+    with serve(smtp_server(context)) as server:
         yield server.port, ca_file
 
 
@@ -222,6 +238,25 @@ def test_an_insecure_tls_connect_reaches_its_verdict_with_cryptography(
     imports = imports_of("connect", f"127.0.0.1:{port}", "--tls", "--ca-file", ca_file,
                          "--allow", "127.0.0.1", "-k")
     assert imports.loaded("cryptography.x509")
+
+
+@pytest.mark.parametrize("protocol", [["-P", "smtp"], []], ids=["named", "auto"])
+def test_a_starttls_run_starts_no_event_loop(smtp_peer: tuple[int, str],
+                                             protocol: list[str]) -> None:
+    """``starttls`` to an address known without DNS runs without an event loop
+    (core.blockingstarttls), of the dialogues loads only the one it speaks, and builds its
+    report of a verified chain without cryptography (core.dercert)."""
+    from tcpcli.protocols.registry import _EXPORTS
+
+    port, ca_file = smtp_peer
+    imports = imports_of("starttls", f"127.0.0.1:{port}", *protocol, "--ca-file", ca_file,
+                         "--allow", "127.0.0.1")
+    assert imports.loaded("tcpcli.core.blockingstarttls")
+    for name in (*LOOP_FREE_NEVER, "tcpcli.core.starttls", *REPORT_ONLY):
+        if name != "tcpcli.render":  # (starttls renders its report)
+            assert not imports.loaded(name), f"imported {imports.loaded(name)}"
+    dialogues = set(_EXPORTS.values())
+    assert dialogues & set(imports.parent) == {"tcpcli.protocols.smtp"}
 
 
 def test_a_run_without_a_configuration_file_loads_none_of_its_machinery(

@@ -30,6 +30,19 @@ def test_the_registry_is_openssls_list() -> None:
         assert cls.name == name and cls.default_ports
 
 
+def test_what_the_registry_knows_before_importing_is_the_dialogues_own() -> None:
+    """Detection reads ports and who speaks first from the registry's table, so that a run
+    imports only the dialogue it speaks: the table must say what each class says."""
+    from tcpcli.protocols import registry, telnet
+
+    assert list(registry._ENTRIES) == list(DIALOGUES)
+    for name, entry in registry._ENTRIES.items():
+        cls = DIALOGUES[name]
+        assert (entry.default_ports, entry.server_speaks_first) == (
+            cls.default_ports, cls.server_speaks_first), name
+    assert registry._IAC == telnet.IAC
+
+
 def test_get_dialogue_names_and_options() -> None:
     assert get_dialogue("PostgreSQL").name == "postgres"
     assert get_dialogue("managesieve").name == "sieve"

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 from dataclasses import dataclass
@@ -183,3 +184,35 @@ def test_connect_starttls_smtp_script_ending_stdin_gets_every_reply(
         assert proc.returncode == 0, proc.stderr.decode()
         assert proc.stdout.startswith(b"250-mail.tcpcli.test\r\n")
         assert proc.stdout.endswith(b"221 2.0.0 Bye\r\n")
+
+
+#: What a server says differently on each connection: MySQL's connection id, XMPP's stream id.
+PER_CONNECTION = re.compile(rb"(connection_id\W+)\d+|(id=)[0-9a-f-]{36}")
+
+
+def per_connection_masked(run: subprocess.CompletedProcess[bytes],
+                          ) -> subprocess.CompletedProcess[bytes]:
+    def mask(text: bytes) -> bytes:
+        return PER_CONNECTION.sub(lambda found: (found[1] or found[2]) + b"N", text)
+
+    return subprocess.CompletedProcess(run.args, run.returncode, mask(run.stdout),
+                                       mask(run.stderr))
+
+
+@pytest.mark.parametrize("case", CASES, ids=[case.id for case in CASES])
+def test_the_loop_free_run_is_the_event_loops_to_the_user(
+        case: Case, request: pytest.FixtureRequest, ca_file: str) -> None:
+    """``starttls`` runs without an event loop here (core.blockingstarttls); forced onto
+    the loop (tests.support.event_loop_cli) the same server gives the same report, JSON
+    events and exit code."""
+    from tests.integration.test_starttls_paths import assert_same_events
+    from tests.support.two_paths import assert_same, both
+
+    _, port = server_for(case, request)
+    args = ("starttls", f"127.0.0.1:{port}", "--protocol", case.protocol, *case.tcpcli_args,
+            "--ca-file", ca_file, "--sni", "localhost", *ALLOW)
+    no_loop, event_loop = map(per_connection_masked, both(*args))
+    assert no_loop.returncode == 0, no_loop.stderr.decode()
+    assert_same(no_loop, event_loop)
+    no_loop, event_loop = map(per_connection_masked, both(*args, "--json"))
+    assert_same_events(no_loop, event_loop)

@@ -21,12 +21,16 @@ Handler = Callable[[socket.socket], None]
 class LoopbackServer:
     """Listen on a free loopback port; run ``handler(conn)`` for each connection."""
 
-    def __init__(self, handler: Handler, *, host: str = "127.0.0.1",
+    def __init__(self, handler: Handler, *, host: str = "127.0.0.1", port: int = 0,
                  ssl_context: ssl.SSLContext | None = None, backlog: int = 64) -> None:
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         self.listener = socket.socket(family, socket.SOCK_STREAM)
         self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.listener.bind((host, 0))
+        try:
+            self.listener.bind((host, port))  # (port 0: a free one)
+        except OSError:
+            self.listener.close()
+            raise
         self.listener.listen(backlog)
         self.listener.settimeout(0.05)
         self.host = host
