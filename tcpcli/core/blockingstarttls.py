@@ -20,6 +20,7 @@ from tcpcli.core.address import tls_name
 from tcpcli.core.blocking import BlockingConnection
 from tcpcli.core.blockingtls import BlockingTLS, handshake_now
 from tcpcli.core.errors import TcpcliError
+from tcpcli.core.rawsocket import ack_promptly
 
 if TYPE_CHECKING:
     from tcpcli.core.connect import ConnectOptions
@@ -45,6 +46,12 @@ class BlockingChannel:
         """The TLS connection (of the channel :meth:`start_tls` returned)."""
         assert isinstance(self.conn, BlockingTLS)
         return self.conn
+
+    @property
+    def _tcp(self) -> BlockingConnection:
+        """The TCP connection, under TLS or not."""
+        conn = self.conn
+        return conn.conn if isinstance(conn, BlockingTLS) else conn
 
     @property
     def target(self) -> str:
@@ -100,6 +107,7 @@ class BlockingChannel:
         except TcpcliError:
             conn.close(graceful=False)
             raise
+        ack_promptly(self._tcp.sock)  # a reply comes next
 
     async def start_tls(self, timeout: float) -> BlockingChannel:
         conn = self.conn

@@ -519,6 +519,17 @@ class Socket:
         """How long a proxy may take to answer (its handshake, like a TLS server's)."""
         return self.options.tls_handshake_timeout or REPLY_TIMEOUT
 
+    def ack_promptly(self) -> None:
+        """ACK what arrives next at once (``core.rawsocket.ack_promptly``): for a caller
+        about to wait for a reply to what it just wrote, as a STARTTLS dialogue is."""
+        transport = self._transport
+        raw = None if transport is None else transport.extra(
+            anyio.abc.SocketAttribute.raw_socket, None)
+        if raw is not None:
+            from tcpcli.core.rawsocket import ack_promptly
+
+            ack_promptly(raw)
+
     def tcp_info(self) -> dict[str, object] | None:
         """What the kernel knows about this connection (Linux ``TCP_INFO``: RTT, MSS,
         retransmits, ...; ``core.tcpinfo``), or None: not told here. Once the connection

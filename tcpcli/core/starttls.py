@@ -52,6 +52,7 @@ class SocketChannel:
 
     async def send(self, data: bytes) -> None:
         await self.socket.writable.send(data)
+        self.socket.ack_promptly()  # a reply comes next
 
     async def start_tls(self, timeout: float) -> SocketChannel:
         sock = self.socket
