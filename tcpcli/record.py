@@ -200,3 +200,30 @@ def _frozen_delattr(self: Record, name: str) -> None:
 _FROZEN_METHODS: dict[str, object] = {"__hash__": _frozen_hash,
                                       "__setattr__": _frozen_setattr,
                                       "__delattr__": _frozen_delattr}
+
+
+R = TypeVar("R")
+
+
+def replace(obj: R, /, **changes: Any) -> R:
+    """``dataclasses.replace`` without building ``__dataclass_fields__`` for a record: a
+    new one through ``__init__`` (so its ``__post_init__`` checks run again) with the
+    ``changes``. Anything else goes to ``dataclasses.replace``."""
+    if not isinstance(obj, Record):
+        import dataclasses
+
+        return dataclasses.replace(obj, **changes)  # type: ignore[type-var]
+    cls = type(obj)
+    for name in changes:
+        if name not in cls._record_template:
+            what = "is not a field" if name not in cls.record_fields else \
+                "is declared with init=False"
+            raise TypeError(f"{cls.__name__}.{name} {what}: replace() cannot set it")
+    kept = {name: getattr(obj, name) for name in cls._record_init if name not in changes}
+    return cls(**kept, **changes)
+
+
+def values(record: Record) -> dict[str, Any]:
+    """The fields and their values, in order: ``dataclasses.asdict`` of a record, without
+    its deep copy (a nested record stays a record)."""
+    return {name: getattr(record, name) for name in record.record_fields}

@@ -165,9 +165,8 @@ def connect_command(env: Environment | None, /, target: str, port: int | None,
     with_via(invocation, kwargs)
     keepalive = kwargs.pop("keepalive")
     if keepalive is not None:
-        from dataclasses import replace
-
         from tcpcli.core.connect import Keepalive
+        from tcpcli.record import replace
 
         invocation.options = replace(invocation.options, keepalive=Keepalive(*keepalive))
     session = ConnectSession(env, common, address, **kwargs)

@@ -57,9 +57,8 @@ def with_proxy_header(invocation: Invocation, kwargs: dict[str, Any]) -> None:
             raise click.UsageError("--proxy-source is the address a PROXY header claims: "
                                    "it needs --send-proxy v1 or v2")
         return
-    from dataclasses import replace
-
     from tcpcli.core.proxyheader import ProxyHeaderSpec
+    from tcpcli.record import replace
 
     spec = ProxyHeaderSpec(1 if version == "v1" else 2, source)
     invocation.options = replace(invocation.options, send_proxy=spec)
@@ -84,7 +83,7 @@ def with_via(invocation: Invocation, kwargs: dict[str, Any]) -> None:
     if invocation.options.proxy:
         raise click.UsageError("--via and --proxy exclude each other: the entry point is "
                                "the way in")
-    from dataclasses import replace
+    from tcpcli.record import replace
 
     invocation.options = replace(invocation.options, via=via)
 

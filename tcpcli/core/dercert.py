@@ -23,10 +23,10 @@ import hashlib
 import ipaddress
 import itertools
 from collections.abc import Sequence
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from tcpcli.core.tlsreport import CertificateSummary
+from tcpcli.record import replace
 
 __all__ = [
     "chain_completeness",

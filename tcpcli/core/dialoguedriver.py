@@ -16,11 +16,11 @@ nor the Socket is imported here.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
 
 from tcpcli.core.errors import IdleTimeoutError, TcpcliError, map_exceptions
 from tcpcli.protocols.base import NEED_DATA, Done, ReadyForTls, Send
+from tcpcli.record import Record, field
 
 if TYPE_CHECKING:
     from tcpcli.core.timing import PhaseClock
@@ -70,8 +70,7 @@ class PlainChannel(Channel, Protocol[S_co]):
         handshake fails or times out)."""
 
 
-@dataclass
-class StartTlsResult(Generic[S]):
+class StartTlsResult(Record, Generic[S]):
     """What a STARTTLS upgrade gave: the TLS socket, the dialogue's report, what was sent."""
 
     socket: S  # the upgraded, "on" socket

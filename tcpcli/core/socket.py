@@ -31,7 +31,6 @@ import stat
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Generator, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
@@ -79,6 +78,7 @@ from tcpcli.core.resolve import Resolution
 from tcpcli.core.slots import SocketSlot
 from tcpcli.core.timing import REPLY_TIMEOUT, Phase, PhaseClock
 from tcpcli.core.tlsoptions import TLSOptions
+from tcpcli.record import Record, replace
 
 if TYPE_CHECKING:
     import ssl
@@ -112,8 +112,7 @@ _ABORTED = "The socket was aborted."
 _CLOSED_BEFORE_OPEN = "The socket was closed before it was opened."
 
 
-@dataclass(frozen=True)
-class SocketInfo:
+class SocketInfo(Record, frozen=True):
     """What ``opened`` resolves to. ``remote_address`` is the address string exactly as
     given (Workers does not report the peer IP); ``local_address`` is unset for outbound
     sockets, as in Workers. The dialed peer is ``Socket.peer_address``."""

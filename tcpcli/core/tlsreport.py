@@ -8,10 +8,10 @@ name these types cheaply; :mod:`tcpcli.core.certs` fills in a :class:`Certificat
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields, is_dataclass
 from datetime import UTC, datetime
 
 from tcpcli.core.tlsverdict import Verification
+from tcpcli.record import Record, values
 
 __all__ = [
     "OCSP_STAPLING_UNKNOWN",
@@ -27,8 +27,7 @@ __all__ = [
 OCSP_STAPLING_UNKNOWN = "Python's ssl module neither requests nor exposes a stapled OCSP response"
 
 
-@dataclass(frozen=True)
-class CertificateSummary:
+class CertificateSummary(Record, frozen=True):
     """What a person wants to know about one certificate."""
 
     subject: str
@@ -48,8 +47,7 @@ class CertificateSummary:
     is_ca: bool
 
 
-@dataclass(frozen=True)
-class TLSReport:
+class TLSReport(Record, frozen=True):
     """Facts about one TLS session, filled in after the handshake."""
 
     version: str  # "TLSv1.3"
@@ -89,7 +87,7 @@ def _jsonable(value: object) -> object:
         return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
     if isinstance(value, tuple | list):
         return [_jsonable(item) for item in value]
-    if is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _jsonable(getattr(value, f.name)) for f in fields(value)}
+    if isinstance(value, Record):
+        return {name: _jsonable(item) for name, item in values(value).items()}
     return value
 

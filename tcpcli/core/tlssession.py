@@ -18,7 +18,6 @@ import contextlib
 import encodings.idna  # noqa: F401 - ssl's server names: not inside a timed handshake
 import ssl
 from collections.abc import Callable
-from dataclasses import replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, NamedTuple, cast
 
@@ -33,6 +32,7 @@ from tcpcli.core.errors import (
 from tcpcli.core.tlscontext import handshake_context
 from tcpcli.core.tlsoptions import TLSOptions, _parse_pins, ip_literal, normalize_name
 from tcpcli.core.tlsverdict import Verification
+from tcpcli.record import replace
 
 if TYPE_CHECKING:
     from tcpcli.core.tlsreport import TLSReport

@@ -4,13 +4,12 @@ is built only when something shows it, and defining its classes is a cost of its
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from tcpcli.record import Record
 
 __all__ = ["Verification"]
 
 
-@dataclass(frozen=True)
-class Verification:
+class Verification(Record, frozen=True):
     """The verification verdict. ``verify_code``/``reason`` are OpenSSL's when it failed."""
 
     verified: bool

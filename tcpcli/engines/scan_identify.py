@@ -23,7 +23,7 @@ from __future__ import annotations
 import contextlib
 from collections import deque
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
 import anyio
@@ -31,6 +31,7 @@ import anyio.abc
 
 from tcpcli.core.errors import TcpcliError
 from tcpcli.engines.scan_limits import SocketRoom
+from tcpcli.record import replace
 
 if TYPE_CHECKING:
     from tcpcli.core.destination import IPAddress

@@ -27,7 +27,6 @@ import enum
 from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar, Final, Generic, NoReturn, TypeVar
 
 from tcpcli.protocols.errors import (
@@ -40,6 +39,7 @@ from tcpcli.protocols.errors import (
     StartTlsNotOfferedError,
     StartTlsRefusedError,
 )
+from tcpcli.record import Record, field, replace
 
 #: A line longer than this (without its line ending) is a remote protocol error.
 DEFAULT_MAX_LINE: Final = 8192
@@ -66,31 +66,27 @@ class NeedData(enum.Enum):
 NEED_DATA: Final = NeedData.NEED_DATA
 
 
-@dataclass(frozen=True, slots=True)
-class Greeting:
+class Greeting(Record, frozen=True):
     """The server's first words (banner), as printable text."""
 
     text: str
 
 
-@dataclass(frozen=True, slots=True)
-class Capabilities:
+class Capabilities(Record, frozen=True):
     """What the server advertised, one printable item per capability."""
 
     items: tuple[str, ...]
     after_tls: bool = False
 
 
-@dataclass(frozen=True, slots=True)
-class Send:
+class Send(Record, frozen=True):
     """Bytes the client must send now, in order. ``step`` names them for a waterfall."""
 
     data: bytes
     step: str
 
 
-@dataclass(frozen=True, slots=True)
-class ReadyForTls:
+class ReadyForTls(Record, frozen=True):
     """The server said go: start the TLS handshake now, then call ``tls_established()``.
 
     ``reply`` is the go-ahead's text ("" where the protocol has none, e.g. MySQL).
@@ -99,8 +95,7 @@ class ReadyForTls:
     reply: str
 
 
-@dataclass(frozen=True, slots=True)
-class Done:
+class Done(Record, frozen=True):
     """The dialogue is over; further bytes belong to the application."""
 
 
@@ -120,8 +115,7 @@ class State(enum.Enum):
 # -- Report ---------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class DialogueReport:
+class DialogueReport(Record, frozen=True):
     """What the server advertised. ``None`` means "not known" (the server did not say)."""
 
     protocol: str

@@ -7,10 +7,9 @@ counted against the reply bound, so byte-by-byte input costs no re-scanning.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from tcpcli.protocols.base import Outcome, printable
 from tcpcli.protocols.errors import LimitExceededError, RemoteProtocolError
+from tcpcli.record import Record
 
 
 class LineReader:
@@ -48,8 +47,7 @@ class LineReader:
         self.reply_size = 0
 
 
-@dataclass(frozen=True)
-class CodedReply:
+class CodedReply(Record, frozen=True):
     """A reply with a three-digit code (SMTP, LMTP, FTP, NNTP): code and one text per line."""
 
     code: int

@@ -8,11 +8,11 @@ is asked for: a one-shot ``tcpcli starttls`` loads one, not all fourteen.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from tcpcli.protocols.base import Dialogue
 from tcpcli.protocols.errors import LocalProtocolError, ProtocolError
+from tcpcli.record import Record
 
 #: Dialogue class -> the module that defines it, imported on first use (as the package's
 #: own ``_EXPORTS``, whose form tests/protocols/test_purity.py reads).
@@ -172,8 +172,7 @@ def _looks_like_mysql(data: bytes) -> bool:
     return True
 
 
-@dataclass(frozen=True)
-class Detection:
+class Detection(Record, frozen=True):
     """The outcome of ``--protocol auto``: which dialogue, decided by what, and why."""
 
     protocol: str | None

@@ -14,11 +14,11 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING
 
 from tcpcli.core.address import join_host_port
 from tcpcli.core.timing import Phase, process_started_ns
+from tcpcli.record import Record, values
 
 if TYPE_CHECKING:
     import ssl
@@ -77,8 +77,7 @@ def _what(phase: Phase) -> str:
     return ""
 
 
-@dataclass(frozen=True)
-class WaterfallRow:
+class WaterfallRow(Record, frozen=True):
     """One line of a waterfall: a phase, or a stretch of the run no phase covers.
 
     ``start_ms`` is relative to the command's clock (``cli-start-up`` is negative: it came
@@ -198,7 +197,7 @@ class Waterfall:
         """The ``timing`` event: the total and every row, the numbers the waterfall shows."""
         total = next((row for row in self.rows if row.phase == TOTAL), None)
         return {"total_ms": total.duration_ms if total is not None else None,
-                "rows": [asdict(row) for row in self.rows if row.phase != TOTAL]}
+                "rows": [values(row) for row in self.rows if row.phase != TOTAL]}
 
 
 def row_lines(rows: Sequence[WaterfallRow]) -> list[str]:

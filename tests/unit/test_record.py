@@ -11,7 +11,7 @@ from typing import Any, ClassVar
 
 import pytest
 
-from tcpcli.record import FrozenRecordError, Record, field
+from tcpcli.record import FrozenRecordError, Record, field, replace, values
 
 
 @dataclasses.dataclass
@@ -141,3 +141,18 @@ def test_the_librarys_option_types_keep_their_dataclass_api() -> None:
     with pytest.raises(tcpcli.SocketOptionError):
         dataclasses.replace(tcpcli.TLSOptions(), min_version="TLSv9")  # type: ignore[arg-type]
     assert dataclasses.astuple(tcpcli.SocketAddress("h", 1)) == ("h", 1)
+
+
+def test_replace_and_values_answer_as_the_dataclasses_functions_do() -> None:
+    record, dc = FrozenRecord(allow=("x",)), FrozenDC(allow=("x",))
+    changed = replace(record, allow=("y",))
+    assert changed.parsed == ("Y",) and changed == dataclasses.replace(record, allow=("y",))
+    for wrong in ({"parsed": ()}, {"bogus": 1}):
+        with pytest.raises(TypeError):
+            replace(record, **wrong)
+        with pytest.raises((TypeError, ValueError)):
+            dataclasses.replace(dc, **wrong)
+    assert replace(dc, allow=("z",)) == dataclasses.replace(dc, allow=("z",))  # a dataclass
+    plain = PlainRecord("a", 1)
+    assert values(plain) == dataclasses.asdict(PlainDC("a", 1))
+    assert list(values(plain)) == list(plain.record_fields)
