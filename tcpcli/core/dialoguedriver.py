@@ -138,7 +138,16 @@ async def _drive(dialogue: Dialogue, channel: Channel, deadline: ReplyDeadline,
         deadline.reply_complete()
         if isinstance(event, Send):
             steps.append(event.step)
-            await channel.send(event.data)
+            try:
+                await channel.send(event.data)
+            except TcpcliError as exc:
+                from tcpcli.core.errors import StreamClosedError  # (anyio: only here)
+
+                if not isinstance(exc, StreamClosedError):
+                    raise
+                # The server closed before hearing us (the EOF --protocol auto's wait for
+                # a greeting met closed our side): its next read tells the dialogue, which
+                # names the step, as when the server closes at any other point.
         elif isinstance(event, until):
             return
 
