@@ -17,10 +17,11 @@ import pytest
 import trustme
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from tcpcli.core import dercert, tlsverify
 from tcpcli.core.certgen import throwaway_certificate
+from tests.support.certs import same_name_other_key
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -44,17 +45,10 @@ def settled(sent: Sequence[bytes], verified: Sequence[bytes]) -> bool:
     return dercert._settled_chain(tuple(sent), tuple(verified)) is not None
 
 
-def same_name_other_key(pem: bytes) -> bytes:
+def same_name_other_key_der(pem: bytes) -> bytes:
     """A self-signed CA with the name of ``pem``'s certificate and a key of its own."""
-    cert = x509.load_pem_x509_certificate(pem)
-    key = ec.generate_private_key(ec.SECP256R1())
-    return (x509.CertificateBuilder()
-            .subject_name(cert.subject).issuer_name(cert.subject)
-            .public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(cert.not_valid_before_utc)
-            .not_valid_after(cert.not_valid_after_utc)
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .sign(key, hashes.SHA256()).public_bytes(serialization.Encoding.DER))
+    impostor = same_name_other_key(x509.load_pem_x509_certificate(pem))
+    return impostor.public_bytes(serialization.Encoding.DER)
 
 
 def cross_signed(child_pem: bytes, signer: trustme.CA) -> bytes:
@@ -101,7 +95,7 @@ def test_the_verified_chain_sent_is_settled_here(chain: Chain) -> None:
 def test_every_other_combination_is_the_references(chain: Chain) -> None:
     """Every ordered choice of up to three of leaf, intermediate, root, another root and a
     same-name impostor, against each verified chain: the same answer."""
-    impostor = same_name_other_key(chain.ca.cert_pem.bytes())
+    impostor = same_name_other_key_der(chain.ca.cert_pem.bytes())
     pool = [chain.leaf, chain.inter, chain.root, chain.other, impostor]
     verifieds = [[], [chain.leaf, chain.inter, chain.root], [chain.leaf, chain.root],
                  [chain.leaf]]

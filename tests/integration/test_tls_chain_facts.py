@@ -17,13 +17,12 @@ from collections.abc import Sequence
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives import serialization
 
 from tcpcli.core.tlsreport import OCSP_STAPLING_UNKNOWN
 from tcpcli.core.tlsverify import assess_chain, chain_completeness
 from tests.integration.test_cli_starttls import smtp_server
-from tests.support.certs import PKI, ServerCert, from_trustme
+from tests.support.certs import PKI, ServerCert, from_trustme, same_name_other_key
 from tests.support.cli import run_cli
 from tests.support.peers import echo, serve
 
@@ -48,18 +47,6 @@ def root_and_intermediate(pki: PKI) -> str:
 
 def load(pem: bytes) -> x509.Certificate:
     return x509.load_pem_x509_certificate(pem)
-
-
-def same_name_other_key(cert: x509.Certificate) -> x509.Certificate:
-    """A self-signed certificate with ``cert``'s name and a key of its own."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    return (x509.CertificateBuilder()
-            .subject_name(cert.subject).issuer_name(cert.subject)
-            .public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(cert.not_valid_before_utc)
-            .not_valid_after(cert.not_valid_after_utc)
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .sign(key, hashes.SHA256()))
 
 
 def missing_intermediate(pki: PKI) -> str:

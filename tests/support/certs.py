@@ -140,3 +140,15 @@ class PKI:
             context.verify_mode = ssl.CERT_REQUIRED
             self.client_ca.configure_trust(context)
         return context
+
+
+def same_name_other_key(cert: x509.Certificate) -> x509.Certificate:
+    """A self-signed certificate with ``cert``'s name and a key of its own."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    return (x509.CertificateBuilder()
+            .subject_name(cert.subject).issuer_name(cert.subject)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(cert.not_valid_before_utc)
+            .not_valid_after(cert.not_valid_after_utc)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256()))
