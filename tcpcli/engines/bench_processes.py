@@ -242,9 +242,7 @@ class ProcessBench:
             await self.check_target()
             target = self._checker.checked_target
         assert target is not None
-        import sniffio
-
-        backend = sniffio.current_async_library()
+        backend = _running_backend()
         context = _context()
         conns: list[Connection] = []
         children: list[BaseProcess] = []
@@ -372,3 +370,16 @@ def _context() -> ForkServerContext | SpawnContext:
 
 
 __all__ = ["ProcessBench", "auto_processes", "available_cores", "split"]
+
+
+def _running_backend() -> str:
+    """The running event loop's anyio backend ("asyncio" or "trio"), for the children to
+    run the same. Told by asyncio's running loop, as anyio tells it without sniffio, which
+    anyio no longer depends on since 4.7 (nor does tcpcli)."""
+    import asyncio
+
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return "trio"  # (anyio runs on one of the two)
+    return "asyncio"

@@ -4,10 +4,14 @@ pages and completion scripts land where man and the shells look under the prefix
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -70,6 +74,36 @@ def test_demo_and_every_commands_help(venv: Path) -> None:
     for name in COMMANDS:
         helped = run(tcpcli, name, "--help", env=env)
         assert helped.stdout.startswith(f"Usage: tcpcli {name}"), name
+
+
+def test_a_bench_over_processes_needs_only_the_wheels_dependencies(venv: Path) -> None:
+    """``bench --processes 2`` starts its children on the parent's event loop backend;
+    it once asked sniffio, which neither tcpcli nor anyio (since 4.7) depends on, so only
+    a user's install, where no test dependency brings it, failed."""
+    listener = socket.create_server(("127.0.0.1", 0), backlog=256)
+    done = threading.Event()
+
+    def accept_and_close() -> None:
+        listener.settimeout(0.1)
+        while not done.is_set():
+            with contextlib.suppress(TimeoutError):
+                listener.accept()[0].close()
+
+    acceptor = threading.Thread(target=accept_and_close, daemon=True)
+    acceptor.start()
+    port = listener.getsockname()[1]
+    try:
+        proc = run(venv / "bin" / "tcpcli", "bench", f"127.0.0.1:{port}", "--allow",
+                   "127.0.0.1", "-n", "200", "-c", "64", "--max-sockets", "unlimited",
+                   "--processes", "2", "--json", "-q", env=clean_env(venv))
+    finally:
+        done.set()
+        acceptor.join(5)
+        listener.close()
+    summary = json.loads(proc.stdout.splitlines()[-1])
+    assert summary["event"] == "bench_summary" and summary["samples"] == 200, summary
+    assert run(venv / "bin" / "python", "-c", "import importlib.util as u; "
+               "print(u.find_spec('sniffio') is None)", env=clean_env(venv)).stdout == "True\n"
 
 
 def test_completions_are_installed_and_complete(venv: Path) -> None:
