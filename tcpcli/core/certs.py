@@ -15,7 +15,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import dh, dsa, ec, ed448, ed25519, rsa
 
-from tcpcli.core.dercert import (
+from tcpcli.core.tlsoptions import ip_literal, normalize_name
+from tcpcli.core.tlsreport import (
     SAN_DIRNAME,
     SAN_DNS,
     SAN_EMAIL,
@@ -23,13 +24,12 @@ from tcpcli.core.dercert import (
     SAN_OTHER,
     SAN_RID,
     SAN_URI,
+    CertificateSummary,
     fingerprint_text,
     serial_text,
     spki_text,
     with_days_left,
 )
-from tcpcli.core.tlsoptions import ip_literal, normalize_name
-from tcpcli.core.tlsreport import CertificateSummary
 
 __all__ = [
     "ip_literal",

@@ -17,56 +17,29 @@ so the results are always theirs. tests/core/test_dercert.py holds the two paths
 
 from __future__ import annotations
 
-import base64
 import functools
 import hashlib
 import ipaddress
 import itertools
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
-from tcpcli.core.tlsreport import CertificateSummary
-from tcpcli.record import replace
+from tcpcli.core.tlsreport import (
+    SAN_DIRNAME,
+    SAN_DNS,
+    SAN_EMAIL,
+    SAN_IP,
+    SAN_OTHER,
+    SAN_RID,
+    SAN_URI,
+    CertificateSummary,
+    fingerprint_text,
+    serial_text,
+    spki_text,
+    with_days_left,
+)
 
-__all__ = [
-    "chain_completeness",
-    "fingerprint_text",
-    "serial_text",
-    "spki_text",
-    "summarize_certificate",
-    "with_days_left",
-]
-
-
-# --------------------------------------------------------------------------- shared facts
-# How a summary writes its values: certs.py formats cryptography's objects with these too.
-
-#: subjectAltName prefixes, as the report writes each kind of name.
-SAN_DNS, SAN_IP, SAN_EMAIL, SAN_URI = "DNS:", "IP:", "email:", "URI:"
-SAN_DIRNAME, SAN_RID, SAN_OTHER = "DirName:", "Registered ID:", "othername:<unsupported>"
-
-
-def serial_text(serial: int) -> str:
-    """Upper-case hex with an even number of digits."""
-    text = f"{serial:X}"
-    return text if len(text) % 2 == 0 else "0" + text
-
-
-def fingerprint_text(der: bytes) -> str:
-    """A SHA-256 fingerprint as the report writes it: "AB:CD:..."."""
-    return hashlib.sha256(der).digest().hex(":").upper()
-
-
-def spki_text(spki_der: bytes) -> str:
-    """A public key's pin as ``--pin`` takes it: ``sha256/<base64>`` of its SPKI."""
-    return "sha256/" + base64.b64encode(hashlib.sha256(spki_der).digest()).decode()
-
-
-def with_days_left(summary: CertificateSummary) -> CertificateSummary:
-    """``summary`` with ``days_left`` counted from now, truncated toward zero ("expired 2
-    days ago" is -2, "29.9 days left" is 29)."""
-    days = int((summary.not_after - datetime.now(UTC)) / timedelta(days=1))
-    return replace(summary, days_left=days)
+__all__ = ["chain_completeness", "summarize_certificate"]
 
 
 # --------------------------------------------------------------------------- the entry points

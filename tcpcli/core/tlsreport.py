@@ -8,10 +8,12 @@ name these types cheaply; :mod:`tcpcli.core.certs` fills in a :class:`Certificat
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import base64
+import hashlib
+from datetime import UTC, datetime, timedelta
 
 from tcpcli.core.tlsverdict import Verification
-from tcpcli.record import Record, values
+from tcpcli.record import Record, replace, values
 
 __all__ = [
     "OCSP_STAPLING_UNKNOWN",
@@ -91,3 +93,33 @@ def _jsonable(value: object) -> object:
         return {name: _jsonable(item) for name, item in values(value).items()}
     return value
 
+
+# How a summary writes its values, whoever reads the certificate: core.dercert from the
+# DER, core.certs with cryptography.
+
+#: subjectAltName prefixes, as the report writes each kind of name.
+SAN_DNS, SAN_IP, SAN_EMAIL, SAN_URI = "DNS:", "IP:", "email:", "URI:"
+SAN_DIRNAME, SAN_RID, SAN_OTHER = "DirName:", "Registered ID:", "othername:<unsupported>"
+
+
+def serial_text(serial: int) -> str:
+    """Upper-case hex with an even number of digits."""
+    text = f"{serial:X}"
+    return text if len(text) % 2 == 0 else "0" + text
+
+
+def fingerprint_text(der: bytes) -> str:
+    """A SHA-256 fingerprint as the report writes it: "AB:CD:..."."""
+    return hashlib.sha256(der).digest().hex(":").upper()
+
+
+def spki_text(spki_der: bytes) -> str:
+    """A public key's pin as ``--pin`` takes it: ``sha256/<base64>`` of its SPKI."""
+    return "sha256/" + base64.b64encode(hashlib.sha256(spki_der).digest()).decode()
+
+
+def with_days_left(summary: CertificateSummary) -> CertificateSummary:
+    """``summary`` with ``days_left`` counted from now, truncated toward zero ("expired 2
+    days ago" is -2, "29.9 days left" is 29)."""
+    days = int((summary.not_after - datetime.now(UTC)) / timedelta(days=1))
+    return replace(summary, days_left=days)
