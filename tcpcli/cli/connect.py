@@ -44,6 +44,7 @@ if TYPE_CHECKING:
     from tcpcli.cli.stdio import FdWriter, InterruptLatch
     from tcpcli.core.blocking import BlockingConnection
     from tcpcli.core.blockingtls import BlockingTLS
+    from tcpcli.core.connect import ConnectOptions
     from tcpcli.core.errors import TcpcliError
     from tcpcli.core.expect import Expectation
     from tcpcli.core.invocation import Invocation
@@ -335,12 +336,10 @@ class ConnectSession:
         return ExitCode.INTERRUPTED if latch.presses else code
 
     def main_now(self, invocation: Invocation) -> int | None:
-        """The conversation without an event loop (``core.blocking``, and
-        ``core.blockingtls`` for --tls): a connection whose addresses are known without a
-        DNS query. None, with nothing done, when the event-loop core is needed (STARTTLS,
-        a proxy, a DNS query)."""
-        if self.starttls:
-            return None
+        """The conversation without an event loop (``core.blocking``; ``core.blockingtls``
+        for --tls, ``core.blockingstarttls`` for --starttls): a connection whose addresses
+        are known without a DNS query. None, with nothing done, when the event-loop core
+        is needed (a proxy, a DNS query)."""
         import signal
 
         from tcpcli.core.address import parse_address
@@ -358,8 +357,10 @@ class ConnectSession:
                 conn = open_tls_now(invocation, address.hostname, address.port,
                                     target=address.address_str, options=options, clock=clock)
             else:
-                conn = open_now(invocation, address.hostname, address.port,
-                                target=address.address_str, options=options, clock=clock)
+                plain = open_now(invocation, address.hostname, address.port,
+                                 target=address.address_str, options=options, clock=clock)
+                conn = plain if plain is None or not self.starttls else \
+                    self._upgrade_now(plain, address.hostname, options)
             if conn is None:
                 return None
             return self._converse_now(conn)
@@ -368,6 +369,27 @@ class ConnectSession:
             # on its way out, and no later press may turn exit 130 into a traceback.
             signal.signal(signal.SIGINT, signal.SIG_IGN)
             return ExitCode.INTERRUPTED
+
+    def _upgrade_now(self, conn: BlockingConnection, hostname: str,
+                     options: ConnectOptions) -> BlockingTLS:
+        """--starttls over the blocking connection: the dialogue's rules are
+        ``core.dialoguedriver``'s, as over the Socket (:meth:`_converse`)."""
+        from tcpcli.core.blockingstarttls import BlockingChannel
+        from tcpcli.core.dialoguedriver import drive_starttls
+        from tcpcli.core.waits import run_without_loop
+        from tcpcli.protocols.registry import get_dialogue
+
+        assert self.starttls is not None
+        channel = BlockingChannel(conn, hostname=hostname, options=options)
+        try:
+            result = run_without_loop(drive_starttls(
+                channel, get_dialogue(self.starttls), reply_timeout=self.common.reply_timeout))
+            if result.after_tls_error is not None:
+                raise result.after_tls_error
+        except BaseException:
+            channel.abort()  # as the invocation's end aborts the loop's sockets
+            raise
+        return result.socket
 
     def _converse_now(self, conn: BlockingConnection | BlockingTLS) -> int:
         self._show_connected(conn)

@@ -250,3 +250,62 @@ def test_a_plain_tls_connect_starts_no_event_loop(server_ssl_context: ssl.SSLCon
     assert "tcpcli.core.blockingtls" in imported
     assert not {"asyncio", "anyio", "tcpcli.core.socket", "tcpcli.core.tls"} & imported
 
+
+
+# ---------------------------------------------------------------------- connect --starttls
+
+
+def test_a_starttls_conversation_is_the_same_both_ways(server_ssl_context: ssl.SSLContext,
+                                                       ca_file: str) -> None:
+    """``connect --starttls smtp``: the dialogue, the upgrade, then the user's lines over
+    TLS (the tests' SMTP peer echoes them until QUIT), and the JSON events."""
+    from tests.integration.test_cli_starttls import smtp_server
+
+    for extra in ((), ("--json",), ("-v",)):
+        with serve(smtp_server(server_ssl_context)) as server:
+            runs = both("connect", server.address, "--starttls", "smtp", "--ca-file",
+                        ca_file, *ALLOW, *extra, stdin=b"hello\r\nQUIT\r\n")
+        assert runs[0].returncode == 0, runs[0].stderr
+        if extra == ("--json",):  # (connect's events go to stderr, its product to stdout)
+            events = [json.loads(line)["event"] for line in runs[0].stderr.splitlines()]
+            assert events == [json.loads(line)["event"]
+                              for line in runs[1].stderr.splitlines()]
+            assert "starttls" in events and "tls" in events
+        else:
+            assert_same(*runs)
+        assert runs[0].stdout == b"echo hello\r\necho QUIT\r\n"
+
+
+@pytest.mark.parametrize(("variant", "said"), [
+    ({"offer": False}, b"does not offer STARTTLS"),
+    ({"refuse": True}, b"refused STARTTLS: 454"),
+    ({"inject": True}, b"response injection"),
+    ({"hang_up_after_tls": True}, b"closed the connection"),
+])
+def test_a_starttls_refusal_is_the_same_error_both_ways(
+        server_ssl_context: ssl.SSLContext, ca_file: str, variant: dict[str, bool],
+        said: bytes) -> None:
+    from tests.integration.test_cli_starttls import smtp_server
+
+    with serve(smtp_server(server_ssl_context, **variant)) as server:
+        runs = both("connect", server.address, "--starttls", "smtp", "--ca-file", ca_file,
+                    *ALLOW, stdin=b"")
+    assert runs[0].returncode == 8 and said in runs[0].stderr, runs[0].stderr
+    assert runs[0].stdout == b""
+    assert_same(*runs)
+
+
+def test_a_starttls_connect_starts_no_event_loop(server_ssl_context: ssl.SSLContext,
+                                                 ca_file: str) -> None:
+    from tests.integration.test_cli_starttls import smtp_server
+
+    with serve(smtp_server(server_ssl_context)) as server:
+        proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "tcpcli", "connect",
+                               server.address, "--starttls", "smtp", "--ca-file", ca_file,
+                               *ALLOW], input=b"QUIT\r\n", capture_output=True,
+                              env=environment(), timeout=30)
+    assert proc.returncode == 0 and proc.stdout == b"echo QUIT\r\n", proc.stderr[-2000:]
+    imported = {line.split("|")[-1].strip() for line in proc.stderr.decode().splitlines()
+                if line.startswith("import time:")}
+    assert "tcpcli.core.blockingstarttls" in imported
+    assert not {"asyncio", "anyio", "tcpcli.core.socket", "tcpcli.core.starttls"} & imported
