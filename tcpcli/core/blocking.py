@@ -182,7 +182,6 @@ class BlockingConnection:
             self.sock.close()
         self.slots.release(self.slot)
 
-
     def discard(self) -> None:
         """Close with no close phase and give the slot back: the connection never opened
         for the caller (its TLS handshake failed), as ``Socket`` drops its transport."""

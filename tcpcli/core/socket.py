@@ -81,6 +81,7 @@ from tcpcli.core.tlsoptions import TLSOptions
 from tcpcli.record import Record, replace
 
 if TYPE_CHECKING:
+    import socket
     import ssl
     from ipaddress import IPv4Address, IPv6Address
 
@@ -518,12 +519,18 @@ class Socket:
         """How long a proxy may take to answer (its handshake, like a TLS server's)."""
         return self.options.tls_handshake_timeout or REPLY_TIMEOUT
 
+    def _raw_socket(self) -> socket.socket | None:
+        """The kernel socket under the connection (and its TLS), None when there is none
+        (not yet open, closed, or a memory connector's stream)."""
+        transport = self._transport
+        raw: socket.socket | None = None if transport is None else transport.extra(
+            anyio.abc.SocketAttribute.raw_socket, None)
+        return raw
+
     def ack_promptly(self) -> None:
         """ACK what arrives next at once (``core.rawsocket.ack_promptly``): for a caller
         about to wait for a reply to what it just wrote, as a STARTTLS dialogue is."""
-        transport = self._transport
-        raw = None if transport is None else transport.extra(
-            anyio.abc.SocketAttribute.raw_socket, None)
+        raw = self._raw_socket()
         if raw is not None:
             from tcpcli.core.rawsocket import ack_promptly
 
@@ -533,9 +540,7 @@ class Socket:
         """What the kernel knows about this connection (Linux ``TCP_INFO``: RTT, MSS,
         retransmits, ...; ``core.tcpinfo``), or None: not told here. Once the connection
         has closed, its last facts when ``keep_tcp_info`` was set before."""
-        transport = self._transport
-        raw = None if transport is None else transport.extra(
-            anyio.abc.SocketAttribute.raw_socket, None)
+        raw = self._raw_socket()
         if raw is None:
             return self._tcp_info_at_close
         from tcpcli.core.tcpinfo import tcp_info
