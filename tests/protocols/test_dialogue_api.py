@@ -35,7 +35,8 @@ def test_what_the_registry_knows_before_importing_is_the_dialogues_own() -> None
     imports only the dialogue it speaks: the table must say what each class says."""
     from tcpcli.protocols import registry, telnet
 
-    assert list(registry._ENTRIES) == list(DIALOGUES)
+    # (The two tables agree: each class the lazy imports know is one entry's.)
+    assert sorted(entry.cls for entry in registry._ENTRIES.values()) == sorted(registry._EXPORTS)
     for name, entry in registry._ENTRIES.items():
         cls = DIALOGUES[name]
         assert (entry.default_ports, entry.server_speaks_first) == (
